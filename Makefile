@@ -1,0 +1,36 @@
+# The two commands of the README, and the developer's helpers. Each target does its own set-up.
+PYTHON ?= python3
+VENV   := .venv
+HUB    := $(VENV)/bin/hub
+STAMP  := $(VENV)/.installed-$(shell cksum < pyproject.toml | cut -d' ' -f1)
+
+.PHONY: demo test lint format venv stack-down
+
+demo: $(STAMP)            ## the main job end to end on the local stack
+	$(HUB) demo
+
+test: lint               ## venv, lint, the real stack, then every test
+	$(HUB) stack up
+	$(VENV)/bin/pytest
+
+lint: $(STAMP)            ## ruff (lint + format check) and mypy, as CI expects them clean
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+format: $(STAMP)
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+venv: $(STAMP)
+
+stack-down:
+	$(HUB) stack down
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is needed (set PYTHON=...)")'
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -e '.[dev]'
+	rm -f $(VENV)/.installed-*
+	touch $@

@@ -1,0 +1,1 @@
+"""The testbed telemetry hub: settings, registry, storage, API and the ``hub`` command."""

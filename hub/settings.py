@@ -1,0 +1,125 @@
+"""One typed settings object, read from the environment once at start and passed in.
+
+Every default is the local one from the contract; every field can be overridden by its
+``HUB_*`` variable so the same code runs against the local stack, docker-compose or production.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class SettingsError(ValueError):
+    """A HUB_* variable holds a value the hub cannot use; the message names the variable."""
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r}: not an integer") from None
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r}: not a number") from None
+
+
+def host_port(address: str, variable: str) -> tuple[str, int]:
+    """Split ``host:port``; the error names the variable the address came from."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise SettingsError(f"{variable}={address!r}: expected host:port")
+    return host, int(port)
+
+
+@dataclass(frozen=True, slots=True)
+class DatabaseTarget:
+    """The parts of ``HUB_DATABASE_URL`` the local stack needs to create the role and database."""
+
+    host: str
+    port: int
+    user: str
+    password: str
+    dbname: str
+
+    @classmethod
+    def parse(cls, url: str) -> DatabaseTarget:
+        parts = urlsplit(url)
+        if parts.scheme not in ("postgresql", "postgres") or not parts.hostname:
+            raise SettingsError(
+                f"HUB_DATABASE_URL={url!r}: expected postgresql://user:pass@host:port/db"
+            )
+        return cls(
+            host=parts.hostname,
+            port=parts.port or 5432,
+            user=parts.username or "hub",
+            password=parts.password or "",
+            dbname=parts.path.lstrip("/") or "hub",
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    kafka_sasl_bootstrap: str = "127.0.0.1:9093"
+    database_url: str = "postgresql://hub:hub@127.0.0.1:5433/hub"
+    api_port: int = 8000
+    prometheus_address: str = "127.0.0.1:9090"
+    home: Path = field(default_factory=lambda: PROJECT_ROOT / ".hub")
+    project_root: Path = PROJECT_ROOT
+    # Internal to the local stack, not part of the contract.
+    kafka_controller_port: int = 9094
+    stack_start_timeout_s: float = 90.0
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        defaults = cls()
+        home = env.get("HUB_HOME")
+        settings = cls(
+            kafka_bootstrap=env.get("HUB_KAFKA_BOOTSTRAP") or defaults.kafka_bootstrap,
+            kafka_sasl_bootstrap=env.get("HUB_KAFKA_SASL_BOOTSTRAP")
+            or defaults.kafka_sasl_bootstrap,
+            database_url=env.get("HUB_DATABASE_URL") or defaults.database_url,
+            api_port=_int(env, "HUB_API_PORT", defaults.api_port),
+            home=Path(home).resolve() if home else defaults.home,
+            kafka_controller_port=_int(
+                env, "HUB_KAFKA_CONTROLLER_PORT", defaults.kafka_controller_port
+            ),
+            stack_start_timeout_s=_float(
+                env, "HUB_STACK_START_TIMEOUT", defaults.stack_start_timeout_s
+            ),
+        )
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        """Fail at start, naming the variable, rather than deep inside a client library."""
+        host_port(self.kafka_bootstrap.split(",")[0], "HUB_KAFKA_BOOTSTRAP")
+        host_port(self.kafka_sasl_bootstrap.split(",")[0], "HUB_KAFKA_SASL_BOOTSTRAP")
+        DatabaseTarget.parse(self.database_url)
+        if not 0 < self.api_port < 65536:
+            raise SettingsError(f"HUB_API_PORT={self.api_port}: not a TCP port")
+
+    @property
+    def database(self) -> DatabaseTarget:
+        return DatabaseTarget.parse(self.database_url)
+
+    @property
+    def deploy_dir(self) -> Path:
+        return self.project_root / "deploy"

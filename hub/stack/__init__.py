@@ -1,0 +1,55 @@
+"""The local stack: real Kafka, TimescaleDB and Prometheus, run natively from ``$HUB_HOME``.
+
+Parts come up in dependency order (database, broker, then the scraper) and go down in reverse.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from hub.settings import Settings
+from hub.stack.errors import StackError
+from hub.stack.kafka import Kafka
+from hub.stack.part import Part, PartStatus, Say
+from hub.stack.prometheus import Prometheus
+from hub.stack.timescaledb import TimescaleDB
+
+__all__ = ["PART_NAMES", "PartStatus", "Stack", "StackError"]
+
+PART_NAMES = ("timescaledb", "kafka", "prometheus")
+
+
+class Stack:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.parts: dict[str, Part] = {
+            "timescaledb": TimescaleDB(settings),
+            "kafka": Kafka(settings),
+            "prometheus": Prometheus(settings),
+        }
+
+    def select(self, names: Sequence[str]) -> list[Part]:
+        unknown = [name for name in names if name not in self.parts]
+        if unknown:
+            raise StackError(
+                f"unknown part {', '.join(unknown)}; parts are {', '.join(PART_NAMES)}"
+            )
+        return [part for name, part in self.parts.items() if not names or name in names]
+
+    def status(self, names: Sequence[str] = ()) -> list[PartStatus]:
+        return [part.status() for part in self.select(names)]
+
+    def up(self, say: Say, names: Sequence[str] = ()) -> list[PartStatus]:
+        self.settings.home.mkdir(parents=True, exist_ok=True)
+        statuses = []
+        for part in self.select(names):
+            before = part.status()
+            if before.state == "running":
+                say(f"{part.name}: already running (pid {before.pid})")
+                statuses.append(before)
+            else:
+                statuses.append(part.up(say))
+        return statuses
+
+    def down(self, say: Say, names: Sequence[str] = ()) -> list[PartStatus]:
+        return [part.down(say) for part in reversed(self.select(names))]

@@ -1,0 +1,5 @@
+"""The one error the stack raises: its message is the single line the user sees."""
+
+
+class StackError(RuntimeError):
+    """A part of the local stack could not be set up, started or stopped; says how to fix it."""
