@@ -7,13 +7,22 @@ Every failure the user can fix ends as one line on stderr and a non-zero exit co
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
+from pathlib import Path
+from typing import TYPE_CHECKING
 
-from hub.settings import Settings, SettingsError
+from hub.errors import HubError
+from hub.registry.files import DATA_DIR as REGISTRY_DIR
+from hub.settings import Settings
 from hub.stack.part import PartStatus
+
+if TYPE_CHECKING:
+    from hub.registry.load import LoadReport
+    from hub.registry.model import Registry
 
 EXIT_FAILED = 1
 EXIT_NOT_RUNNING = 3
@@ -57,6 +66,50 @@ def cmd_stack(args: argparse.Namespace, settings: Settings) -> int:
     return 0 if all(s.state == "running" for s in statuses) else EXIT_NOT_RUNNING
 
 
+def cmd_registry(args: argparse.Namespace, settings: Settings) -> int:
+    from hub.registry.files import read_registry
+
+    registry = read_registry(args.dir)
+    report = asyncio.run(_load_registry(settings, registry))
+    changes = ", ".join(
+        f"{table} {n} ({report.changes[table]})" for table, n in report.counts.items()
+    )
+    verdict = "changed" if report.changed else "unchanged"
+    print(f"registry {report.digest} loaded, {verdict}: {changes}")
+    return 0
+
+
+async def _load_registry(settings: Settings, registry: Registry) -> LoadReport:
+    from hub.db import connect
+    from hub.db.migrate import migrate
+    from hub.registry.load import load_registry
+
+    conn = await connect(settings)
+    try:
+        for name in await migrate(conn):
+            say(f"applied migration {name}")
+        return await load_registry(conn, registry)
+    finally:
+        await conn.close()
+
+
+def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
+    from hub.simulate import SimulationOptions, progress_printer, simulate, summary
+
+    options = SimulationOptions(
+        sites=args.sites,
+        rate_hz=args.rate,
+        duration_s=args.duration,
+        bad_fraction=args.bad_fraction,
+        region=args.region,
+        seed=args.seed,
+    )
+    tally = asyncio.run(simulate(settings, options, progress_printer(options)))
+    print(file=sys.stderr)
+    print(summary(tally))
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     """Until the stream processors land, the demo brings up the stack and shows its state."""
     from hub.stack import Stack
@@ -64,6 +117,36 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     statuses = Stack(settings).up(say)
     print(_stack_table(statuses))
     return 0
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} is negative")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text} must be a positive number")
+    return value
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text} is not between 0 and 1")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -96,13 +179,54 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--json", action="store_true", help="one JSON document instead of a table")
     stack.set_defaults(handler=cmd_stack)
 
+    registry = commands.add_parser(
+        "registry",
+        help="the testbed registry: sites, devices, demonstrations and their KPIs",
+        description="Load the registry files into the database (migrating it first). "
+        "Idempotent: loading the same files again changes nothing; a broken entry stops the "
+        "load with its file, entry and reason, and changes nothing.",
+    )
+    registry_actions = registry.add_subparsers(dest="action", required=True, metavar="ACTION")
+    load = registry_actions.add_parser("load", help="load (or update) the registry")
+    load.add_argument(
+        "--dir",
+        type=Path,
+        default=REGISTRY_DIR,
+        help=f"directory with sites.csv, devices.csv, demonstrations.yaml (default {REGISTRY_DIR})",
+    )
+    registry.set_defaults(handler=cmd_registry)
+
+    sim = commands.add_parser(
+        "simulate",
+        help="devices of N registered sites publishing telemetry",
+        description="Drive registered devices (from the loaded registry) with per-technology "
+        "profiles: latency distributions, detections, outages and reconnects. Ends by printing "
+        "how many records were sent, by kind, and the bad ones by reason.",
+    )
+    sim.add_argument("--sites", type=_positive_int, default=100, help="sites (0: all; default 100)")
+    sim.add_argument(
+        "--rate", type=_positive_float, default=1.0, help="events per site per second (default 1)"
+    )
+    sim.add_argument(
+        "--duration", type=_positive_float, default=60.0, help="seconds to run (default 60)"
+    )
+    sim.add_argument(
+        "--bad-fraction",
+        type=_fraction,
+        default=0.0,
+        help="share of records made invalid on purpose, one DLQ reason each (default 0)",
+    )
+    sim.add_argument("--region", choices=("gwangju", "jeonnam"), help="only this region's sites")
+    sim.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
+    sim.set_defaults(handler=cmd_simulate)
+
     demo = commands.add_parser("demo", help="the main job end to end on the local stack")
     demo.set_defaults(handler=cmd_demo)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from hub.stack.errors import StackError
+    from aiokafka.errors import KafkaConnectionError
 
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -110,8 +234,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = Settings.from_env()
         handler: Handler = args.handler
         return handler(args, settings)
-    except (SettingsError, StackError) as error:
+    except HubError as error:
         print(f"hub {args.command}: error: {error}", file=sys.stderr, flush=True)
+        return EXIT_FAILED
+    except KafkaConnectionError as error:
+        print(
+            f"hub {args.command}: error: Kafka did not answer ({error}); start the local stack "
+            "with `hub stack up` or set HUB_KAFKA_BOOTSTRAP",
+            file=sys.stderr,
+            flush=True,
+        )
         return EXIT_FAILED
     except KeyboardInterrupt:
         return 130

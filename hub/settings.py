@@ -12,10 +12,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from hub.errors import HubError
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
-class SettingsError(ValueError):
+class SettingsError(HubError):
     """A HUB_* variable holds a value the hub cannot use; the message names the variable."""
 
 
@@ -82,6 +84,8 @@ class Settings:
     prometheus_address: str = "127.0.0.1:9090"
     home: Path = field(default_factory=lambda: PROJECT_ROOT / ".hub")
     project_root: Path = PROJECT_ROOT
+    # Partitions of every topic the hub creates (the unit of parallelism across workers).
+    partitions: int = 12
     # Internal to the local stack, not part of the contract.
     kafka_controller_port: int = 9094
     stack_start_timeout_s: float = 90.0
@@ -98,6 +102,7 @@ class Settings:
             database_url=env.get("HUB_DATABASE_URL") or defaults.database_url,
             api_port=_int(env, "HUB_API_PORT", defaults.api_port),
             home=Path(home).resolve() if home else defaults.home,
+            partitions=_int(env, "HUB_PARTITIONS", defaults.partitions),
             kafka_controller_port=_int(
                 env, "HUB_KAFKA_CONTROLLER_PORT", defaults.kafka_controller_port
             ),
@@ -115,6 +120,8 @@ class Settings:
         DatabaseTarget.parse(self.database_url)
         if not 0 < self.api_port < 65536:
             raise SettingsError(f"HUB_API_PORT={self.api_port}: not a TCP port")
+        if self.partitions < 1:
+            raise SettingsError(f"HUB_PARTITIONS={self.partitions}: needs at least 1")
 
     @property
     def database(self) -> DatabaseTarget:
