@@ -9,6 +9,7 @@ Agreement with ``schemas/telemetry-v1.schema.json`` is checked by a property-bas
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from datetime import datetime
@@ -85,7 +86,6 @@ class Event(msgspec.Struct, frozen=True, gc=False):
 
 
 _decoder: Final = msgspec.json.Decoder(TelemetryV1)
-_generic: Final = msgspec.json.Decoder()
 
 
 def decode(raw: bytes, now_ms: int) -> Event:
@@ -104,7 +104,7 @@ def decode(raw: bytes, now_ms: int) -> Event:
         raise Rejected(Reason.MALFORMED_JSON, str(error)) from None
     try:
         ts_ms = int(datetime.fromisoformat(msg.ts).timestamp() * 1000)
-    except ValueError as error:
+    except (ValueError, OverflowError) as error:
         raise Rejected(Reason.SCHEMA_VIOLATION, f"ts: not a valid time ({error})") from None
     if ts_ms > now_ms + MAX_FUTURE_MS:
         ahead = (ts_ms - now_ms) / 1000
@@ -147,8 +147,9 @@ _ts = re.compile(TS_PATTERN)
 def explain(raw: bytes, error: msgspec.ValidationError) -> str:
     """The first problem of a record that failed the typed decode, as ``field: what is wrong``."""
     try:
-        obj = _generic.decode(raw)
-    except msgspec.DecodeError:
+        # The stdlib reads out-of-range numbers as inf where msgspec refuses: it can name them.
+        obj = json.loads(raw)
+    except ValueError:
         return str(error)
     return first_problem(obj) or str(error)
 
