@@ -106,7 +106,10 @@ def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
     )
     tally = asyncio.run(simulate(settings, options, progress_printer(options)))
     print(file=sys.stderr)
-    print(summary(tally))
+    if args.json:
+        print(json.dumps(tally.as_dict()))
+    else:
+        print(summary(tally))
     return 0
 
 
@@ -218,6 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sim.add_argument("--region", choices=("gwangju", "jeonnam"), help="only this region's sites")
     sim.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
+    sim.add_argument("--json", action="store_true", help="print the tally as one JSON line")
     sim.set_defaults(handler=cmd_simulate)
 
     demo = commands.add_parser("demo", help="the main job end to end on the local stack")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -27,6 +28,30 @@ def run_hub(
     )
 
 
+async def run_hub_async(
+    *args: str, env: Mapping[str, str] | None = None, timeout_s: float = 600
+) -> subprocess.CompletedProcess[str]:
+    """``run_hub`` for async tests: the event loop (and the clients on it) keeps running."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "hub",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, **(env or {})},
+    )
+    try:
+        async with asyncio.timeout(timeout_s):
+            out, err = await proc.communicate()
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        raise
+    assert proc.returncode is not None
+    return subprocess.CompletedProcess(list(args), proc.returncode, out.decode(), err.decode())
+
+
 @pytest.fixture(scope="session")
 def settings() -> Settings:
     return Settings.from_env()
@@ -43,3 +68,11 @@ def stack(settings: Settings) -> Settings:
 @pytest.fixture
 def project_root() -> Path:
     return Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def loaded_registry(stack: Settings) -> Settings:
+    """The repository's registry, loaded into the stack's database."""
+    result = run_hub("registry", "load")
+    assert result.returncode == 0, f"hub registry load failed:\n{result.stderr}"
+    return stack

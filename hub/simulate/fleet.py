@@ -59,6 +59,14 @@ class Tally:
     bad: Counter[str] = field(default_factory=Counter)
     buffered_in_outages: int = 0
 
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "sent": self.sent,
+            "by_kind": dict(self.by_kind),
+            "bad": {str(reason): n for reason, n in self.bad.items()},
+            "buffered_in_outages": self.buffered_in_outages,
+        }
+
 
 def build_fleet(rows: list[tuple[str, str, str, str, str]], sites: int, seed: int) -> list[SimSite]:
     """``rows``: (site_id, region, district, device_id, technology). Picks ``sites`` sites spread

@@ -39,7 +39,9 @@ def test_contract_example_is_accepted_with_its_event_time() -> None:
     assert event.site_id == "GJ-BUK-0012"
     assert event.device_id == "GJ-BUK-0012-CAM1"
     # 09:00:00.120 in Korea is 00:00:00.120 UTC.
-    assert event.ts_ms == int(datetime(2026, 11, 25, 0, 0, 0, 120_000, tzinfo=UTC).timestamp() * 1000)
+    assert event.ts_ms == int(
+        datetime(2026, 11, 25, 0, 0, 0, 120_000, tzinfo=UTC).timestamp() * 1000
+    )
     assert event.metrics == {"inference_latency_ms": 84.2, "hazards_detected": 1.0, "online": 1.0}
 
 
@@ -49,7 +51,11 @@ def test_encode_round_trips() -> None:
         event_id="e1", device_id="D", site_id="S", ts=ts, kind="heartbeat", metrics={"online": 1}
     )
     event = telemetry.decode(data, NOW_MS)
-    assert (event.event_id, event.kind, event.ts_ms) == ("e1", "heartbeat", int(ts.timestamp() * 1000))
+    assert (event.event_id, event.kind, event.ts_ms) == (
+        "e1",
+        "heartbeat",
+        int(ts.timestamp() * 1000),
+    )
 
 
 def test_unknown_fields_are_ignored() -> None:
@@ -61,9 +67,11 @@ def test_unknown_fields_are_ignored() -> None:
     [
         (raw(metrics={"online": "yes"}), "metrics.online: not a finite number"),
         (raw(metrics={"online": True}), "metrics.online: not a finite number"),
-        (b'{"schema":"telemetry/1","event_id":"e","device_id":"d","site_id":"s",'
-         b'"ts":"2026-11-25T00:00:00Z","kind":"measurement","metrics":{"online":1e999}}',
-         "metrics.online: not a finite number"),
+        (
+            b'{"schema":"telemetry/1","event_id":"e","device_id":"d","site_id":"s",'
+            b'"ts":"2026-11-25T00:00:00Z","kind":"measurement","metrics":{"online":1e999}}',
+            "metrics.online: not a finite number",
+        ),
         (raw(metrics={}), "metrics: 0 entries, expected 1 to 64"),
         (raw(metrics={f"m{i}": i for i in range(65)}), "metrics: 65 entries, expected 1 to 64"),
         (raw(metrics={"Online": 1}), "metrics.'Online': name does not match"),

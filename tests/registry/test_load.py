@@ -1,0 +1,97 @@
+"""`hub registry load` on the real TimescaleDB: idempotent, exact on edits, refuses broken files."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from hub.registry.files import DATA_DIR
+from hub.settings import Settings
+from tests.conftest import run_hub
+
+TABLES = ("sites", "devices", "demonstrations", "kpis")
+
+
+async def snapshot(settings: Settings) -> dict[str, list[tuple[object, ...]]]:
+    conn = await asyncpg.connect(settings.database_url)
+    try:
+        keys = {
+            "sites": "site_id",
+            "devices": "device_id",
+            "demonstrations": "demonstration_id",
+            "kpis": "demonstration_id, kpi_id",
+        }
+        return {
+            table: [tuple(r) for r in await conn.fetch(f"SELECT * FROM {table} ORDER BY {key}")]
+            for table, key in keys.items()
+        } | {"state": [tuple(r) for r in await conn.fetch("SELECT * FROM registry_state")]}
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(scope="module")
+def loaded(stack: Settings) -> Settings:
+    result = run_hub("registry", "load")
+    assert result.returncode == 0, result.stderr
+    return stack
+
+
+async def test_loading_twice_gives_the_same_tables(loaded: Settings) -> None:
+    before = await snapshot(loaded)
+    result = run_hub("registry", "load")
+    assert result.returncode == 0, result.stderr
+    assert "unchanged" in result.stdout
+    assert await snapshot(loaded) == before
+    counts = {table: len(before[table]) for table in TABLES}
+    gwangju = sum(1 for row in before["sites"] if row[1] == "gwangju")
+    assert gwangju == 3375
+    assert counts["demonstrations"] >= 10
+    assert counts["devices"] >= counts["sites"]
+
+
+async def test_an_edit_changes_exactly_that_row_and_reloading_restores_it(
+    loaded: Settings, tmp_path: Path
+) -> None:
+    before = await snapshot(loaded)
+    edited = tmp_path / "registry"
+    shutil.copytree(DATA_DIR, edited)
+    yaml_text = (edited / "demonstrations.yaml").read_text()
+    (edited / "demonstrations.yaml").write_text(
+        yaml_text.replace("threshold: 250", "threshold: 260", 1)
+    )
+    try:
+        result = run_hub("registry", "load", "--dir", str(edited))
+        assert result.returncode == 0, result.stderr
+        assert "kpis 24 (+0 ~1 -0)" in result.stdout
+        after = await snapshot(loaded)
+        changed = [(a, b) for a, b in zip(before["kpis"], after["kpis"], strict=True) if a != b]
+        assert len(changed) == 1
+        assert changed[0][1][:2] == ("DEMO-001", "latency_p95")
+        assert after["sites"] == before["sites"]
+        assert after["state"][0][1] != before["state"][0][1]  # a new digest: workers reload
+    finally:
+        restored = run_hub("registry", "load")
+    assert restored.returncode == 0, restored.stderr
+    now = await snapshot(loaded)
+    assert {t: now[t] for t in TABLES} == {t: before[t] for t in TABLES}
+    assert now["state"][0][1] == before["state"][0][1]  # the original digest again
+
+
+async def test_a_broken_registry_changes_nothing(loaded: Settings, tmp_path: Path) -> None:
+    before = await snapshot(loaded)
+    broken = tmp_path / "registry"
+    shutil.copytree(DATA_DIR, broken)
+    devices = (broken / "devices.csv").read_text()
+    (broken / "devices.csv").write_text(devices + "GJ-GHOST-0001-CAM1,GJ-GHOST-0001,DEMO-001,X\n")
+
+    result = run_hub("registry", "load", "--dir", str(broken))
+
+    assert result.returncode == 1
+    assert "devices.csv" in result.stderr
+    assert "GJ-GHOST-0001-CAM1" in result.stderr
+    assert "site 'GJ-GHOST-0001' is not in sites.csv" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert await snapshot(loaded) == before

@@ -1,0 +1,85 @@
+"""`hub simulate` on the real broker: every record it says it sent is on the topic, the good ones
+valid and registered, the bad ones failing for the reason it announced."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from hub import telemetry
+from hub.registry.files import read_registry
+from hub.settings import Settings
+from hub.telemetry import Rejected
+from hub.topics import TELEMETRY, ensure_topics
+from streams.intake import admit
+from tests.conftest import run_hub_async
+
+
+async def read_new_records(
+    consumer: AIOKafkaConsumer, start: dict[TopicPartition, int], end: dict[TopicPartition, int]
+) -> list[tuple[bytes | None, bytes | None]]:
+    """Everything appended to the topic between two sets of end offsets."""
+    for tp in end:
+        consumer.seek(tp, start.get(tp, 0))
+    want = sum(end[tp] - start.get(tp, 0) for tp in end)
+    records: list[tuple[bytes | None, bytes | None]] = []
+    deadline = time.monotonic() + 60
+    while len(records) < want:
+        assert time.monotonic() < deadline, f"read {len(records)} of {want}"
+        batch = await consumer.getmany(timeout_ms=2000)
+        for tp, messages in batch.items():
+            records.extend((m.key, m.value) for m in messages if m.offset < end[tp])
+    return records
+
+
+async def test_simulated_records_all_validate_and_bad_ones_fail_as_announced(
+    loaded_registry: Settings,
+) -> None:
+    settings = loaded_registry
+    await ensure_topics(settings.kafka_bootstrap, settings.partitions)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False
+    )
+    await consumer.start()
+    try:
+        tps = [TopicPartition(TELEMETRY, p) for p in range(settings.partitions)]
+        consumer.assign(tps)
+        before = await consumer.end_offsets(tps)
+        result = await run_hub_async(
+            "simulate",
+            "--sites",
+            "40",
+            "--rate",
+            "5",
+            "--duration",
+            "3",
+            "--bad-fraction",
+            "0.1",
+            "--json",
+        )
+        assert result.returncode == 0, result.stderr
+        after = await consumer.end_offsets(tps)
+        records = await read_new_records(consumer, before, after)
+    finally:
+        await consumer.stop()
+    tally = json.loads(result.stdout.strip().splitlines()[-1])
+    assert len(records) == tally["sent"]
+
+    devices = {d.device_id: d.site_id for d in read_registry().devices}
+    now_ms = int(time.time() * 1000)
+    good: Counter[str] = Counter()
+    bad: Counter[str] = Counter()
+    for key, value in records:
+        try:
+            event = admit(value, key, now_ms, devices)
+        except Rejected as error:
+            bad[str(error.reason)] += 1
+        else:
+            good[event.kind] += 1
+    assert dict(bad) == tally["bad"]
+    assert dict(good) == {k: v for k, v in tally["by_kind"].items() if v}
+    assert sum(bad.values()) > 0
+    assert set(bad) <= {str(r) for r in telemetry.Reason}
