@@ -113,6 +113,14 @@ def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
+    from hub.worker import run_worker
+    from streams.app import WorkerOptions
+
+    run_worker(settings, WorkerOptions(index=args.index), loglevel=args.loglevel)
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     """Until the stream processors land, the demo brings up the stack and shows its state."""
     from hub.stack import Stack
@@ -223,6 +231,25 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
     sim.add_argument("--json", action="store_true", help="print the tally as one JSON line")
     sim.set_defaults(handler=cmd_simulate)
+
+    worker = commands.add_parser(
+        "worker",
+        help="a stream-processing worker (run several for more throughput)",
+        description="Validate telemetry, window it by event time, judge KPIs and write the "
+        "results to TimescaleDB and Kafka. Workers share the partitions of the telemetry topic: "
+        "start several (each with its own --index) to spread the load.",
+    )
+    worker.add_argument(
+        "--index",
+        type=_positive_int,
+        default=0,
+        help="this worker's number on the machine: its /metrics port is HUB_WORKER_WEB_PORT + "
+        "index and its local state lives in $HUB_HOME/worker/<index> (default 0)",
+    )
+    worker.add_argument(
+        "--loglevel", default="info", choices=("crit", "error", "warn", "info", "debug")
+    )
+    worker.set_defaults(handler=cmd_worker)
 
     demo = commands.add_parser("demo", help="the main job end to end on the local stack")
     demo.set_defaults(handler=cmd_demo)

@@ -86,6 +86,16 @@ class Settings:
     project_root: Path = PROJECT_ROOT
     # Partitions of every topic the hub creates (the unit of parallelism across workers).
     partitions: int = 12
+    replication_factor: int = 1
+    # Stream processing (hub worker).
+    worker_web_port: int = 6066  # worker N serves /metrics on this port + N
+    batch_max: int = 5000
+    batch_within_s: float = 0.5
+    allowed_lateness_s: float = 120.0
+    dedup_horizon_s: float = 600.0
+    idle_timeout_s: float = 30.0
+    tick_interval_s: float = 5.0
+    registry_refresh_s: float = 5.0
     # Internal to the local stack, not part of the contract.
     kafka_controller_port: int = 9094
     stack_start_timeout_s: float = 90.0
@@ -103,6 +113,15 @@ class Settings:
             api_port=_int(env, "HUB_API_PORT", defaults.api_port),
             home=Path(home).resolve() if home else defaults.home,
             partitions=_int(env, "HUB_PARTITIONS", defaults.partitions),
+            replication_factor=_int(env, "HUB_REPLICATION_FACTOR", defaults.replication_factor),
+            worker_web_port=_int(env, "HUB_WORKER_WEB_PORT", defaults.worker_web_port),
+            batch_max=_int(env, "HUB_BATCH_MAX", defaults.batch_max),
+            batch_within_s=_float(env, "HUB_BATCH_WITHIN", defaults.batch_within_s),
+            allowed_lateness_s=_float(env, "HUB_ALLOWED_LATENESS", defaults.allowed_lateness_s),
+            dedup_horizon_s=_float(env, "HUB_DEDUP_HORIZON", defaults.dedup_horizon_s),
+            idle_timeout_s=_float(env, "HUB_IDLE_TIMEOUT", defaults.idle_timeout_s),
+            tick_interval_s=_float(env, "HUB_TICK_INTERVAL", defaults.tick_interval_s),
+            registry_refresh_s=_float(env, "HUB_REGISTRY_REFRESH", defaults.registry_refresh_s),
             kafka_controller_port=_int(
                 env, "HUB_KAFKA_CONTROLLER_PORT", defaults.kafka_controller_port
             ),
@@ -122,6 +141,21 @@ class Settings:
             raise SettingsError(f"HUB_API_PORT={self.api_port}: not a TCP port")
         if self.partitions < 1:
             raise SettingsError(f"HUB_PARTITIONS={self.partitions}: needs at least 1")
+        if self.batch_max < 1:
+            raise SettingsError(f"HUB_BATCH_MAX={self.batch_max}: needs at least 1")
+        for name, value in (
+            ("HUB_BATCH_WITHIN", self.batch_within_s),
+            ("HUB_IDLE_TIMEOUT", self.idle_timeout_s),
+            ("HUB_TICK_INTERVAL", self.tick_interval_s),
+            ("HUB_REGISTRY_REFRESH", self.registry_refresh_s),
+        ):
+            if not value > 0:
+                raise SettingsError(f"{name}={value}: must be positive")
+        if self.allowed_lateness_s < 0 or self.dedup_horizon_s < self.allowed_lateness_s + 60:
+            raise SettingsError(
+                f"HUB_DEDUP_HORIZON={self.dedup_horizon_s:g} must cover a window and its allowed "
+                f"lateness (HUB_ALLOWED_LATENESS={self.allowed_lateness_s:g}) plus 60 s"
+            )
 
     @property
     def database(self) -> DatabaseTarget:

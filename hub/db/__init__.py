@@ -7,6 +7,9 @@ import asyncpg
 from hub.errors import HubError
 from hub.settings import Settings
 
+# A connection of its own or one borrowed from a pool: every query helper takes either.
+Connection = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
+
 
 class DatabaseUnavailable(HubError):
     """TimescaleDB did not answer; the message says where and how to start it."""

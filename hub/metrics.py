@@ -1,0 +1,116 @@
+"""The hub's Prometheus metrics, built on a registry that is passed in (tests use a fresh one).
+
+Labels are bounded: region, district, reason, status, transition, partition, demonstration —
+never a site or device id, whose thousands of values would swamp Prometheus.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+LATENCY_BUCKETS = (0.5, 1, 2, 5, 10, 20, 30, 60, 90, 120, 180, 240, 300, 600, 1200)
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerMetrics:
+    received: Counter
+    accepted: Counter
+    rejected: Counter
+    duplicates: Counter
+    windows_closed: Counter
+    kpi_results: Counter
+    alerts: Counter
+    event_to_judged: Histogram
+    arrival_to_judged: Histogram
+    batch_records: Histogram
+    sink_rows: Histogram
+    sink_seconds: Histogram
+    sink_backlog: Gauge
+    db_errors: Counter
+    watermark_lag: Gauge
+    registry_digest_loaded: Gauge
+
+
+def worker_metrics(registry: CollectorRegistry) -> WorkerMetrics:
+    return WorkerMetrics(
+        received=Counter(
+            "hub_records_received", "Telemetry records read from Kafka", registry=registry
+        ),
+        accepted=Counter(
+            "hub_records_accepted",
+            "Telemetry records accepted into windows",
+            ["region", "district"],
+            registry=registry,
+        ),
+        rejected=Counter(
+            "hub_records_rejected",
+            "Telemetry records sent to the dead-letter topic",
+            ["reason"],
+            registry=registry,
+        ),
+        duplicates=Counter(
+            "hub_records_duplicate",
+            "Repeats of an already accepted event_id, counted once",
+            registry=registry,
+        ),
+        windows_closed=Counter(
+            "hub_windows_closed", "1-minute windows closed and written", registry=registry
+        ),
+        kpi_results=Counter("hub_kpi_results", "KPI windows judged", ["status"], registry=registry),
+        alerts=Counter(
+            "hub_kpi_alerts", "KPI status changes raised", ["transition"], registry=registry
+        ),
+        event_to_judged=Histogram(
+            "hub_event_to_written_seconds",
+            "From an event's time to its window being written (includes window length and "
+            "allowed lateness)",
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        ),
+        arrival_to_judged=Histogram(
+            "hub_arrival_to_written_seconds",
+            "From a record's arrival at the worker to its window being written",
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        ),
+        batch_records=Histogram(
+            "hub_batch_records",
+            "Records per processed batch",
+            buckets=(1, 10, 100, 500, 1000, 2000, 5000, 10000),
+            registry=registry,
+        ),
+        sink_rows=Histogram(
+            "hub_sink_batch_rows",
+            "Rows per database write",
+            buckets=(1, 10, 100, 500, 1000, 5000, 20000),
+            registry=registry,
+        ),
+        sink_seconds=Histogram(
+            "hub_sink_write_seconds",
+            "Time to commit one database write, retries included",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+            registry=registry,
+        ),
+        sink_backlog=Gauge(
+            "hub_sink_backlog_rows", "Rows waiting for the database", registry=registry
+        ),
+        db_errors=Counter(
+            "hub_db_errors",
+            "Failed database writes (each is retried)",
+            ["error"],
+            registry=registry,
+        ),
+        watermark_lag=Gauge(
+            "hub_watermark_lag_seconds",
+            "Wall clock minus a partition's event-time watermark",
+            ["partition"],
+            registry=registry,
+        ),
+        registry_digest_loaded=Gauge(
+            "hub_registry_loaded_timestamp_seconds",
+            "When the worker last loaded the registry",
+            registry=registry,
+        ),
+    )

@@ -1,0 +1,53 @@
+"""``hub worker``: prepare the database and topics, load the registry, then run the Faust app."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import faust
+
+from hub.db import connect
+from hub.db.migrate import migrate
+from hub.errors import HubError
+from hub.settings import Settings
+from hub.topics import contract_topics, ensure_topics
+from streams.app import TICKS, WorkerOptions, create_app
+from streams.registry import Snapshot, load_snapshot
+
+log = logging.getLogger("hub.worker")
+
+
+class RegistryMissing(HubError):
+    """The worker will not judge telemetry against an empty registry."""
+
+
+async def prepare(settings: Settings) -> Snapshot:
+    """Migrations, topics, registry: everything a batch needs before the first one arrives."""
+    conn = await connect(settings)
+    try:
+        for name in await migrate(conn):
+            log.info("applied migration %s", name)
+        snapshot = await load_snapshot(conn)
+    finally:
+        await conn.close()
+    if not snapshot.digest:
+        raise RegistryMissing("the database holds no registry: run `hub registry load` first")
+    created = await ensure_topics(
+        settings.kafka_bootstrap,
+        settings.partitions,
+        [*contract_topics(), TICKS],
+        replication_factor=settings.replication_factor,
+    )
+    for name in created:
+        log.info("created topic %s", name)
+    return snapshot
+
+
+def run_worker(settings: Settings, options: WorkerOptions, loglevel: str = "info") -> None:
+    snapshot = asyncio.run(prepare(settings))
+    (settings.home / "worker" / str(options.index)).mkdir(parents=True, exist_ok=True)
+    app, runtime = create_app(settings, options)
+    runtime.snapshot = snapshot
+    worker = faust.Worker(app, loglevel=loglevel, quiet=True, redirect_stdouts=False)
+    worker.execute_from_commandline()

@@ -1,0 +1,127 @@
+"""The Faust app, assembled in one place from the pipeline's parts.
+
+    telemetry topic --(isolated per partition, batches)--> WorkerRuntime.handle_batch
+        -> PartitionProcessor (intake -> windows -> KPI -> routing)
+        -> TimescaleDB sink, output topics, state table (changelog) -> offset commit
+    ticks topic (one per partition, from a timer) --> WorkerRuntime.handle_tick (idle rule)
+
+Nothing here holds logic: agents move records between Kafka and the runtime.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import faust
+from prometheus_client import CollectorRegistry, generate_latest
+
+from hub import topics
+from hub.metrics import worker_metrics
+from hub.settings import Settings
+from streams.processor import ProcessorConfig
+from streams.runtime import WorkerRuntime, now_ms
+
+log = logging.getLogger("hub.worker")
+
+APP_ID = "testbed-hub"
+TICKS = "hub.internal.ticks"
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerOptions:
+    """What differs between worker processes on one machine."""
+
+    index: int = 0
+
+    def web_port(self, settings: Settings) -> int:
+        return settings.worker_web_port + self.index
+
+
+def create_app(
+    settings: Settings,
+    options: WorkerOptions | None = None,
+    registry: CollectorRegistry | None = None,
+) -> tuple[faust.App, WorkerRuntime]:
+    options = options or WorkerOptions()
+    registry = registry or CollectorRegistry()
+    config = ProcessorConfig(
+        lateness_ms=int(settings.allowed_lateness_s * 1000),
+        dedup_horizon_ms=int(settings.dedup_horizon_s * 1000),
+        idle_timeout_ms=int(settings.idle_timeout_s * 1000),
+    )
+    runtime = WorkerRuntime(settings, worker_metrics(registry), config)
+    app = faust.App(
+        APP_ID,
+        broker=f"kafka://{settings.kafka_bootstrap}",
+        store="rocksdb://",
+        datadir=str(settings.home / "worker" / f"{options.index}"),
+        processing_guarantee="at_least_once",
+        topic_partitions=settings.partitions,
+        topic_replication_factor=settings.replication_factor,
+        consumer_auto_offset_reset="earliest",
+        broker_max_poll_records=settings.batch_max,
+        stream_buffer_maxsize=settings.batch_max * 2,
+        producer_linger=0.01,
+        producer_max_batch_size=512 * 1024,
+        producer_compression_type="lz4",
+        web_enabled=True,
+        web_bind="127.0.0.1",
+        web_port=options.web_port(settings),
+        web_in_thread=False,
+        table_cleanup_interval=3600.0,
+        loghandlers=[],
+    )
+    raw: dict[str, Any] = {"key_serializer": "raw", "value_serializer": "raw"}
+    telemetry = app.topic(topics.TELEMETRY, **raw)
+    ticks = app.topic(TICKS, partitions=settings.partitions, retention=3600.0, **raw)
+    for name in topics.contract_topics()[1:]:
+        app.topic(name, partitions=settings.partitions, **raw)
+    runtime.table = app.Table(
+        "state",
+        default=None,
+        partitions=settings.partitions,
+        key_type=bytes,  # bytes keys and values: Faust picks its raw serializer
+        value_type=bytes,
+        help="journal of accepted events, KPI states and progress, per partition",
+    )
+    runtime.producer = app.producer
+
+    @app.agent(telemetry, isolated_partitions=True, name="intake")
+    async def intake(stream: Any) -> None:
+        async for events in stream.take_events(settings.batch_max, within=settings.batch_within_s):
+            # take_events fills its buffer in another task, so this one has no current event;
+            # table writes need one to pick the changelog partition (the batch's own).
+            stream._set_current_event(events[-1])
+            await runtime.handle_batch([event.message for event in events])
+
+    @app.agent(ticks, isolated_partitions=True, name="clock")
+    async def clock(stream: Any) -> None:
+        async for event in stream.events():
+            await runtime.handle_tick(event.message.partition)
+
+    @app.timer(interval=settings.tick_interval_s)  # type: ignore[untyped-decorator]
+    async def tick() -> None:
+        """One tick per owned partition: idle partitions still close windows and judge KPIs."""
+        value = str(now_ms()).encode()
+        for tp in app.assignor.assigned_actives():
+            if tp.topic == topics.TELEMETRY:
+                await ticks.send(key=b"tick", value=value, partition=tp.partition)
+
+    @app.timer(interval=settings.registry_refresh_s)  # type: ignore[untyped-decorator]
+    async def refresh_registry() -> None:
+        await runtime.refresh_registry()
+
+    @app.on_partitions_revoked.connect
+    async def on_revoked(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        revoked = args[0] if args else kwargs.get("revoked", set())
+        runtime.revoke([tp.partition for tp in revoked if tp.topic == topics.TELEMETRY])
+
+    @app.page("/metrics")
+    async def metrics(web: Any, request: Any) -> Any:
+        # aiohttp refuses a charset inside content_type; the exposition format is UTF-8 anyway.
+        return web.bytes(generate_latest(registry), content_type="text/plain; version=0.0.4")
+
+    del intake, clock, tick, refresh_registry, on_revoked, metrics
+    return app, runtime

@@ -1,0 +1,154 @@
+"""What the hub publishes, and where: contract messages and their partner-topic copies. Pure.
+
+Every KPI result and alert goes to the testbed topic and to ``partner.<region>.*`` of its site's
+region only; a site without a known region is never routed to a partner.
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+
+from hub import topics
+from hub.registry.model import Kpi
+from streams.kpi import Judgement, Transition
+from streams.registry import SiteInfo
+from streams.windows import ClosedWindow
+
+_encode = msgspec.json.Encoder().encode
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    topic: str
+    key: bytes
+    value: bytes
+
+
+def iso(ms: int) -> str:
+    return (
+        datetime.fromtimestamp(ms / 1000, UTC)
+        .isoformat(timespec="milliseconds")
+        .replace("+00:00", "Z")
+    )
+
+
+def dlq_record(
+    *,
+    reason: str,
+    detail: str,
+    topic: str,
+    partition: int,
+    offset: int,
+    key: bytes | None,
+    value: bytes | None,
+    received_ms: int,
+) -> Outgoing:
+    body = {
+        "reason": reason,
+        "detail": detail,
+        "topic": topic,
+        "partition": partition,
+        "offset": offset,
+        "key": None if key is None else key.decode(errors="replace"),
+        "value_b64": base64.b64encode(value or b"").decode(),
+        "received_at": iso(received_ms),
+    }
+    return Outgoing(topics.DLQ, key or b"", _encode(body))
+
+
+def aggregate_message(window: ClosedWindow, site: SiteInfo, closed_ms: int) -> dict[str, Any]:
+    acc = window.acc
+    return {
+        "schema": "site-aggregate/1",
+        "site_id": window.site_id,
+        "region": site.region,
+        "district": site.district,
+        "metric": window.metric,
+        "window_start": iso(window.start_ms),
+        "window_end": iso(window.end_ms),
+        "count": acc.count,
+        "sum": acc.sum,
+        "min": acc.min,
+        "max": acc.max,
+        "mean": acc.sum / acc.count,
+        "p50": acc.quantile(0.50),
+        "p95": acc.quantile(0.95),
+        "p99": acc.quantile(0.99),
+        "closed_at": iso(closed_ms),
+    }
+
+
+def aggregate_out(message: dict[str, Any]) -> Outgoing:
+    return Outgoing(topics.SITE_AGGREGATES, message["site_id"].encode(), _encode(message))
+
+
+def kpi_result_message(
+    demonstration_id: str,
+    kpi: Kpi,
+    site_id: str,
+    site: SiteInfo,
+    judgement: Judgement,
+    judged_ms: int,
+) -> dict[str, Any]:
+    return {
+        "schema": "kpi-result/1",
+        "demonstration_id": demonstration_id,
+        "kpi_id": kpi.kpi_id,
+        "site_id": site_id,
+        "region": site.region,
+        "district": site.district,
+        "metric": kpi.metric,
+        "aggregation": kpi.aggregation,
+        "op": kpi.op,
+        "threshold": kpi.threshold,
+        "window": kpi.window,
+        "window_start": iso(judgement.window_start_ms),
+        "window_end": iso(judgement.window_end_ms),
+        "value": judgement.value,
+        "samples": judgement.samples,
+        "status": judgement.status,
+        "judged_at": iso(judged_ms),
+    }
+
+
+def alert_message(
+    demonstration_id: str,
+    kpi: Kpi,
+    site_id: str,
+    site: SiteInfo,
+    judgement: Judgement,
+    transition: Transition,
+) -> dict[str, Any]:
+    return {
+        "schema": "kpi-alert/1",
+        "alert_id": transition.alert_id,
+        "transition": transition.transition,
+        "demonstration_id": demonstration_id,
+        "kpi_id": kpi.kpi_id,
+        "site_id": site_id,
+        "region": site.region,
+        "district": site.district,
+        "status": transition.status,
+        "previous_status": transition.previous_status,
+        "value": judgement.value,
+        "threshold": kpi.threshold,
+        "window_start": iso(judgement.window_start_ms),
+        "window_end": iso(judgement.window_end_ms),
+        "ts": iso(judgement.window_end_ms),
+    }
+
+
+def routed(testbed_topic: str, dataset: str, message: dict[str, Any]) -> list[Outgoing]:
+    """The testbed copy and the copy for the site's region's partners."""
+    key = message["site_id"].encode()
+    value = _encode(message)
+    out = [Outgoing(testbed_topic, key, value)]
+    region = message.get("region")
+    if region:
+        out.append(Outgoing(topics.partner_topic(region, dataset), key, value))
+    return out

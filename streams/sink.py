@@ -1,0 +1,181 @@
+"""The TimescaleDB sink: closed windows, KPI results and alerts, written in one transaction a batch.
+
+Rows are COPYed into temporary tables and merged with ``INSERT ... ON CONFLICT DO UPDATE``: writing
+the same batch twice (a replay after a crash) leaves the same rows. The caller awaits ``write``
+before the partition's offset may advance; while the database is down ``write`` retries with
+backoff, logging its backlog, and loses nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import asyncpg
+
+from hub.db import Connection
+
+log = logging.getLogger("hub.sink")
+
+AGGREGATE_COLUMNS = (
+    "bucket",
+    "site_id",
+    "metric",
+    "count",
+    "sum",
+    "min",
+    "max",
+    "p50",
+    "p95",
+    "p99",
+)
+KPI_COLUMNS = (
+    "window_start",
+    "window_end",
+    "demonstration_id",
+    "site_id",
+    "kpi_id",
+    "value",
+    "threshold",
+    "status",
+    "samples",
+)
+ALERT_COLUMNS = (
+    "alert_id",
+    "ts",
+    "demonstration_id",
+    "site_id",
+    "kpi_id",
+    "transition",
+    "value",
+    "threshold",
+    "status",
+)
+
+MERGE_AGGREGATES = """
+INSERT INTO site_aggregates AS t (bucket, site_id, metric, count, sum, min, max, p50, p95, p99)
+SELECT bucket, site_id, metric, count, sum, min, max, p50, p95, p99 FROM incoming_aggregates
+ON CONFLICT (site_id, metric, bucket) DO UPDATE SET
+  count = excluded.count, sum = excluded.sum, min = excluded.min, max = excluded.max,
+  p50 = excluded.p50, p95 = excluded.p95, p99 = excluded.p99, closed_at = now()
+"""
+MERGE_KPI_RESULTS = """
+INSERT INTO kpi_results AS t (window_start, window_end, demonstration_id, site_id, kpi_id, value,
+                              threshold, status, samples)
+SELECT window_start, window_end, demonstration_id, site_id, kpi_id, value, threshold, status,
+       samples FROM incoming_kpi_results
+ON CONFLICT (demonstration_id, kpi_id, site_id, window_start) DO UPDATE SET
+  window_end = excluded.window_end, value = excluded.value, threshold = excluded.threshold,
+  status = excluded.status, samples = excluded.samples, judged_at = now()
+"""
+# A replayed alert keeps what operators did to it (acknowledgement, notes).
+MERGE_ALERTS = """
+INSERT INTO kpi_alerts AS t (alert_id, ts, demonstration_id, site_id, kpi_id, transition, value,
+                             threshold, status)
+SELECT alert_id, ts, demonstration_id, site_id, kpi_id, transition, value, threshold, status
+  FROM incoming_alerts
+ON CONFLICT (alert_id, ts) DO UPDATE SET value = excluded.value, threshold = excluded.threshold
+"""
+# A recovery resolves the alerts it ends: breaches and no-data alerts of that KPI at that site.
+RESOLVE_ALERTS = """
+UPDATE kpi_alerts a SET status = 'resolved', resolved_at = r.ts
+  FROM incoming_alerts r
+ WHERE r.transition = 'recovered'
+   AND a.demonstration_id = r.demonstration_id AND a.kpi_id = r.kpi_id
+   AND a.site_id = r.site_id AND a.ts < r.ts
+   AND a.transition IN ('breach', 'no_data') AND a.status <> 'resolved'
+"""
+
+
+@dataclass(slots=True)
+class SinkBatch:
+    aggregates: list[tuple[object, ...]]
+    kpi_results: list[tuple[object, ...]]
+    alerts: list[tuple[object, ...]]
+
+    def __len__(self) -> int:
+        return len(self.aggregates) + len(self.kpi_results) + len(self.alerts)
+
+
+class TimescaleSink:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        *,
+        on_error: Callable[[BaseException], None] | None = None,
+        max_backoff_s: float = 30.0,
+    ) -> None:
+        self.pool = pool
+        self.on_error = on_error
+        self.max_backoff_s = max_backoff_s
+        self.backlog_rows = 0  # rows waiting for the database, across all callers
+
+    async def write(self, batch: SinkBatch) -> float:
+        """Write the batch, retrying until it is committed; returns the seconds it took."""
+        if not len(batch):
+            return 0.0
+        started = time.monotonic()
+        backoff = 0.5
+        self.backlog_rows += len(batch)
+        try:
+            while True:
+                try:
+                    await self._write_once(batch)
+                    return time.monotonic() - started
+                except (
+                    OSError,
+                    asyncpg.PostgresError,
+                    asyncpg.InterfaceError,
+                    TimeoutError,
+                ) as error:
+                    if self.on_error:
+                        self.on_error(error)
+                    log.warning(
+                        "sink: database write failed (%s: %s); retrying in %.1f s, backlog %d rows",
+                        type(error).__name__,
+                        error,
+                        backoff,
+                        self.backlog_rows,
+                    )
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, self.max_backoff_s)
+        finally:
+            self.backlog_rows -= len(batch)
+
+    async def _write_once(self, batch: SinkBatch) -> None:
+        async with self.pool.acquire(timeout=10) as conn, conn.transaction():
+            if batch.aggregates:
+                await _stage(
+                    conn,
+                    "incoming_aggregates",
+                    "site_aggregates",
+                    AGGREGATE_COLUMNS,
+                    batch.aggregates,
+                )
+                await conn.execute(MERGE_AGGREGATES)
+            if batch.kpi_results:
+                await _stage(
+                    conn, "incoming_kpi_results", "kpi_results", KPI_COLUMNS, batch.kpi_results
+                )
+                await conn.execute(MERGE_KPI_RESULTS)
+            if batch.alerts:
+                await _stage(conn, "incoming_alerts", "kpi_alerts", ALERT_COLUMNS, batch.alerts)
+                await conn.execute(MERGE_ALERTS)
+                await conn.execute(RESOLVE_ALERTS)
+
+
+async def _stage(
+    conn: Connection,
+    staging: str,
+    like: str,
+    columns: tuple[str, ...],
+    rows: list[tuple[object, ...]],
+) -> None:
+    await conn.execute(
+        f"CREATE TEMP TABLE IF NOT EXISTS {staging} (LIKE {like} INCLUDING DEFAULTS) "
+        "ON COMMIT DELETE ROWS"
+    )
+    await conn.copy_records_to_table(staging, records=rows, columns=list(columns))

@@ -1,0 +1,117 @@
+"""One partition's processing step with plain values: records in, rows and messages out."""
+
+from __future__ import annotations
+
+import base64
+import json
+from datetime import UTC, datetime
+
+from hub import telemetry, topics
+from hub.registry.model import Kpi
+from streams.processor import PartitionProcessor, ProcessorConfig, Record
+from streams.registry import SiteInfo, SiteKpi, Snapshot
+from streams.windows import MINUTE_MS
+
+T0 = 1_795_600_200_000 - 1_795_600_200_000 % 300_000
+SNAPSHOT = Snapshot(
+    digest="test",
+    devices={"GJ-BUK-0001-CAM1": "GJ-BUK-0001", "JN-MOKPO-0001-CAM1": "JN-MOKPO-0001"},
+    sites={
+        "GJ-BUK-0001": SiteInfo("gwangju", "buk"),
+        "JN-MOKPO-0001": SiteInfo("jeonnam", "mokpo"),
+    },
+    kpis_by_site={
+        site: (SiteKpi("DEMO-X", Kpi("lat", "latency", "latency_ms", "max", "<=", 100.0, "5m", 1)),)
+        for site in ("GJ-BUK-0001", "JN-MOKPO-0001")
+    },
+)
+
+
+def record(
+    offset: int,
+    site: str,
+    ts_ms: int,
+    latency: float,
+    event_id: str | None = None,
+    key: str | None = None,
+) -> Record:
+    value = telemetry.encode(
+        event_id=event_id or f"e{offset}",
+        device_id=f"{site}-CAM1",
+        site_id=site,
+        ts=datetime.fromtimestamp(ts_ms / 1000, UTC),
+        kind="measurement",
+        metrics={"latency_ms": latency},
+    )
+    return Record(topics.TELEMETRY, 0, offset, (key or site).encode(), value)
+
+
+def processor() -> PartitionProcessor:
+    return PartitionProcessor(0, ProcessorConfig(lateness_ms=120_000, dedup_horizon_ms=600_000))
+
+
+def test_a_known_stream_gives_exact_rows_results_and_partner_copies() -> None:
+    p = processor()
+    records = [record(i, "GJ-BUK-0001", T0 + i * 20_000, 50.0 + i) for i in range(15)]
+    records += [record(100 + i, "JN-MOKPO-0001", T0 + i * 60_000, 150.0) for i in range(5)]
+    # Event time moves past T0 + 5 min + 2 min lateness: the first 5-minute KPI window is due.
+    records.append(record(200, "GJ-BUK-0001", T0 + 7 * MINUTE_MS, 10.0))
+    result = p.process(records, SNAPSHOT, now_ms=T0 + 7 * MINUTE_MS)
+
+    buk = sorted(
+        (r[0].timestamp() * 1000, r[3], r[4])
+        for r in result.aggregate_rows
+        if r[1] == "GJ-BUK-0001"
+    )
+    # 15 events 20 s apart: 3 per minute over 5 minutes, latencies 50..64.
+    assert buk == [
+        (T0 + m * MINUTE_MS, 3, sum(50.0 + i for i in range(3 * m, 3 * m + 3))) for m in range(5)
+    ]
+    statuses = {(r[3], r[7]) for r in result.kpi_rows}
+    assert statuses == {("GJ-BUK-0001", "pass"), ("JN-MOKPO-0001", "fail")}
+    alerts = [r for r in result.alert_rows]
+    assert [(a[3], a[5], a[8]) for a in alerts] == [("JN-MOKPO-0001", "breach", "open")]
+
+    by_topic: dict[str, list[dict[str, object]]] = {}
+    for out in result.outgoing:
+        by_topic.setdefault(out.topic, []).append(json.loads(out.value))
+    assert {m["site_id"] for m in by_topic["partner.gwangju.kpi-results.v1"]} == {"GJ-BUK-0001"}
+    assert {m["site_id"] for m in by_topic["partner.jeonnam.kpi-results.v1"]} == {"JN-MOKPO-0001"}
+    assert {m["site_id"] for m in by_topic["partner.jeonnam.kpi-alerts.v1"]} == {"JN-MOKPO-0001"}
+    assert "partner.gwangju.kpi-alerts.v1" not in by_topic
+    assert len(by_topic[topics.SITE_AGGREGATES]) == len(result.aggregate_rows)
+
+
+def test_rejections_go_to_the_dlq_with_original_bytes_and_source() -> None:
+    p = processor()
+    good = record(1, "GJ-BUK-0001", T0, 10.0)
+    wrong_key = record(2, "GJ-BUK-0001", T0, 10.0, key="JN-MOKPO-0001")
+    garbage = Record(topics.TELEMETRY, 0, 3, b"GJ-BUK-0001", b"\xff not json")
+    result = p.process([good, wrong_key, garbage], SNAPSHOT, now_ms=T0)
+    dlq = [json.loads(o.value) for o in result.outgoing if o.topic == topics.DLQ]
+    assert [(d["reason"], d["offset"]) for d in dlq] == [
+        ("site_mismatch", 2),
+        ("malformed_json", 3),
+    ]
+    assert base64.b64decode(dlq[1]["value_b64"]) == b"\xff not json"
+    assert result.counts["accepted"] == 1
+
+
+def test_restore_from_its_own_state_writes_continues_exactly() -> None:
+    """A crash after a batch: a new processor restored from the written state re-consumes the
+    batch (its offsets were not committed) and counts nothing twice."""
+    first = processor()
+    batch = [record(i, "GJ-BUK-0001", T0 + i * 1000, 20.0) for i in range(10)]
+    result = first.process(batch, SNAPSHOT, now_ms=T0 + 10_000)
+    table = {k: v for k, v in result.state_writes if v is not None}
+
+    second = processor()
+    second.restore(table.items(), now_ms=T0 + 20_000)
+    replay = second.process(batch, SNAPSHOT, now_ms=T0 + 20_000)
+    assert replay.counts["duplicate"] == 10
+    assert replay.counts["accepted"] == 0
+    final = second.process(
+        [record(50, "GJ-BUK-0001", T0 + 8 * MINUTE_MS, 1.0)], SNAPSHOT, now_ms=T0 + 8 * MINUTE_MS
+    )
+    rows = {(r[0].timestamp() * 1000, r[2]): r[3] for r in final.aggregate_rows}
+    assert rows == {(T0, "latency_ms"): 10}
