@@ -31,6 +31,7 @@ class WorkerMetrics:
     db_errors: Counter
     watermark_lag: Gauge
     registry_digest_loaded: Gauge
+    partitions_assigned: Gauge
 
 
 def worker_metrics(registry: CollectorRegistry) -> WorkerMetrics:
@@ -111,6 +112,11 @@ def worker_metrics(registry: CollectorRegistry) -> WorkerMetrics:
         registry_digest_loaded=Gauge(
             "hub_registry_loaded_timestamp_seconds",
             "When the worker last loaded the registry",
+            registry=registry,
+        ),
+        partitions_assigned=Gauge(
+            "hub_partitions_assigned",
+            "Telemetry partitions this worker processes",
             registry=registry,
         ),
     )

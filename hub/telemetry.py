@@ -100,7 +100,7 @@ def decode(raw: bytes, now_ms: int) -> Event:
     except msgspec.ValidationError as error:
         raise Rejected(Reason.SCHEMA_VIOLATION, explain(raw, error)) from None
     except msgspec.DecodeError as error:
-        raise Rejected(Reason.MALFORMED_JSON, str(error)) from None
+        raise Rejected(Reason.MALFORMED_JSON, f"record: not valid JSON ({error})") from None
     metrics = msg.metrics
     for name in metrics:
         if name not in _valid_names and not _remember_valid_name(name):

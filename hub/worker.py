@@ -6,6 +6,7 @@ import asyncio
 import logging
 
 import faust
+from prometheus_client import disable_created_metrics
 
 from hub.db import connect
 from hub.db.migrate import migrate
@@ -45,6 +46,7 @@ async def prepare(settings: Settings) -> Snapshot:
 
 
 def run_worker(settings: Settings, options: WorkerOptions, loglevel: str = "info") -> None:
+    disable_created_metrics()  # type: ignore[no-untyped-call]  # the *_created series only double what Prometheus scrapes
     snapshot = asyncio.run(prepare(settings))
     (settings.home / "worker" / str(options.index)).mkdir(parents=True, exist_ok=True)
     app, runtime = create_app(settings, options)

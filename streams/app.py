@@ -1,6 +1,6 @@
 """The Faust app, assembled in one place from the pipeline's parts.
 
-    telemetry topic --(isolated per partition, batches)--> WorkerRuntime.handle_batch
+    telemetry topic --(batches, split by partition)--> WorkerRuntime.handle_batch
         -> PartitionProcessor (intake -> windows -> KPI -> routing)
         -> TimescaleDB sink, output topics, state table (changelog) -> offset commit
     ticks topic (one per partition, from a timer) --> WorkerRuntime.handle_tick (idle rule)
@@ -88,15 +88,19 @@ def create_app(
     )
     runtime.producer = app.producer
 
-    @app.agent(telemetry, isolated_partitions=True, name="intake")
+    @app.agent(telemetry, name="intake")
     async def intake(stream: Any) -> None:
         async for events in stream.take_events(settings.batch_max, within=settings.batch_within_s):
-            # take_events fills its buffer in another task, so this one has no current event;
-            # table writes need one to pick the changelog partition (the batch's own).
-            stream._set_current_event(events[-1])
-            await runtime.handle_batch([event.message for event in events])
+            by_partition: dict[int, list[Any]] = {}
+            for event in events:
+                by_partition.setdefault(event.message.partition, []).append(event)
+            for group in by_partition.values():
+                # Table writes go to the changelog partition of the "current event": make it one
+                # of this group's (take_events fills its buffer in another task, leaving none).
+                stream._set_current_event(group[-1])
+                await runtime.handle_batch([event.message for event in group])
 
-    @app.agent(ticks, isolated_partitions=True, name="clock")
+    @app.agent(ticks, name="clock")
     async def clock(stream: Any) -> None:
         async for event in stream.events():
             await runtime.handle_tick(event.message.partition)
@@ -118,10 +122,17 @@ def create_app(
         revoked = args[0] if args else kwargs.get("revoked", set())
         runtime.revoke([tp.partition for tp in revoked if tp.topic == topics.TELEMETRY])
 
+    @app.on_partitions_assigned.connect
+    async def on_assigned(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        assigned = args[0] if args else kwargs.get("assigned", set())
+        owned = [tp.partition for tp in assigned if tp.topic == topics.TELEMETRY]
+        runtime.metrics.partitions_assigned.set(len(owned))
+        log.info("assigned telemetry partitions %s", sorted(owned))
+
     @app.page("/metrics")
     async def metrics(web: Any, request: Any) -> Any:
         # aiohttp refuses a charset inside content_type; the exposition format is UTF-8 anyway.
         return web.bytes(generate_latest(registry), content_type="text/plain; version=0.0.4")
 
-    del intake, clock, tick, refresh_registry, on_revoked, metrics
+    del intake, clock, tick, refresh_registry, on_revoked, on_assigned, metrics
     return app, runtime

@@ -30,6 +30,7 @@ from streams.intake import admit
 from streams.kpi import KpiState
 from streams.registry import SiteInfo, SiteKpi, Snapshot
 from streams.routing import Outgoing
+from streams.sink import AggregateRow, AlertRow, KpiRow
 from streams.windows import (
     MINUTE_MS,
     Acc,
@@ -70,9 +71,9 @@ class ProcessorConfig:
 @dataclass(slots=True)
 class BatchResult:
     outgoing: list[Outgoing] = field(default_factory=list)
-    aggregate_rows: list[tuple[object, ...]] = field(default_factory=list)
-    kpi_rows: list[tuple[object, ...]] = field(default_factory=list)
-    alert_rows: list[tuple[object, ...]] = field(default_factory=list)
+    aggregate_rows: list[AggregateRow] = field(default_factory=list)
+    kpi_rows: list[KpiRow] = field(default_factory=list)
+    alert_rows: list[AlertRow] = field(default_factory=list)
     state_writes: list[tuple[bytes, bytes | None]] = field(default_factory=list)
     counts: Counter[str] = field(default_factory=Counter)
     # (event time, arrival time) of each accepted event, for latency metrics.
@@ -122,7 +123,6 @@ class PartitionProcessor:
         """Rebuild from this partition's state-table entries (after start or a rebalance)."""
         journal: list[tuple[int, list[JournalEntry]]] = []
         watermark = closed = 0
-        arrival, at_arrival = now_ms, 0
         for key, value in items:
             kind, _, rest = key[len(self.prefix) :].partition(b"|")
             if kind == b"j":
@@ -132,15 +132,17 @@ class PartitionProcessor:
                 demo, kpi_id, site = rest.decode().split("|", 2)
                 self.kpi_states[(demo, kpi_id, site)] = _decode_kpi_state(value)
             elif kind == b"p":
-                watermark, closed, self.next_seq, arrival, at_arrival = _unpack(value)
+                # Later fields may be added to the progress record: read the ones known here.
+                watermark, closed, self.next_seq = _unpack(value)[:3]
         journal.sort(key=lambda item: item[0])
         for seq, entries in journal:
             self.chunks[seq] = max((e.ts_ms for e in entries), default=0)
             self.next_seq = max(self.next_seq, seq + 1)
         self.windows.restore((e for _, es in journal for e in es), watermark, closed)
-        # The idle clock carries on across a restart: it counts from the last record, not from now.
-        self.last_arrival_ms = arrival
-        self.watermark_at_arrival_ms = at_arrival or self.windows.watermark_ms
+        # A restart counts as an arrival: the idle clock must not run on from a progress record
+        # that may predate the journal's last chunk (only a prefix of the writes may be durable).
+        self.last_arrival_ms = now_ms
+        self.watermark_at_arrival_ms = self.windows.watermark_ms
 
     # -- processing ------------------------------------------------------------------------------
 
@@ -231,7 +233,7 @@ class PartitionProcessor:
             result.outgoing.append(routing.aggregate_out(message))
             acc = window.acc
             result.aggregate_rows.append(
-                (
+                AggregateRow(
                     _dt(window.start_ms),
                     window.site_id,
                     window.metric,
@@ -277,13 +279,7 @@ class PartitionProcessor:
         ]:
             del self.chunks[seq]
             result.state_writes.append((self._journal_key(seq), None))
-        progress = (
-            self.windows.watermark_ms,
-            self.windows.closed_through_ms,
-            self.next_seq,
-            self.last_arrival_ms,
-            self.watermark_at_arrival_ms,
-        )
+        progress = (self.windows.watermark_ms, self.windows.closed_through_ms, self.next_seq)
         result.state_writes.append((self._progress_key, _pack(progress)))
 
     def _kpi_state(
@@ -319,7 +315,7 @@ class PartitionProcessor:
             message = routing.kpi_result_message(demo, kpi, site_id, site, judgement, now_ms)
             result.outgoing.extend(routing.routed(topics.KPI_RESULTS, "kpi-results", message))
             result.kpi_rows.append(
-                (
+                KpiRow(
                     _dt(judgement.window_start_ms),
                     _dt(judgement.window_end_ms),
                     demo,
@@ -336,7 +332,7 @@ class PartitionProcessor:
                 alert = routing.alert_message(demo, kpi, site_id, site, judgement, transition)
                 result.outgoing.extend(routing.routed(topics.KPI_ALERTS, "kpi-alerts", alert))
                 result.alert_rows.append(
-                    (
+                    AlertRow(
                         transition.alert_id,
                         _dt(judgement.window_end_ms),
                         demo,

@@ -11,8 +11,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
+from typing import NamedTuple
 
 import asyncpg
 
@@ -20,40 +22,45 @@ from hub.db import Connection
 
 log = logging.getLogger("hub.sink")
 
-AGGREGATE_COLUMNS = (
-    "bucket",
-    "site_id",
-    "metric",
-    "count",
-    "sum",
-    "min",
-    "max",
-    "p50",
-    "p95",
-    "p99",
-)
-KPI_COLUMNS = (
-    "window_start",
-    "window_end",
-    "demonstration_id",
-    "site_id",
-    "kpi_id",
-    "value",
-    "threshold",
-    "status",
-    "samples",
-)
-ALERT_COLUMNS = (
-    "alert_id",
-    "ts",
-    "demonstration_id",
-    "site_id",
-    "kpi_id",
-    "transition",
-    "value",
-    "threshold",
-    "status",
-)
+
+class AggregateRow(NamedTuple):
+    """One closed window: a ``site_aggregates`` row (field names are the column names)."""
+
+    bucket: datetime
+    site_id: str
+    metric: str
+    count_: int  # the column "count" (a tuple already has a count method)
+    sum: float
+    min: float
+    max: float
+    p50: float | None
+    p95: float | None
+    p99: float | None
+
+
+class KpiRow(NamedTuple):
+    window_start: datetime
+    window_end: datetime
+    demonstration_id: str
+    site_id: str
+    kpi_id: str
+    value: float | None
+    threshold: float
+    status: str
+    samples: int
+
+
+class AlertRow(NamedTuple):
+    alert_id: str
+    ts: datetime
+    demonstration_id: str
+    site_id: str
+    kpi_id: str
+    transition: str
+    value: float | None
+    threshold: float
+    status: str  # lifecycle: open, or resolved for a recovery
+
 
 MERGE_AGGREGATES = """
 INSERT INTO site_aggregates AS t (bucket, site_id, metric, count, sum, min, max, p50, p95, p99)
@@ -92,9 +99,9 @@ UPDATE kpi_alerts a SET status = 'resolved', resolved_at = r.ts
 
 @dataclass(slots=True)
 class SinkBatch:
-    aggregates: list[tuple[object, ...]]
-    kpi_results: list[tuple[object, ...]]
-    alerts: list[tuple[object, ...]]
+    aggregates: Sequence[AggregateRow]
+    kpi_results: Sequence[KpiRow]
+    alerts: Sequence[AlertRow]
 
     def __len__(self) -> int:
         return len(self.aggregates) + len(self.kpi_results) + len(self.alerts)
@@ -148,34 +155,23 @@ class TimescaleSink:
     async def _write_once(self, batch: SinkBatch) -> None:
         async with self.pool.acquire(timeout=10) as conn, conn.transaction():
             if batch.aggregates:
-                await _stage(
-                    conn,
-                    "incoming_aggregates",
-                    "site_aggregates",
-                    AGGREGATE_COLUMNS,
-                    batch.aggregates,
-                )
+                await _stage(conn, "incoming_aggregates", "site_aggregates", batch.aggregates)
                 await conn.execute(MERGE_AGGREGATES)
             if batch.kpi_results:
-                await _stage(
-                    conn, "incoming_kpi_results", "kpi_results", KPI_COLUMNS, batch.kpi_results
-                )
+                await _stage(conn, "incoming_kpi_results", "kpi_results", batch.kpi_results)
                 await conn.execute(MERGE_KPI_RESULTS)
             if batch.alerts:
-                await _stage(conn, "incoming_alerts", "kpi_alerts", ALERT_COLUMNS, batch.alerts)
+                await _stage(conn, "incoming_alerts", "kpi_alerts", batch.alerts)
                 await conn.execute(MERGE_ALERTS)
                 await conn.execute(RESOLVE_ALERTS)
 
 
 async def _stage(
-    conn: Connection,
-    staging: str,
-    like: str,
-    columns: tuple[str, ...],
-    rows: list[tuple[object, ...]],
+    conn: Connection, staging: str, like: str, rows: Sequence[AggregateRow | KpiRow | AlertRow]
 ) -> None:
     await conn.execute(
         f"CREATE TEMP TABLE IF NOT EXISTS {staging} (LIKE {like} INCLUDING DEFAULTS) "
         "ON COMMIT DELETE ROWS"
     )
-    await conn.copy_records_to_table(staging, records=rows, columns=list(columns))
+    columns = [name.rstrip("_") for name in rows[0]._fields]
+    await conn.copy_records_to_table(staging, records=rows, columns=columns)

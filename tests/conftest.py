@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import subprocess
 import sys
-from collections.abc import Mapping
+import time
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pytest
@@ -76,3 +78,137 @@ def loaded_registry(stack: Settings) -> Settings:
     result = run_hub("registry", "load")
     assert result.returncode == 0, f"hub registry load failed:\n{result.stderr}"
     return stack
+
+
+# -- stream-processing workers ------------------------------------------------------------------
+
+# Small windows of time so tests see windows close in seconds, not minutes.
+FAST_WORKER_ENV = {
+    "HUB_ALLOWED_LATENESS": "5",
+    "HUB_DEDUP_HORIZON": "120",
+    "HUB_IDLE_TIMEOUT": "3",
+    "HUB_TICK_INTERVAL": "1",
+    "HUB_BATCH_WITHIN": "0.2",
+    "HUB_REGISTRY_REFRESH": "1",
+    "HUB_WORKER_WEB_PORT": "16066",
+}
+TEST_DEMO = "DEMO-T01"
+
+
+class WorkerProcess:
+    """A real `hub worker` subprocess; stopped by its pid, never by name."""
+
+    def __init__(self, index: int, log_dir: Path, env: Mapping[str, str] | None = None) -> None:
+        self.index = index
+        self.env = {**os.environ, **FAST_WORKER_ENV, **(env or {})}
+        self.port = int(self.env["HUB_WORKER_WEB_PORT"]) + index
+        self.log = log_dir / f"worker-{index}.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> WorkerProcess:
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "hub", "worker", "--index", str(self.index)],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=self.env,
+            )
+        return self
+
+    def metrics(self) -> dict[str, float]:
+        """This worker's hub_* samples (labels folded into the name), {} if it does not answer."""
+        import urllib.request
+
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=2) as r:
+                text = r.read().decode()
+        except OSError:
+            return {}
+        samples: dict[str, float] = {}
+        for line in text.splitlines():
+            if line.startswith("hub_"):
+                name, _, value = line.rpartition(" ")
+                samples[name] = float(value)
+        return samples
+
+    def wait_ready(self, timeout_s: float = 90) -> None:
+        """Until it serves metrics and owns at least one partition (or died: fail with its log)."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise AssertionError(f"worker {self.index} exited:\n{self.log.read_text()[-3000:]}")
+            if self.metrics().get("hub_partitions_assigned", 0) > 0:
+                return
+            time.sleep(0.2)
+        raise AssertionError(f"worker {self.index} not ready:\n{self.log.read_text()[-3000:]}")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout_s: float = 60) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(sig)
+        try:
+            self.proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+
+
+def registry_dir_with_test_demo(directory: Path) -> Path:
+    """The repository's registry plus DEMO-T01, a test demonstration with 1-minute KPIs and a
+    test device at every site, on metrics no real device reports."""
+    import shutil
+
+    from hub.registry.files import DATA_DIR
+
+    shutil.copytree(DATA_DIR, directory, dirs_exist_ok=True)
+    with (directory / "demonstrations.yaml").open("a") as out:
+        out.write(
+            f"- demonstration_id: {TEST_DEMO}\n"
+            "  company: Test Co\n"
+            "  title: Pipeline test demonstration\n"
+            "  technology: test\n"
+            "  starts_on: '2026-01-01'\n"
+            "  ends_on: '2027-12-31'\n"
+            "  kpis:\n"
+            "  - {kpi_id: latency_p50, title: t, metric: test_latency_ms, aggregation: p50,\n"
+            "     op: '<=', threshold: 120, window: 1m, min_samples: 5}\n"
+            "  - {kpi_id: events, title: t, metric: test_online, aggregation: count,\n"
+            "     op: '>=', threshold: 3, window: 1m, min_samples: 1}\n"
+        )
+    sites = [
+        line.split(",", 1)[0] for line in (directory / "sites.csv").read_text().splitlines()[1:]
+    ]
+    with (directory / "devices.csv").open("a") as out:
+        for site in sites:
+            out.write(f"{site}-TST1,{site},{TEST_DEMO},test\n")
+    return directory
+
+
+@pytest.fixture(scope="session")
+def registry_with_test_demo(
+    stack: Settings, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Settings]:
+    """Loaded for the stream tests, and the repository's registry loaded back afterwards."""
+    directory = registry_dir_with_test_demo(tmp_path_factory.mktemp("registry"))
+    result = run_hub("registry", "load", "--dir", str(directory))
+    assert result.returncode == 0, result.stderr
+    yield stack
+    restored = run_hub("registry", "load")
+    assert restored.returncode == 0, restored.stderr
+
+
+@pytest.fixture(scope="session")
+def worker_logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("workers")
+
+
+@pytest.fixture(scope="session")
+def worker(registry_with_test_demo: Settings, worker_logs: Path) -> Iterator[WorkerProcess]:
+    """One real worker for the session (tests that need more start their own)."""
+    process = WorkerProcess(0, worker_logs).start()
+    try:
+        process.wait_ready()
+        yield process
+    finally:
+        process.stop()

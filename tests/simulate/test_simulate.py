@@ -7,14 +7,15 @@ import json
 import time
 from collections import Counter
 
+import asyncpg
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from hub import telemetry
-from hub.registry.files import read_registry
 from hub.settings import Settings
 from hub.telemetry import Rejected
 from hub.topics import TELEMETRY, ensure_topics
 from streams.intake import admit
+from streams.registry import load_snapshot
 from tests.conftest import run_hub_async
 
 
@@ -68,7 +69,11 @@ async def test_simulated_records_all_validate_and_bad_ones_fail_as_announced(
     tally = json.loads(result.stdout.strip().splitlines()[-1])
     assert len(records) == tally["sent"]
 
-    devices = {d.device_id: d.site_id for d in read_registry().devices}
+    conn = await asyncpg.connect(settings.database_url)
+    try:
+        devices = (await load_snapshot(conn)).devices  # what the database holds now
+    finally:
+        await conn.close()
     now_ms = int(time.time() * 1000)
     good: Counter[str] = Counter()
     bad: Counter[str] = Counter()

@@ -67,10 +67,11 @@ def test_a_known_stream_gives_exact_rows_results_and_partner_copies() -> None:
     assert buk == [
         (T0 + m * MINUTE_MS, 3, sum(50.0 + i for i in range(3 * m, 3 * m + 3))) for m in range(5)
     ]
-    statuses = {(r[3], r[7]) for r in result.kpi_rows}
+    statuses = {(r.site_id, r.status) for r in result.kpi_rows}
     assert statuses == {("GJ-BUK-0001", "pass"), ("JN-MOKPO-0001", "fail")}
-    alerts = [r for r in result.alert_rows]
-    assert [(a[3], a[5], a[8]) for a in alerts] == [("JN-MOKPO-0001", "breach", "open")]
+    assert [(a.site_id, a.transition, a.status) for a in result.alert_rows] == [
+        ("JN-MOKPO-0001", "breach", "open")
+    ]
 
     by_topic: dict[str, list[dict[str, object]]] = {}
     for out in result.outgoing:
@@ -113,5 +114,5 @@ def test_restore_from_its_own_state_writes_continues_exactly() -> None:
     final = second.process(
         [record(50, "GJ-BUK-0001", T0 + 8 * MINUTE_MS, 1.0)], SNAPSHOT, now_ms=T0 + 8 * MINUTE_MS
     )
-    rows = {(r[0].timestamp() * 1000, r[2]): r[3] for r in final.aggregate_rows}
+    rows = {(r.bucket.timestamp() * 1000, r.metric): r.count_ for r in final.aggregate_rows}
     assert rows == {(T0, "latency_ms"): 10}

@@ -1,4 +1,4 @@
-"""Event-time windows with plain values: de-dup, lateness, closing, and rebuilding from a journal."""
+"""Event-time windows with plain values: de-dup, lateness, closing, rebuilding from a journal."""
 
 from __future__ import annotations
 

@@ -1,0 +1,162 @@
+"""``hub dlq list | replay``: inspect rejected records, and send them through intake again.
+
+The DLQ topic is read from its start up to its end at the moment of the call. A record rejected
+twice (a worker re-consumed it after a restart) appears once: records are identified by where
+they came from (topic, partition, offset). Replay publishes the original bytes under the original
+key to the telemetry topic, so a record that is now acceptable (after a registry fix, say) is
+counted once: a second replay of the same event is a repeat of its ``event_id``.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import msgspec
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from hub import topics
+from hub.errors import HubError
+from hub.settings import Settings
+
+REPLAY_HEADER = "hub-replayed-from"
+
+
+class BadTime(HubError):
+    pass
+
+
+class DlqRecord(msgspec.Struct, frozen=True):
+    reason: str
+    detail: str
+    topic: str
+    partition: int
+    offset: int
+    key: str | None
+    value_b64: str
+    received_at: str
+
+    @property
+    def source(self) -> tuple[str, int, int]:
+        return (self.topic, self.partition, self.offset)
+
+    @property
+    def received(self) -> datetime:
+        return datetime.fromisoformat(self.received_at)
+
+    @property
+    def value(self) -> bytes:
+        return base64.b64decode(self.value_b64)
+
+
+@dataclass(frozen=True, slots=True)
+class DlqEntry:
+    """A DLQ record and the original key bytes (the DLQ message's own key, not re-encoded)."""
+
+    record: DlqRecord
+    raw_key: bytes | None
+
+
+@dataclass(frozen=True, slots=True)
+class DlqFilter:
+    reason: str | None = None
+    since: datetime | None = None
+
+    def matches(self, record: DlqRecord) -> bool:
+        if self.reason is not None and record.reason != self.reason:
+            return False
+        return self.since is None or record.received >= self.since
+
+
+def parse_since(text: str, now: datetime | None = None) -> datetime:
+    """An RFC 3339 time, or a duration back from now: ``90s``, ``15m``, ``2h``, ``1d``."""
+    match = re.fullmatch(r"(\d+)([smhd])", text.strip())
+    if match:
+        unit = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}[match.group(2)]
+        return (now or datetime.now(UTC)) - timedelta(**{unit: int(match.group(1))})
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise BadTime(f"--since {text!r}: expected an RFC 3339 time or 90s, 15m, 2h, 1d") from None
+    if moment.tzinfo is None:
+        raise BadTime(f"--since {text!r}: give a UTC offset (Z or +09:00)")
+    return moment
+
+
+_decode = msgspec.json.Decoder(DlqRecord).decode
+
+
+async def read_dlq(settings: Settings) -> list[DlqEntry]:
+    """Every distinct rejected record currently in the DLQ topic, oldest first."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+    )
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topics.DLQ, p) for p in range(settings.partitions)]
+        consumer.assign(tps)
+        end = await consumer.end_offsets(tps)
+        for tp in tps:
+            consumer.seek(tp, 0)  # (seek_to_beginning after assign fetched nothing here)
+        seen: set[tuple[str, int, int]] = set()
+        entries: list[DlqEntry] = []
+        remaining = {tp for tp in tps if end[tp] > 0}
+        while remaining:
+            batch = await consumer.getmany(*remaining, timeout_ms=5000)
+            if not batch:
+                break
+            for tp, messages in batch.items():
+                for message in messages:
+                    if message.offset >= end[tp]:
+                        remaining.discard(tp)
+                        break
+                    record = _decode(message.value or b"{}")
+                    if record.source not in seen:
+                        seen.add(record.source)
+                        raw_key = None if record.key is None else message.key
+                        entries.append(DlqEntry(record, raw_key))
+                if await consumer.position(tp) >= end[tp]:
+                    remaining.discard(tp)
+    finally:
+        await consumer.stop()
+    entries.sort(key=lambda e: e.record.received_at)
+    return entries
+
+
+def table(entries: list[DlqEntry]) -> Iterator[str]:
+    yield f"{'received_at':24}  {'reason':16}  {'source':>12}  {'key':16}  detail"
+    for entry in entries:
+        r = entry.record
+        source = f"{r.partition}/{r.offset}"
+        key = (r.key or "-")[:16]
+        yield f"{r.received_at:24}  {r.reason:16}  {source:>12}  {key:16}  {r.detail}"
+
+
+async def replay(settings: Settings, entries: list[DlqEntry]) -> Counter[str]:
+    """Publish each record's original bytes and key to the telemetry topic again."""
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap, enable_idempotence=True, linger_ms=20
+    )
+    await producer.start()
+    sent: Counter[str] = Counter()
+    try:
+        for entry in entries:
+            record = entry.record
+            origin = f"{record.topic}/{record.partition}/{record.offset}".encode()
+            await producer.send(
+                topics.TELEMETRY,
+                value=record.value,
+                key=entry.raw_key,
+                headers=[(REPLAY_HEADER, origin)],
+            )
+            sent[record.reason] += 1
+        await producer.flush()
+    finally:
+        await producer.stop()
+    return sent

@@ -1,0 +1,421 @@
+"""The stream processors on the real broker and database.
+
+Records are published by a plain aiokafka producer (any Kafka client, not the hub's device client)
+for sites of the test demonstration DEMO-T01, whose 1-minute KPIs are judged within seconds with
+the fast worker settings. Each scenario owns its partitions (event time is per partition) and
+ends with one "pusher" event per site past the window's end plus lateness, which closes it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import signal
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import asyncpg
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.partitioner import DefaultPartitioner
+
+from hub import telemetry, topics
+from hub.registry.files import read_registry
+from hub.settings import Settings
+from tests.conftest import FAST_WORKER_ENV, TEST_DEMO, WorkerProcess
+
+LATENESS_MS = int(FAST_WORKER_ENV["HUB_ALLOWED_LATENESS"]) * 1000
+MINUTE_MS = 60_000
+T = TypeVar("T")
+
+
+def partition_of(site_id: str, partitions: int) -> int:
+    every = list(range(partitions))
+    return int(DefaultPartitioner()(site_id.encode(), every, every))
+
+
+def sites_in(partition: int, region: str, partitions: int, skip: int = 0) -> str:
+    """A site of ``region`` whose records land on ``partition``."""
+    matches = [
+        s.site_id
+        for s in read_registry().sites
+        if s.region == region and partition_of(s.site_id, partitions) == partition
+    ]
+    return matches[skip]
+
+
+def next_minute(after_ms: int) -> int:
+    return after_ms - after_ms % MINUTE_MS + MINUTE_MS
+
+
+def record(
+    site: str,
+    ts_ms: int,
+    metrics: dict[str, float],
+    event_id: str | None = None,
+    device: str | None = None,
+) -> bytes:
+    return telemetry.encode(
+        event_id=event_id or str(uuid.uuid4()),
+        device_id=device or f"{site}-TST1",
+        site_id=site,
+        ts=datetime.fromtimestamp(ts_ms / 1000, UTC),
+        kind="measurement",
+        metrics=metrics,
+    )
+
+
+async def eventually(
+    check: Callable[[], Awaitable[T | None]], what: str, timeout_s: float = 90
+) -> T:
+    """Poll ``check`` until it returns something, or fail after the deadline."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = await check()
+        if value is not None:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
+        await asyncio.sleep(0.5)
+
+
+async def publish(settings: Settings, records: list[tuple[str, bytes]]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
+    await producer.start()
+    try:
+        for key, value in records:
+            await producer.send_and_wait(topics.TELEMETRY, value=value, key=key.encode())
+    finally:
+        await producer.stop()
+
+
+async def end_offsets(settings: Settings, topic: str) -> dict[TopicPartition, int]:
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in range(settings.partitions)]
+        return dict(await consumer.end_offsets(tps))
+    finally:
+        await consumer.stop()
+
+
+async def read_since(settings: Settings, start: dict[TopicPartition, int]) -> list[Any]:
+    """Records appended to a topic since ``start``, as parsed JSON."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+    )
+    await consumer.start()
+    try:
+        tps = list(start)
+        consumer.assign(tps)
+        end = await consumer.end_offsets(tps)
+        for tp in tps:
+            consumer.seek(tp, start[tp])
+        out: list[Any] = []
+        want = sum(end[tp] - start[tp] for tp in tps)
+        deadline = time.monotonic() + 30
+        while len(out) < want and time.monotonic() < deadline:
+            for messages in (await consumer.getmany(timeout_ms=1000)).values():
+                out.extend(json.loads(m.value) for m in messages)
+        return out
+    finally:
+        await consumer.stop()
+
+
+async def fetch(settings: Settings, query: str, *args: object) -> list[asyncpg.Record]:
+    conn = await asyncpg.connect(settings.database_url)
+    try:
+        return list(await conn.fetch(query, *args))
+    finally:
+        await conn.close()
+
+
+async def window_counts(
+    settings: Settings, sites: list[str], metric: str, bucket_ms: int
+) -> dict[str, int] | None:
+    rows = await fetch(
+        settings,
+        "SELECT site_id, count FROM site_aggregates WHERE site_id = ANY($1) AND metric = $2 "
+        "AND bucket = $3",
+        sites,
+        metric,
+        datetime.fromtimestamp(bucket_ms / 1000, UTC),
+    )
+    counts = {r["site_id"]: r["count"] for r in rows}
+    return counts if len(counts) == len(sites) else None
+
+
+# -- scenario 1: a known stream with every kind of trouble ---------------------------------------
+
+
+@dataclass
+class Outcome:
+    minute_ms: int
+    a: str  # Gwangju site: a known latency series (KPI pass)
+    b: str  # South Jeolla site
+    c: str  # Gwangju site: out of order, a duplicate, slow (KPI fail, breach)
+    bad: dict[str, bytes] = field(default_factory=dict)
+    late: bytes = b""
+    aggregates: list[asyncpg.Record] = field(default_factory=list)
+    kpis: list[asyncpg.Record] = field(default_factory=list)
+    alerts: list[asyncpg.Record] = field(default_factory=list)
+    dlq: list[dict[str, Any]] = field(default_factory=list)
+    partner: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+
+
+A_LATENCIES = [60.0, 70.0, 80.0, 90.0, 100.0, 110.0, 200.0]
+
+
+@pytest.fixture(scope="module")
+async def outcome(worker: WorkerProcess, registry_with_test_demo: Settings) -> Outcome:
+    settings = registry_with_test_demo
+    n = settings.partitions
+    out = Outcome(
+        minute_ms=next_minute(int(time.time() * 1000) + 2000),
+        a=sites_in(0, "gwangju", n),
+        b=sites_in(1, "jeonnam", n),
+        c=sites_in(2, "gwangju", n),
+    )
+    m = out.minute_ms
+    watched = [
+        topics.DLQ,
+        *(
+            topics.partner_topic(r, d)
+            for r in ("gwangju", "jeonnam")
+            for d in ("kpi-results", "kpi-alerts")
+        ),
+    ]
+    starts = {t: await end_offsets(settings, t) for t in watched}
+
+    records: list[tuple[str, bytes]] = [
+        (out.a, record(out.a, m + 1000 * (i + 1), {"test_latency_ms": v, "test_online": 1}))
+        for i, v in enumerate(A_LATENCIES)
+    ]
+    c_events = {
+        i: record(
+            out.c,
+            m + 10_000 * i,
+            {"test_latency_ms": 500.0, "test_online": 1},
+            event_id=f"{out.c}-{m}-{i}",
+        )
+        for i in range(1, 6)
+    }
+    records += [(out.c, c_events[i]) for i in (3, 1, 5, 2, 4)]  # out of order
+    records.append((out.c, c_events[3]))  # a device retry: the same bytes again
+    records += [
+        (out.b, record(out.b, m + 5000 * (i + 1), {"test_latency_ms": 50.0, "test_online": 1}))
+        for i in range(3)
+    ]
+    out.bad = {
+        "malformed_json": b'{"schema": "telemetry/1", "event_id": ',
+        "too_large": record(out.c, m + 1000, {"test_online": 1})[:-1]
+        + b', "padding": "'
+        + b"x" * 70_000
+        + b'"}',
+        "unknown_device": record(out.c, m + 1000, {"test_online": 1}, device="GJ-NOPE-0001-TST1"),
+        "site_mismatch": record(out.c, m + 1000, {"test_online": 1}, device=f"{out.b}-TST1"),
+        "schema_violation": json.dumps(
+            {
+                **json.loads(record(out.c, m + 1000, {"test_online": 1})),
+                "metrics": {"test_online": "one"},
+            }
+        ).encode(),
+        "clock_skew": record(out.c, int(time.time() * 1000) + 600_000, {"test_online": 1}),
+    }
+    records += [(out.c, value) for value in out.bad.values()]
+    # Pushers: event time past the window's end plus lateness closes minute m on each partition.
+    push = m + MINUTE_MS + LATENESS_MS + 1000
+    records += [(site, record(site, push, {"test_online": 1})) for site in (out.a, out.b, out.c)]
+    out.late = record(out.c, m + 15_000, {"test_online": 1}, event_id=f"{out.c}-{m}-late")
+    records.append((out.c, out.late))
+    await publish(settings, records)
+
+    sites = [out.a, out.b, out.c]
+
+    async def kpis_judged() -> list[asyncpg.Record] | None:
+        rows = await fetch(
+            settings,
+            "SELECT * FROM kpi_results WHERE demonstration_id = $1 AND site_id = ANY($2) "
+            "AND window_start = $3 ORDER BY site_id, kpi_id",
+            TEST_DEMO,
+            sites,
+            datetime.fromtimestamp(m / 1000, UTC),
+        )
+        return rows if len(rows) == 6 else None
+
+    out.kpis = await eventually(kpis_judged, "the KPI results of the scenario's minute")
+    out.aggregates = await fetch(
+        settings,
+        "SELECT * FROM site_aggregates WHERE site_id = ANY($1) AND bucket = $2",
+        sites,
+        datetime.fromtimestamp(m / 1000, UTC),
+    )
+    out.alerts = await fetch(
+        settings,
+        "SELECT * FROM kpi_alerts WHERE demonstration_id = $1 AND site_id = ANY($2) AND ts = $3",
+        TEST_DEMO,
+        sites,
+        datetime.fromtimestamp((m + MINUTE_MS) / 1000, UTC),
+    )
+
+    expected = {*out.bad.values(), out.late}
+
+    async def dlq_arrived() -> list[Any] | None:
+        rows = await read_since(settings, starts[topics.DLQ])
+        found = {base64.b64decode(r["value_b64"]) for r in rows}
+        return rows if expected <= found else None
+
+    out.dlq = await eventually(dlq_arrived, "the scenario's rejected records in the DLQ")
+    out.partner = {t: await read_since(settings, starts[t]) for t in watched[1:]}
+    return out
+
+
+def test_a_known_stream_gives_exact_aggregates(outcome: Outcome) -> None:
+    got = {(r["site_id"], r["metric"]): r for r in outcome.aggregates}
+    a = got[(outcome.a, "test_latency_ms")]
+    assert (a["count"], a["sum"], a["min"], a["max"]) == (7, sum(A_LATENCIES), 60.0, 200.0)
+    assert a["p50"] == pytest.approx(90.0, rel=0.01)  # DDSketch: within 1 %
+    # Five events out of order plus one repeated event_id: five, once each.
+    assert got[(outcome.c, "test_online")]["count"] == 5
+    assert got[(outcome.b, "test_online")]["count"] == 3
+
+
+def test_kpis_are_judged_as_computed_by_hand(outcome: Outcome) -> None:
+    got = {(r["site_id"], r["kpi_id"]): r for r in outcome.kpis}
+    a_p50 = got[(outcome.a, "latency_p50")]
+    assert a_p50["status"] == "pass"
+    assert a_p50["value"] == pytest.approx(90.0, rel=0.01)
+    assert a_p50["samples"] == 7
+    assert got[(outcome.a, "events")]["value"] == 7
+    assert got[(outcome.c, "latency_p50")]["status"] == "fail"
+    assert got[(outcome.c, "events")]["status"] == "pass"
+    assert got[(outcome.b, "events")]["value"] == 3
+    assert (got[(outcome.b, "events")]["status"], got[(outcome.b, "latency_p50")]["status"]) == (
+        "pass",
+        "insufficient_data",
+    )  # 3 samples, fewer than min_samples 5
+
+
+def test_a_failing_kpi_opens_a_breach_alert(outcome: Outcome) -> None:
+    breaches = [(r["site_id"], r["kpi_id"], r["transition"], r["status"]) for r in outcome.alerts]
+    assert (outcome.c, "latency_p50", "breach", "open") in breaches
+
+
+def test_every_bad_record_lands_in_the_dlq_with_its_reason_and_bytes(outcome: Outcome) -> None:
+    by_value = {base64.b64decode(r["value_b64"]): r for r in outcome.dlq}
+    for reason, value in outcome.bad.items():
+        assert by_value[value]["reason"] == reason, reason
+        assert by_value[value]["topic"] == topics.TELEMETRY
+    assert by_value[outcome.late]["reason"] == "late"
+    assert "closed" in by_value[outcome.late]["detail"]
+    assert by_value[outcome.bad["schema_violation"]]["detail"].startswith("metrics.test_online")
+
+
+def test_partner_topics_hold_only_their_region(outcome: Outcome) -> None:
+    for topic, messages in outcome.partner.items():
+        region = topic.split(".")[1]
+        assert {m["region"] for m in messages} <= {region}, topic
+        prefix = "GJ-" if region == "gwangju" else "JN-"
+        assert all(m["site_id"].startswith(prefix) for m in messages), topic
+    gwangju = {m["site_id"] for m in outcome.partner["partner.gwangju.kpi-results.v1"]}
+    jeonnam = {m["site_id"] for m in outcome.partner["partner.jeonnam.kpi-results.v1"]}
+    assert {outcome.a, outcome.c} <= gwangju
+    assert outcome.b in jeonnam
+    assert outcome.c in {m["site_id"] for m in outcome.partner["partner.gwangju.kpi-alerts.v1"]}
+
+
+# -- scenario 2: a worker killed mid-stream and restarted ----------------------------------------
+
+
+async def test_a_killed_and_restarted_worker_continues_with_exact_counts(
+    worker: WorkerProcess, registry_with_test_demo: Settings
+) -> None:
+    settings = registry_with_test_demo
+    sites = [
+        sites_in(3, "gwangju", settings.partitions),
+        sites_in(4, "gwangju", settings.partitions),
+    ]
+    m = next_minute(int(time.time() * 1000) + 2000)
+    first = [
+        (s, record(s, m + 1000 * i, {"test_online": 1}, event_id=f"{s}-{m}-{i}"))
+        for s in sites
+        for i in range(1, 11)
+    ]
+    second = [
+        (s, record(s, m + 1000 * i, {"test_online": 1}, event_id=f"{s}-{m}-{i}"))
+        for s in sites
+        for i in range(11, 21)
+    ]
+    before = worker.metrics()
+    accepted = sum(v for k, v in before.items() if k.startswith("hub_records_accepted_total"))
+    await publish(settings, first)
+
+    async def first_half_taken() -> bool | None:
+        now = sum(
+            v for k, v in worker.metrics().items() if k.startswith("hub_records_accepted_total")
+        )
+        return True if now >= accepted + len(first) else None
+
+    await eventually(first_half_taken, "the worker to accept the first half")
+    worker.stop(signal.SIGKILL)  # no goodbye: offsets may lag what was processed
+    # While it is down: the second half, and every first-half event again (device retries).
+    await publish(settings, second + first)
+    worker.start().wait_ready()
+    push = m + MINUTE_MS + LATENESS_MS + 1000
+    await publish(settings, [(s, record(s, push, {"test_online": 1})) for s in sites])
+
+    counts = await eventually(
+        lambda: window_counts(settings, sites, "test_online", m),
+        "the minute's windows after the restart",
+    )
+    assert counts == {s: 20 for s in sites}
+
+
+# -- scenario 3: two workers share the partitions -------------------------------------------------
+
+
+async def test_two_workers_share_the_partitions_and_count_exactly(
+    worker: WorkerProcess, registry_with_test_demo: Settings, worker_logs: Any
+) -> None:
+    settings = registry_with_test_demo
+    second = WorkerProcess(1, worker_logs).start()
+    try:
+        second.wait_ready()
+
+        async def balanced() -> bool | None:
+            owned = [w.metrics().get("hub_partitions_assigned", 0) for w in (worker, second)]
+            return True if all(owned) and sum(owned) == settings.partitions else None
+
+        await eventually(balanced, "both workers to own partitions")
+        received = [w.metrics().get("hub_records_received_total", 0) for w in (worker, second)]
+        sites = [sites_in(p, "gwangju", settings.partitions) for p in range(5, 12)]
+        m = next_minute(int(time.time() * 1000) + 2000)
+        records = [
+            (s, record(s, m + 1000 * i, {"test_online": 1})) for s in sites for i in range(1, 7)
+        ]
+        push = m + MINUTE_MS + LATENESS_MS + 1000
+        records += [(s, record(s, push, {"test_online": 1})) for s in sites]
+        await publish(settings, records)
+
+        counts = await eventually(
+            lambda: window_counts(settings, sites, "test_online", m),
+            "the windows of seven partitions",
+        )
+        assert counts == {s: 6 for s in sites}
+        after = [w.metrics().get("hub_records_received_total", 0) for w in (worker, second)]
+        assert all(a > b for a, b in zip(after, received, strict=True)), (received, after)
+    finally:
+        second.stop()
+
+    async def taken_back() -> bool | None:
+        owned = worker.metrics().get("hub_partitions_assigned", 0)
+        return True if owned == settings.partitions else None
+
+    await eventually(taken_back, "the remaining worker to take every partition back")
