@@ -193,7 +193,9 @@ class PartitionProcessor:
         idle_ms = now_ms - self.last_arrival_ms
         if idle_ms < self.config.idle_timeout_ms:
             return result
-        self.windows.advance(self.watermark_at_arrival_ms + idle_ms)
+        # Never past the wall clock: a partition whose last events were dated ahead of it (clock
+        # skew within the allowed 5 minutes) waits for the wall clock to catch up.
+        self.windows.advance(min(self.watermark_at_arrival_ms + idle_ms, now_ms))
         self._close(result, self.windows.close_due(), snapshot, now_ms)
         return result
 

@@ -116,3 +116,17 @@ def test_restore_from_its_own_state_writes_continues_exactly() -> None:
     )
     rows = {(r.bucket.timestamp() * 1000, r.metric): r.count_ for r in final.aggregate_rows}
     assert rows == {(T0, "latency_ms"): 10}
+
+
+def test_an_idle_partition_runs_on_with_the_wall_clock_but_never_past_it() -> None:
+    p = processor()
+    p.process([record(1, "GJ-BUK-0001", T0 + 1000, 10.0)], SNAPSHOT, now_ms=T0 + 1000)
+    assert p.tick(SNAPSHOT, now_ms=T0 + 20_000).aggregate_rows == []  # not idle long enough
+    # Idle past the timeout: event time runs on from the last record at wall-clock speed.
+    closing = p.tick(SNAPSHOT, now_ms=T0 + 1000 + MINUTE_MS + 120_000)
+    assert [(r.site_id, r.count_) for r in closing.aggregate_rows] == [("GJ-BUK-0001", 1)]
+
+    ahead = processor()  # events dated two minutes ahead of the wall clock
+    ahead.process([record(1, "GJ-BUK-0001", T0 + 120_000, 10.0)], SNAPSHOT, now_ms=T0)
+    ahead.tick(SNAPSHOT, now_ms=T0 + 60_000)
+    assert ahead.windows.watermark_ms == T0 + 120_000
