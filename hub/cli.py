@@ -155,6 +155,55 @@ def msgspec_to_builtins(value: object) -> object:
     return msgspec.to_builtins(value)
 
 
+def cmd_api(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn
+    from prometheus_client import disable_created_metrics
+
+    from hub.api.app import create_api
+
+    disable_created_metrics()  # type: ignore[no-untyped-call]
+    port = args.port or settings.api_port
+    uvicorn.run(create_api(settings), host=args.host, port=port, log_level=args.loglevel)
+    return 0
+
+
+def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
+    from hub import report
+    from hub.api.models import Scorecard
+
+    async def build() -> Scorecard:
+        from hub.db import connect
+
+        conn = await connect(settings)
+        try:
+            return await report.build_scorecard(conn, args.demonstration_id)
+        finally:
+            await conn.close()
+
+    card = asyncio.run(build())
+    render = {"text": report.as_text, "csv": report.as_csv, "json": report.as_json}[args.format]
+    print(render(card), end="" if args.format == "csv" else "\n")
+    return 0
+
+
+def cmd_upkeep(args: argparse.Namespace, settings: Settings) -> int:
+    from hub.upkeep import run_upkeep
+
+    async def run() -> str:
+        from hub.db import connect
+        from hub.db.migrate import migrate
+
+        conn = await connect(settings)
+        try:
+            await migrate(conn)
+            return (await run_upkeep(conn, settings)).summary()
+        finally:
+            await conn.close()
+
+    print(asyncio.run(run()))
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     """Until the stream processors land, the demo brings up the stack and shows its state."""
     from hub.stack import Stack
@@ -314,6 +363,37 @@ def build_parser() -> argparse.ArgumentParser:
             )
             sub.add_argument("--json", action="store_true", help="one JSON record per line")
     dlq_parser.set_defaults(handler=cmd_dlq)
+
+    api = commands.add_parser(
+        "api",
+        help="the management API and its web page",
+        description="Serve the management API (OpenAPI at /openapi.json, docs at /docs), the web "
+        "page at / and /metrics. Runs the scheduled upkeep (hourly roll-up, retention).",
+    )
+    api.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    api.add_argument("--port", type=_positive_int, default=0, help="default HUB_API_PORT (8000)")
+    api.add_argument(
+        "--loglevel", default="info", choices=("critical", "error", "warning", "info", "debug")
+    )
+    api.set_defaults(handler=cmd_api)
+
+    rep = commands.add_parser(
+        "report",
+        help="a demonstration's KPI scorecard",
+        description="Company, technology, period, sites and, per KPI: windows judged, passed, "
+        "failed, pass rate and latest status.",
+    )
+    rep.add_argument("demonstration_id", help="e.g. DEMO-001")
+    rep.add_argument("--format", choices=("text", "csv", "json"), default="text")
+    rep.set_defaults(handler=cmd_report)
+
+    upkeep = commands.add_parser(
+        "upkeep",
+        help="hourly roll-up and retention, once (hub api also runs it on a schedule)",
+        description="Roll site_aggregates up into site_aggregates_hourly and drop chunks older "
+        "than HUB_RETENTION_*_DAYS.",
+    )
+    upkeep.set_defaults(handler=cmd_upkeep)
 
     demo = commands.add_parser("demo", help="the main job end to end on the local stack")
     demo.set_defaults(handler=cmd_demo)

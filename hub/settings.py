@@ -96,6 +96,12 @@ class Settings:
     idle_timeout_s: float = 30.0
     tick_interval_s: float = 5.0
     registry_refresh_s: float = 5.0
+    # Upkeep (run by `hub api`, or `hub upkeep` from cron): retention in days per table.
+    retention_raw_days: float = 14.0
+    retention_hourly_days: float = 400.0
+    retention_kpi_days: float = 400.0
+    retention_alert_days: float = 400.0
+    upkeep_interval_s: float = 300.0
     # Internal to the local stack, not part of the contract.
     kafka_controller_port: int = 9094
     stack_start_timeout_s: float = 90.0
@@ -122,6 +128,15 @@ class Settings:
             idle_timeout_s=_float(env, "HUB_IDLE_TIMEOUT", defaults.idle_timeout_s),
             tick_interval_s=_float(env, "HUB_TICK_INTERVAL", defaults.tick_interval_s),
             registry_refresh_s=_float(env, "HUB_REGISTRY_REFRESH", defaults.registry_refresh_s),
+            retention_raw_days=_float(env, "HUB_RETENTION_RAW_DAYS", defaults.retention_raw_days),
+            retention_hourly_days=_float(
+                env, "HUB_RETENTION_HOURLY_DAYS", defaults.retention_hourly_days
+            ),
+            retention_kpi_days=_float(env, "HUB_RETENTION_KPI_DAYS", defaults.retention_kpi_days),
+            retention_alert_days=_float(
+                env, "HUB_RETENTION_ALERT_DAYS", defaults.retention_alert_days
+            ),
+            upkeep_interval_s=_float(env, "HUB_UPKEEP_INTERVAL", defaults.upkeep_interval_s),
             kafka_controller_port=_int(
                 env, "HUB_KAFKA_CONTROLLER_PORT", defaults.kafka_controller_port
             ),
@@ -148,6 +163,11 @@ class Settings:
             ("HUB_IDLE_TIMEOUT", self.idle_timeout_s),
             ("HUB_TICK_INTERVAL", self.tick_interval_s),
             ("HUB_REGISTRY_REFRESH", self.registry_refresh_s),
+            ("HUB_RETENTION_RAW_DAYS", self.retention_raw_days),
+            ("HUB_RETENTION_HOURLY_DAYS", self.retention_hourly_days),
+            ("HUB_RETENTION_KPI_DAYS", self.retention_kpi_days),
+            ("HUB_RETENTION_ALERT_DAYS", self.retention_alert_days),
+            ("HUB_UPKEEP_INTERVAL", self.upkeep_interval_s),
         ):
             if not value > 0:
                 raise SettingsError(f"{name}={value}: must be positive")

@@ -30,7 +30,7 @@ from streams.intake import admit
 from streams.kpi import KpiState
 from streams.registry import SiteInfo, SiteKpi, Snapshot
 from streams.routing import Outgoing
-from streams.sink import AggregateRow, AlertRow, KpiRow
+from streams.sink import AggregateRow, AlertRow, KpiRow, LastSeenRow
 from streams.windows import (
     MINUTE_MS,
     Acc,
@@ -74,6 +74,7 @@ class BatchResult:
     aggregate_rows: list[AggregateRow] = field(default_factory=list)
     kpi_rows: list[KpiRow] = field(default_factory=list)
     alert_rows: list[AlertRow] = field(default_factory=list)
+    last_seen_rows: list[LastSeenRow] = field(default_factory=list)
     state_writes: list[tuple[bytes, bytes | None]] = field(default_factory=list)
     counts: Counter[str] = field(default_factory=Counter)
     # (event time, arrival time) of each accepted event, for latency metrics.
@@ -81,7 +82,12 @@ class BatchResult:
 
     @property
     def rows(self) -> int:
-        return len(self.aggregate_rows) + len(self.kpi_rows) + len(self.alert_rows)
+        return (
+            len(self.aggregate_rows)
+            + len(self.kpi_rows)
+            + len(self.alert_rows)
+            + len(self.last_seen_rows)
+        )
 
 
 def _dt(ms: int) -> datetime:
@@ -174,9 +180,13 @@ class PartitionProcessor:
                 )
                 self._reject(result, record, Reason.LATE, detail, now_ms)
         sites = snapshot.sites
+        newest: dict[str, int] = {}
         for entry in accepted:
             site = sites.get(entry.site_id, UNKNOWN_SITE)
             result.counts[f"accepted:{site.region}:{site.district}"] += 1
+            if entry.ts_ms > newest.get(entry.site_id, 0):
+                newest[entry.site_id] = entry.ts_ms
+        result.last_seen_rows = [LastSeenRow(s, _dt(ts)) for s, ts in sorted(newest.items())]
         result.counts["accepted"] += len(accepted)
         if records:
             self.last_arrival_ms = now_ms

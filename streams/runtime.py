@@ -122,7 +122,12 @@ class WorkerRuntime:
             sink = await self.sink()
             self.metrics.sink_backlog.set(sink.backlog_rows + result.rows)
             took = await sink.write(
-                SinkBatch(result.aggregate_rows, result.kpi_rows, result.alert_rows)
+                SinkBatch(
+                    result.aggregate_rows,
+                    result.kpi_rows,
+                    result.alert_rows,
+                    result.last_seen_rows,
+                )
             )
             self.metrics.sink_backlog.set(sink.backlog_rows)
             self.metrics.sink_rows.observe(result.rows)

@@ -86,6 +86,12 @@ SELECT alert_id, ts, demonstration_id, site_id, kpi_id, transition, value, thres
   FROM incoming_alerts
 ON CONFLICT (alert_id, ts) DO UPDATE SET value = excluded.value, threshold = excluded.threshold
 """
+MERGE_LAST_SEEN = """
+INSERT INTO site_last_seen AS t (site_id, last_event_at)
+SELECT site_id, last_event_at FROM incoming_last_seen
+ON CONFLICT (site_id) DO UPDATE SET
+  last_event_at = greatest(t.last_event_at, excluded.last_event_at), updated_at = now()
+"""
 # A recovery resolves the alerts it ends: breaches and no-data alerts of that KPI at that site.
 RESOLVE_ALERTS = """
 UPDATE kpi_alerts a SET status = 'resolved', resolved_at = r.ts
@@ -97,14 +103,20 @@ UPDATE kpi_alerts a SET status = 'resolved', resolved_at = r.ts
 """
 
 
+class LastSeenRow(NamedTuple):
+    site_id: str
+    last_event_at: datetime
+
+
 @dataclass(slots=True)
 class SinkBatch:
     aggregates: Sequence[AggregateRow]
     kpi_results: Sequence[KpiRow]
     alerts: Sequence[AlertRow]
+    last_seen: Sequence[LastSeenRow] = ()
 
     def __len__(self) -> int:
-        return len(self.aggregates) + len(self.kpi_results) + len(self.alerts)
+        return len(self.aggregates) + len(self.kpi_results) + len(self.alerts) + len(self.last_seen)
 
 
 class TimescaleSink:
@@ -164,10 +176,16 @@ class TimescaleSink:
                 await _stage(conn, "incoming_alerts", "kpi_alerts", batch.alerts)
                 await conn.execute(MERGE_ALERTS)
                 await conn.execute(RESOLVE_ALERTS)
+            if batch.last_seen:
+                await _stage(conn, "incoming_last_seen", "site_last_seen", batch.last_seen)
+                await conn.execute(MERGE_LAST_SEEN)
 
 
 async def _stage(
-    conn: Connection, staging: str, like: str, rows: Sequence[AggregateRow | KpiRow | AlertRow]
+    conn: Connection,
+    staging: str,
+    like: str,
+    rows: Sequence[AggregateRow | KpiRow | AlertRow | LastSeenRow],
 ) -> None:
     await conn.execute(
         f"CREATE TEMP TABLE IF NOT EXISTS {staging} (LIKE {like} INCLUDING DEFAULTS) "

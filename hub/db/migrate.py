@@ -12,8 +12,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-import asyncpg
-
+from hub.db import Connection
 from hub.errors import HubError
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
@@ -49,7 +48,7 @@ def discover(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
     return migrations
 
 
-async def migrate(conn: asyncpg.Connection, directory: Path = MIGRATIONS_DIR) -> list[str]:
+async def migrate(conn: Connection, directory: Path = MIGRATIONS_DIR) -> list[str]:
     """Apply what is missing; return the names applied now (empty when up to date)."""
     migrations = discover(directory)
     applied_now: list[str] = []

@@ -48,6 +48,8 @@ PROMETHEUS = Tool("prometheus", "prometheus", on_path("prometheus"))
 CMAKE = Tool("cmake", "cmake", on_path("cmake"))
 COMPILER = Tool("cc", "build-essential", on_path("cc"))
 DPKG_SOURCE = Tool("dpkg-source", "dpkg-dev", on_path("dpkg-source"))
+# Only the browser test of the web page needs it.
+CHROMIUM = Tool("chromium", "chromium", on_path("chromium"))
 
 
 def _privileged(argv: list[str]) -> list[str] | None:

@@ -29,10 +29,12 @@ TRIXIE_SOURCES = "deb-src http://deb.debian.org/debian trixie main\n"
 BOOTSTRAP_SQL = """
 SELECT format('CREATE ROLE %I LOGIN', :'user')
  WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = :'user') \\gexec
-ALTER ROLE :"user" WITH LOGIN PASSWORD :'password';
+ALTER ROLE :"user" WITH LOGIN CREATEDB PASSWORD :'password';
 SELECT format('CREATE DATABASE %I OWNER %I', :'db', :'user')
  WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = :'db') \\gexec
 \\c :"db"
+CREATE EXTENSION IF NOT EXISTS timescaledb;
+\\c template1
 CREATE EXTENSION IF NOT EXISTS timescaledb;
 """
 

@@ -1,0 +1,224 @@
+"""The management view at ``/``: server-rendered HTML, refreshed by a small script.
+
+The script re-fetches the page's main section (``/?part=main``) every 15 seconds and swaps it in:
+one renderer, no front-end build, and the page works without JavaScript too.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from datetime import datetime
+from html import escape
+from typing import Any
+
+from hub.registry.model import GWANGJU_DISTRICTS, JEONNAM_MUNICIPALITIES
+
+Row = dict[str, Any]
+
+GWANGJU_NAMES = {
+    "dong": "Dong-gu",
+    "seo": "Seo-gu",
+    "nam": "Nam-gu",
+    "buk": "Buk-gu",
+    "gwangsan": "Gwangsan-gu",
+}
+
+
+def district_label(region: str, district: str) -> str:
+    if region == "gwangju":
+        return GWANGJU_NAMES.get(district, district)
+    return district.replace("_", " ").title()
+
+
+def colour(compliance: float | None) -> str:
+    if compliance is None:
+        return "#b8bec6"  # no judged KPI yet
+    if compliance >= 95:
+        return "#2e9e5b"
+    if compliance >= 80:
+        return "#e3a21a"
+    return "#d64545"
+
+
+def _map(title: str, region: str, centres: dict[str, tuple[float, float]], rows: list[Row]) -> str:
+    """An SVG of the region's districts at their centres, sized by sites, coloured by compliance."""
+    width, height, pad = 520, 400, 64
+    lats = [c[0] for c in centres.values()]
+    lons = [c[1] for c in centres.values()]
+    lat0, lat1, lon0, lon1 = min(lats), max(lats), min(lons), max(lons)
+
+    def xy(lat: float, lon: float) -> tuple[float, float]:
+        x = pad + (lon - lon0) / ((lon1 - lon0) or 1) * (width - 2 * pad)
+        y = height - pad - (lat - lat0) / ((lat1 - lat0) or 1) * (height - 2 * pad)
+        return x, y
+
+    by_district = {r["district"]: r for r in rows if r["region"] == region}
+    shapes = []
+    for district, (lat, lon) in sorted(centres.items()):
+        row = by_district.get(district, {})
+        x, y = xy(lat, lon)
+        radius = 4 + 0.9 * math.sqrt(row.get("sites", 0) or 0)
+        compliance = row.get("compliance_pct")
+        shown = "no data" if compliance is None else f"{compliance:.1f}%"
+        label = district_label(region, district)
+        shapes.append(
+            f'<g class="district" data-region="{region}" data-district="{district}" '
+            f'data-compliance="{shown}">'
+            f'<circle cx="{x:.1f}" cy="{y:.1f}" r="{radius:.1f}" fill="{colour(compliance)}" '
+            f'fill-opacity="0.85" stroke="#333" stroke-width="0.6"><title>{escape(label)}: '
+            f"{shown}, {row.get('sites_reporting', 0)} of {row.get('sites', 0)} sites reporting"
+            f"</title></circle>"
+            f'<text x="{x:.1f}" y="{y + radius + 11:.1f}" text-anchor="middle">{escape(label)} '
+            f"{shown}</text></g>"
+        )
+    return (
+        f"<figure><figcaption>{escape(title)}</figcaption>"
+        f'<svg viewBox="0 0 {width} {height}" role="img" aria-label="{escape(title)}">'
+        f"{''.join(shapes)}</svg></figure>"
+    )
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.1f}"
+    if isinstance(value, datetime):
+        return value.strftime("%Y-%m-%d %H:%M:%S")
+    return escape(str(value))
+
+
+def _table(columns: Iterable[tuple[str, str]], rows: list[Row], empty: str) -> str:
+    columns = list(columns)
+    if not rows:
+        return f'<p class="empty">{escape(empty)}</p>'
+    head = "".join(f"<th>{escape(label)}</th>" for _, label in columns)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{_cell(row.get(key))}</td>" for key, _ in columns) + "</tr>"
+        for row in rows
+    )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def render_main(
+    overview: list[Row], demonstrations: list[Row], alerts: list[Row], generated_at: datetime
+) -> str:
+    gwangju = {d: (lat, lon) for d, (lat, lon, _, _) in GWANGJU_DISTRICTS.items()}
+    jeonnam = {d: (lat, lon) for d, (lat, lon, _) in JEONNAM_MUNICIPALITIES.items()}
+    totals = {
+        "sites": sum(r["sites"] for r in overview),
+        "reporting": sum(r["sites_reporting"] for r in overview),
+        "pass": sum(r["kpi_pass"] for r in overview),
+        "fail": sum(r["kpi_fail"] for r in overview),
+    }
+    decided = totals["pass"] + totals["fail"]
+    compliance = f"{100 * totals['pass'] / decided:.1f}%" if decided else "no data"
+    overview_rows = [{**r, "name": district_label(r["region"], r["district"])} for r in overview]
+    failing = [d for d in demonstrations if d["kpi_fail_24h"] or d["open_alerts"]]
+    return f"""
+<section class="totals">
+  <div><b>{totals["reporting"]:,}</b> of {totals["sites"]:,} sites reporting (last hour)</div>
+  <div><b>{compliance}</b> KPI compliance (last 24 h: {totals["pass"]:,} pass, {
+        totals["fail"]:,} fail)</div>
+  <div><b>{sum(d["open_alerts"] for d in demonstrations):,}</b> open alerts</div>
+  <div class="muted">updated {generated_at:%Y-%m-%d %H:%M:%S} UTC</div>
+</section>
+<section class="maps">
+  {_map("Gwangju: five districts", "gwangju", gwangju, overview)}
+  {_map("South Jeolla: 22 cities and counties", "jeonnam", jeonnam, overview)}
+</section>
+<section>
+  <h2>Regions and districts</h2>
+  {
+        _table(
+            [
+                ("region", "Region"),
+                ("name", "District"),
+                ("sites", "Sites"),
+                ("sites_reporting", "Reporting"),
+                ("kpi_pass", "KPI pass"),
+                ("kpi_fail", "KPI fail"),
+                ("compliance_pct", "Compliance %"),
+                ("last_event_at", "Last event (UTC)"),
+            ],
+            overview_rows,
+            "No sites registered yet: run `hub registry load`.",
+        )
+    }
+</section>
+<section>
+  <h2>Failing demonstrations (last 24 h)</h2>
+  {
+        _table(
+            [
+                ("demonstration_id", "Demonstration"),
+                ("company", "Company"),
+                ("title", "Title"),
+                ("sites", "Sites"),
+                ("kpi_fail_24h", "KPI fail"),
+                ("kpi_pass_24h", "KPI pass"),
+                ("open_alerts", "Open alerts"),
+            ],
+            failing,
+            "No demonstration failed a KPI in the last 24 hours.",
+        )
+    }
+</section>
+<section>
+  <h2>Open alerts</h2>
+  {
+        _table(
+            [
+                ("ts", "When (UTC)"),
+                ("demonstration_id", "Demonstration"),
+                ("site_id", "Site"),
+                ("kpi_id", "KPI"),
+                ("transition", "Change"),
+                ("value", "Value"),
+                ("threshold", "Threshold"),
+            ],
+            alerts,
+            "No open alerts.",
+        )
+    }
+</section>"""
+
+
+STYLE = """
+body { font-family: system-ui, sans-serif; margin: 1.5rem; color: #1d232a; }
+h1 { font-size: 1.4rem; margin: 0 0 .2rem; } h2 { font-size: 1.1rem; margin-top: 1.6rem; }
+.totals { display: flex; gap: 2rem; flex-wrap: wrap; margin: 1rem 0; }
+.maps { display: flex; gap: 1rem; flex-wrap: wrap; }
+figure { margin: 0; border: 1px solid #d8dde3; border-radius: 6px; padding: .5rem; }
+figcaption { font-weight: 600; } svg { width: 520px; height: 400px; }
+svg text { font-size: 9px; fill: #1d232a; }
+table { border-collapse: collapse; font-size: .85rem; }
+th, td { border-bottom: 1px solid #e3e7eb; padding: .25rem .6rem; text-align: left; }
+.muted, .empty { color: #6b7580; }
+"""
+
+SCRIPT = """
+async function refresh() {
+  try {
+    const response = await fetch('/?part=main', {cache: 'no-store'});
+    if (response.ok) document.getElementById('main').innerHTML = await response.text();
+  } catch (e) { /* keep the last view; try again on the next tick */ }
+}
+setInterval(refresh, 15000);
+"""
+
+
+def render_page(main: str) -> str:
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Testbed management view: Gwangju and South Jeolla</title>
+<style>{STYLE}</style></head>
+<body>
+<h1>AI testbed: super-regional management view</h1>
+<p class="muted">Gwangju's 3,375 demonstration sites and South Jeolla's, judged against each
+demonstration's KPIs. API: <a href="/docs">/docs</a>, <a href="/openapi.json">/openapi.json</a>.</p>
+<main id="main">{main}</main>
+<script>{SCRIPT}</script>
+</body></html>"""

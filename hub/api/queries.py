@@ -1,0 +1,150 @@
+"""The SQL behind the API and `hub report`: one function a question, parameters always bound.
+
+"Latest" always means newest by event time (window or bucket), never last received.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hub.db import Connection
+
+Row = dict[str, Any]
+
+
+async def overview(conn: Connection, region: str | None) -> list[Row]:
+    rows = await conn.fetch(
+        "SELECT * FROM management_overview WHERE $1::text IS NULL OR region = $1 "
+        "ORDER BY region, district",
+        region,
+    )
+    return [dict(r) for r in rows]
+
+
+async def site(conn: Connection, site_id: str) -> Row | None:
+    row = await conn.fetchrow(
+        "SELECT s.*, l.last_event_at FROM sites s LEFT JOIN site_last_seen l USING (site_id) "
+        "WHERE s.site_id = $1",
+        site_id,
+    )
+    return dict(row) if row else None
+
+
+async def site_devices(conn: Connection, site_id: str) -> list[Row]:
+    rows = await conn.fetch(
+        "SELECT device_id, demonstration_id, model FROM devices WHERE site_id = $1 "
+        "ORDER BY device_id",
+        site_id,
+    )
+    return [dict(r) for r in rows]
+
+
+async def latest_aggregates(conn: Connection, site_id: str) -> list[Row]:
+    rows = await conn.fetch(
+        """SELECT DISTINCT ON (metric) metric, bucket, count, sum, min, max,
+                  sum / count AS mean, p50, p95, p99
+             FROM site_aggregates
+            WHERE site_id = $1 AND bucket > now() - INTERVAL '7 days'
+            ORDER BY metric, bucket DESC""",
+        site_id,
+    )
+    return [dict(r) for r in rows]
+
+
+async def latest_kpi_statuses(conn: Connection, site_id: str) -> list[Row]:
+    rows = await conn.fetch(
+        """SELECT DISTINCT ON (demonstration_id, kpi_id)
+                  demonstration_id, kpi_id, window_start, window_end, value, threshold, status,
+                  samples
+             FROM kpi_results
+            WHERE site_id = $1
+            ORDER BY demonstration_id, kpi_id, window_start DESC""",
+        site_id,
+    )
+    return [dict(r) for r in rows]
+
+
+async def demonstration(conn: Connection, demonstration_id: str) -> Row | None:
+    row = await conn.fetchrow(
+        """SELECT d.*, (SELECT count(DISTINCT site_id) FROM devices v
+                         WHERE v.demonstration_id = d.demonstration_id) AS sites
+             FROM demonstrations d WHERE demonstration_id = $1""",
+        demonstration_id,
+    )
+    return dict(row) if row else None
+
+
+async def scorecard_kpis(conn: Connection, demonstration_id: str) -> list[Row]:
+    rows = await conn.fetch(
+        "SELECT * FROM demonstration_scorecard WHERE demonstration_id = $1 ORDER BY kpi_id",
+        demonstration_id,
+    )
+    return [dict(r) for r in rows]
+
+
+async def demonstrations(conn: Connection) -> list[Row]:
+    rows = await conn.fetch(
+        """SELECT d.demonstration_id, d.company, d.title, d.technology,
+                  (SELECT count(DISTINCT site_id) FROM devices v
+                    WHERE v.demonstration_id = d.demonstration_id) AS sites,
+                  count(r.status) FILTER (WHERE r.status = 'pass') AS kpi_pass_24h,
+                  count(r.status) FILTER (WHERE r.status = 'fail') AS kpi_fail_24h,
+                  (SELECT count(*) FROM kpi_alerts a WHERE a.demonstration_id = d.demonstration_id
+                      AND a.status = 'open') AS open_alerts
+             FROM demonstrations d
+             LEFT JOIN kpi_results r ON r.demonstration_id = d.demonstration_id
+                  AND r.window_end > now() - INTERVAL '24 hours'
+            GROUP BY d.demonstration_id
+            ORDER BY count(r.status) FILTER (WHERE r.status = 'fail') DESC, d.demonstration_id"""
+    )
+    return [dict(r) for r in rows]
+
+
+async def alerts(
+    conn: Connection,
+    status: str | None,
+    demonstration_id: str | None,
+    site_id: str | None,
+    limit: int,
+) -> list[Row]:
+    rows = await conn.fetch(
+        """SELECT alert_id, ts, demonstration_id, site_id, kpi_id, transition, value, threshold,
+                  status, acknowledged_by, acknowledged_at, note, resolved_at
+             FROM kpi_alerts
+            WHERE ($1::text IS NULL OR status = $1)
+              AND ($2::text IS NULL OR demonstration_id = $2)
+              AND ($3::text IS NULL OR site_id = $3)
+            ORDER BY ts DESC, alert_id
+            LIMIT $4""",
+        status,
+        demonstration_id,
+        site_id,
+        limit,
+    )
+    return [dict(r) for r in rows]
+
+
+async def alert(conn: Connection, alert_id: str) -> Row | None:
+    row = await conn.fetchrow(
+        """SELECT alert_id, ts, demonstration_id, site_id, kpi_id, transition, value, threshold,
+                  status, acknowledged_by, acknowledged_at, note, resolved_at
+             FROM kpi_alerts WHERE alert_id = $1 ORDER BY ts DESC LIMIT 1""",
+        alert_id,
+    )
+    return dict(row) if row else None
+
+
+async def acknowledge(conn: Connection, alert_id: str, by: str, note: str) -> Row | None:
+    """Open -> acknowledged; None when the alert is not open (unknown, already acknowledged or
+    resolved: the caller tells which)."""
+    row = await conn.fetchrow(
+        """UPDATE kpi_alerts SET status = 'acknowledged', acknowledged_by = $2,
+                  acknowledged_at = now(), note = $3
+            WHERE alert_id = $1 AND status = 'open'
+        RETURNING alert_id, ts, demonstration_id, site_id, kpi_id, transition, value, threshold,
+                  status, acknowledged_by, acknowledged_at, note, resolved_at""",
+        alert_id,
+        by,
+        note,
+    )
+    return dict(row) if row else None

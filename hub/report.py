@@ -1,0 +1,112 @@
+"""A demonstration's KPI scorecard: what a procurement officer reads (`hub report`, the API)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+from hub.api import queries
+from hub.api.models import Scorecard, ScorecardKpi
+from hub.db import Connection
+from hub.errors import HubError
+
+
+class UnknownDemonstration(HubError):
+    pass
+
+
+async def build_scorecard(conn: Connection, demonstration_id: str) -> Scorecard:
+    demo = await queries.demonstration(conn, demonstration_id)
+    if demo is None:
+        raise UnknownDemonstration(f"demonstration {demonstration_id!r} is not in the registry")
+    kpis = [ScorecardKpi(**row) for row in await queries.scorecard_kpis(conn, demonstration_id)]
+    return Scorecard(
+        demonstration_id=demo["demonstration_id"],
+        company=demo["company"],
+        title=demo["title"],
+        technology=demo["technology"],
+        starts_on=demo["starts_on"],
+        ends_on=demo["ends_on"],
+        sites=demo["sites"],
+        kpis=kpis,
+    )
+
+
+CSV_COLUMNS = (
+    "demonstration_id",
+    "company",
+    "title",
+    "technology",
+    "starts_on",
+    "ends_on",
+    "sites",
+    "kpi_id",
+    "kpi_title",
+    "rule",
+    "window",
+    "windows_judged",
+    "passed",
+    "failed",
+    "insufficient",
+    "pass_rate_pct",
+    "latest_status",
+    "latest_window_start",
+)
+
+
+def rule(kpi: ScorecardKpi) -> str:
+    return f"{kpi.aggregation}({kpi.metric}) {kpi.op} {kpi.threshold:g}"
+
+
+def as_json(card: Scorecard) -> str:
+    return json.dumps(card.model_dump(mode="json"), indent=2)
+
+
+def as_csv(card: Scorecard) -> str:
+    """One row per KPI, the demonstration's fields repeated: opens as is in a spreadsheet."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    for kpi in card.kpis:
+        writer.writerow(
+            [
+                card.demonstration_id,
+                card.company,
+                card.title,
+                card.technology,
+                card.starts_on,
+                card.ends_on,
+                card.sites,
+                kpi.kpi_id,
+                kpi.title,
+                rule(kpi),
+                kpi.window,
+                kpi.windows_judged,
+                kpi.passed,
+                kpi.failed,
+                kpi.insufficient,
+                "" if kpi.pass_rate_pct is None else kpi.pass_rate_pct,
+                kpi.latest_status or "",
+                kpi.latest_window_start.isoformat() if kpi.latest_window_start else "",
+            ]
+        )
+    return out.getvalue()
+
+
+def as_text(card: Scorecard) -> str:
+    lines = [
+        f"{card.title} ({card.demonstration_id})",
+        f"company {card.company}, technology {card.technology}, "
+        f"period {card.starts_on} to {card.ends_on}, {card.sites} sites",
+        "",
+        f"{'KPI':22} {'rule':42} {'window':6} {'judged':>7} {'passed':>7} {'failed':>7} "
+        f"{'pass %':>7}  latest",
+    ]
+    for kpi in card.kpis:
+        rate = "-" if kpi.pass_rate_pct is None else f"{kpi.pass_rate_pct:.1f}"
+        lines.append(
+            f"{kpi.kpi_id:22} {rule(kpi):42} {kpi.window:6} {kpi.windows_judged:7} "
+            f"{kpi.passed:7} {kpi.failed:7} {rate:>7}  {kpi.latest_status or '-'}"
+        )
+    return "\n".join(lines)
