@@ -13,7 +13,6 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from hub.errors import HubError
 from hub.registry.files import DATA_DIR as REGISTRY_DIR
@@ -21,10 +20,6 @@ from hub.settings import Settings
 from hub.stack.part import PartStatus
 from hub.telemetry import Reason
 from hub.topics import TELEMETRY as TELEMETRY_TOPIC
-
-if TYPE_CHECKING:
-    from hub.registry.load import LoadReport
-    from hub.registry.model import Registry
 
 EXIT_FAILED = 1
 EXIT_NOT_RUNNING = 3
@@ -69,30 +64,15 @@ def cmd_stack(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_registry(args: argparse.Namespace, settings: Settings) -> int:
-    from hub.registry.files import read_registry
+    from hub.registry.load import load_files
 
-    registry = read_registry(args.dir)
-    report = asyncio.run(_load_registry(settings, registry))
+    report = asyncio.run(load_files(settings, args.dir))
     changes = ", ".join(
         f"{table} {n} ({report.changes[table]})" for table, n in report.counts.items()
     )
     verdict = "changed" if report.changed else "unchanged"
     print(f"registry {report.digest} loaded, {verdict}: {changes}")
     return 0
-
-
-async def _load_registry(settings: Settings, registry: Registry) -> LoadReport:
-    from hub.db import connect
-    from hub.db.migrate import migrate
-    from hub.registry.load import load_registry
-
-    conn = await connect(settings)
-    try:
-        for name in await migrate(conn):
-            say(f"applied migration {name}")
-        return await load_registry(conn, registry)
-    finally:
-        await conn.close()
 
 
 def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
@@ -205,11 +185,12 @@ def cmd_upkeep(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
-    """Until the stream processors land, the demo brings up the stack and shows its state."""
-    from hub.stack import Stack
+    from hub.demo import DemoOptions, run_demo
 
-    statuses = Stack(settings).up(say)
-    print(_stack_table(statuses))
+    options = DemoOptions(
+        duration_s=args.duration, rate_hz=args.rate, workers=args.workers, keep=args.keep
+    )
+    run_demo(settings, options, say)
     return 0
 
 
@@ -395,7 +376,28 @@ def build_parser() -> argparse.ArgumentParser:
     )
     upkeep.set_defaults(handler=cmd_upkeep)
 
-    demo = commands.add_parser("demo", help="the main job end to end on the local stack")
+    demo = commands.add_parser(
+        "demo",
+        help="the main job end to end on the local stack",
+        description="Stack up, registry loaded, workers and API started, every registered site "
+        "of Gwangju and South Jeolla simulated with a live progress line; ends with the "
+        "accounting check and the management overview. Stops what it started unless --keep.",
+    )
+    demo.add_argument(
+        "--duration",
+        type=_positive_float,
+        default=120.0,
+        help="seconds of simulated telemetry (default 120)",
+    )
+    demo.add_argument(
+        "--rate", type=_positive_float, default=1.0, help="events per site per second (default 1)"
+    )
+    demo.add_argument("--workers", type=_positive_int, default=2, help="worker processes (2)")
+    demo.add_argument(
+        "--keep",
+        action="store_true",
+        help="leave the stack, workers and API running to explore the web page",
+    )
     demo.set_defaults(handler=cmd_demo)
     return parser
 

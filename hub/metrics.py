@@ -32,6 +32,7 @@ class WorkerMetrics:
     watermark_lag: Gauge
     registry_digest_loaded: Gauge
     partitions_assigned: Gauge
+    closed_through: Gauge
 
 
 def worker_metrics(registry: CollectorRegistry) -> WorkerMetrics:
@@ -117,6 +118,12 @@ def worker_metrics(registry: CollectorRegistry) -> WorkerMetrics:
         partitions_assigned=Gauge(
             "hub_partitions_assigned",
             "Telemetry partitions this worker processes",
+            registry=registry,
+        ),
+        closed_through=Gauge(
+            "hub_windows_closed_through_timestamp_seconds",
+            "Every window of the partition ending at or before this time is written",
+            ["partition"],
             registry=registry,
         ),
     )

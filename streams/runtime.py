@@ -12,6 +12,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Sequence
+from contextlib import suppress
 from typing import Any
 
 import asyncpg
@@ -77,6 +78,9 @@ class WorkerRuntime:
         """Forget revoked partitions: whoever gets them next restores from the table."""
         for partition in partitions:
             self.processors.pop(partition, None)
+            for gauge in (self.metrics.watermark_lag, self.metrics.closed_through):
+                with suppress(KeyError):
+                    gauge.remove(str(partition))
 
     def processor(self, partition: int) -> PartitionProcessor:
         processor = self.processors.get(partition)
@@ -161,6 +165,9 @@ class WorkerRuntime:
         watermark = processor.windows.watermark_ms
         if watermark:
             m.watermark_lag.labels(str(processor.partition)).set((now_ms() - watermark) / 1000)
+            m.closed_through.labels(str(processor.partition)).set(
+                processor.windows.closed_through_ms / 1000
+            )
 
     async def close(self) -> None:
         if self._pool is not None:

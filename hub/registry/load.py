@@ -9,10 +9,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date
+from pathlib import Path
 
 import asyncpg
 
+from hub.db import connect
+from hub.db.migrate import migrate
+from hub.registry.files import DATA_DIR, read_registry
 from hub.registry.model import Registry
+from hub.settings import Settings
 
 REGISTRY_LOCK = 0x4855_4231  # "HUB1": one registry load at a time
 
@@ -157,6 +162,17 @@ async def _merge(
     )
     new = sum(1 for row in inserted if row["inserted"])
     return TableChange(inserted=new, updated=len(inserted) - new)
+
+
+async def load_files(settings: Settings, directory: Path = DATA_DIR) -> LoadReport:
+    """Read and check the files, migrate the database, load: what `hub registry load` does."""
+    registry = read_registry(directory)
+    conn = await connect(settings)
+    try:
+        await migrate(conn)
+        return await load_registry(conn, registry)
+    finally:
+        await conn.close()
 
 
 async def loaded_digest(conn: asyncpg.Connection) -> str | None:
