@@ -184,6 +184,23 @@ def cmd_upkeep(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
+    from hub.bench.e2e import BenchOptions, as_json, run_bench, table
+    from hub.stack import Stack
+
+    Stack(settings).up(lambda line: print(line, file=sys.stderr, flush=True))
+    options = BenchOptions(
+        records=args.records,
+        workers=tuple(args.workers),
+        latency_rates=tuple(args.latency_rates),
+        latency_duration_s=args.latency_duration,
+    )
+    progress = (lambda line: print(line, file=sys.stderr, flush=True)) if args.json else say
+    report = run_bench(settings, options, progress)
+    print(as_json(report) if args.json else table(report))
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     from hub.demo import DemoOptions, run_demo
 
@@ -375,6 +392,42 @@ def build_parser() -> argparse.ArgumentParser:
         "than HUB_RETENTION_*_DAYS.",
     )
     upkeep.set_defaults(handler=cmd_upkeep)
+
+    bench = commands.add_parser(
+        "bench",
+        help="the end-to-end benchmark against raw baselines",
+        description="Raw ceilings (an aiokafka consumer with no processing; a raw COPY into "
+        "TimescaleDB), the hub end to end over pre-loaded records with 1 and 2 workers, and "
+        "latency at a fixed offered load (3,375 sites at 1 and 10 Hz). Brings the stack up.",
+    )
+    bench.add_argument(
+        "--records",
+        type=_positive_int,
+        default=1_000_000,
+        help="records pre-loaded for each end-to-end run (default 1,000,000)",
+    )
+    bench.add_argument(
+        "--workers",
+        type=_positive_int,
+        nargs="+",
+        default=[1, 2],
+        help="worker counts to run end to end (default 1 2)",
+    )
+    bench.add_argument(
+        "--latency-rates",
+        type=_positive_float,
+        nargs="*",
+        default=[1.0, 10.0],
+        help="per-site rates for the latency runs, Hz (default 1 10; none: skip)",
+    )
+    bench.add_argument(
+        "--latency-duration",
+        type=_positive_float,
+        default=90.0,
+        help="seconds of offered load per latency run (default 90)",
+    )
+    bench.add_argument("--json", action="store_true", help="one JSON line on stdout")
+    bench.set_defaults(handler=cmd_bench)
 
     demo = commands.add_parser(
         "demo",

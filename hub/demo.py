@@ -9,30 +9,22 @@ stopped at the end unless ``--keep``.
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
 import sys
 import time
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 from hub.api.page import district_label
 from hub.db import connect
-from hub.errors import HubError
+from hub.localrun import Process, scrape, total, wait_for
 from hub.settings import Settings
 from hub.simulate import SimulationOptions, simulate
 from hub.simulate.fleet import Tally
-from hub.stack.process import terminate
 
 # Short lateness so a two-minute demo sees its windows closed and judged; `hub worker` defaults
 # to 120 s for real devices.
 DEMO_WORKER_ENV = {"HUB_ALLOWED_LATENESS": "10", "HUB_IDLE_TIMEOUT": "5", "HUB_TICK_INTERVAL": "1"}
-
-
-class DemoFailed(HubError):
-    pass
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,64 +34,6 @@ class DemoOptions:
     workers: int = 2
     bad_fraction: float = 0.005
     keep: bool = False
-
-
-class Process:
-    """A hub process the demo runs in the background, stopped by its pid."""
-
-    def __init__(self, name: str, argv: list[str], log: Path, env: dict[str, str]) -> None:
-        self.name = name
-        self.log = log
-        with log.open("ab") as out:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "hub", *argv],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                env={**os.environ, **env},
-                start_new_session=True,
-            )
-
-    def check(self) -> None:
-        if self.proc.poll() is not None:
-            tail = self.log.read_text(errors="replace").strip().splitlines()[-1:]
-            raise DemoFailed(
-                f"{self.name} exited ({tail[0] if tail else 'no output'}); see {self.log}"
-            )
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            terminate(self.proc.pid, timeout_s=30)
-            self.proc.wait(timeout=10)
-
-
-def scrape(port: int) -> dict[str, float]:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as response:
-            text = response.read().decode()
-    except OSError:
-        return {}
-    samples: dict[str, float] = {}
-    for line in text.splitlines():
-        if line.startswith("hub_"):
-            name, _, value = line.rpartition(" ")
-            samples[name] = float(value)
-    return samples
-
-
-def total(samples: list[dict[str, float]], prefix: str) -> float:
-    return sum(v for s in samples for k, v in s.items() if k.startswith(prefix))
-
-
-def wait_for(
-    check: Callable[[], bool], what: str, timeout_s: float, processes: list[Process]
-) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not check():
-        for process in processes:
-            process.check()
-        if time.monotonic() > deadline:
-            raise DemoFailed(f"timed out after {timeout_s:.0f} s waiting for {what}")
-        time.sleep(0.5)
 
 
 class Demo:

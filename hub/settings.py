@@ -7,6 +7,7 @@ Every default is the local one from the contract; every field can be overridden 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -87,7 +88,9 @@ class Settings:
     # Partitions of every topic the hub creates (the unit of parallelism across workers).
     partitions: int = 12
     replication_factor: int = 1
-    # Stream processing (hub worker).
+    # Stream processing (hub worker). The app id names the consumer group and the state topics:
+    # another id is another, independent hub (the benchmark runs its own).
+    app_id: str = "testbed-hub"
     worker_web_port: int = 6066  # worker N serves /metrics on this port + N
     batch_max: int = 5000
     batch_within_s: float = 0.5
@@ -120,6 +123,7 @@ class Settings:
             home=Path(home).resolve() if home else defaults.home,
             partitions=_int(env, "HUB_PARTITIONS", defaults.partitions),
             replication_factor=_int(env, "HUB_REPLICATION_FACTOR", defaults.replication_factor),
+            app_id=env.get("HUB_APP_ID") or defaults.app_id,
             worker_web_port=_int(env, "HUB_WORKER_WEB_PORT", defaults.worker_web_port),
             batch_max=_int(env, "HUB_BATCH_MAX", defaults.batch_max),
             batch_within_s=_float(env, "HUB_BATCH_WITHIN", defaults.batch_within_s),
@@ -156,6 +160,8 @@ class Settings:
             raise SettingsError(f"HUB_API_PORT={self.api_port}: not a TCP port")
         if self.partitions < 1:
             raise SettingsError(f"HUB_PARTITIONS={self.partitions}: needs at least 1")
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}", self.app_id):
+            raise SettingsError(f"HUB_APP_ID={self.app_id!r}: letters, digits, '.', '_', '-'")
         if self.batch_max < 1:
             raise SettingsError(f"HUB_BATCH_MAX={self.batch_max}: needs at least 1")
         for name, value in (

@@ -48,7 +48,7 @@ async def prepare(settings: Settings) -> Snapshot:
 def run_worker(settings: Settings, options: WorkerOptions, loglevel: str = "info") -> None:
     disable_created_metrics()  # type: ignore[no-untyped-call]  # the *_created series only double what Prometheus scrapes
     snapshot = asyncio.run(prepare(settings))
-    (settings.home / "worker" / str(options.index)).mkdir(parents=True, exist_ok=True)
+    options.datadir(settings).mkdir(parents=True, exist_ok=True)
     app, runtime = create_app(settings, options)
     runtime.snapshot = snapshot
     worker = faust.Worker(app, loglevel=loglevel, quiet=True, redirect_stdouts=False)

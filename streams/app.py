@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import faust
@@ -25,7 +26,6 @@ from streams.runtime import WorkerRuntime, now_ms
 
 log = logging.getLogger("hub.worker")
 
-APP_ID = "testbed-hub"
 TICKS = "hub.internal.ticks"
 
 
@@ -37,6 +37,9 @@ class WorkerOptions:
 
     def web_port(self, settings: Settings) -> int:
         return settings.worker_web_port + self.index
+
+    def datadir(self, settings: Settings) -> Path:
+        return settings.home / "worker" / settings.app_id / str(self.index)
 
 
 def create_app(
@@ -53,10 +56,10 @@ def create_app(
     )
     runtime = WorkerRuntime(settings, worker_metrics(registry), config)
     app = faust.App(
-        APP_ID,
+        settings.app_id,
         broker=f"kafka://{settings.kafka_bootstrap}",
         store="rocksdb://",
-        datadir=str(settings.home / "worker" / f"{options.index}"),
+        datadir=str(options.datadir(settings)),
         processing_guarantee="at_least_once",
         topic_partitions=settings.partitions,
         topic_replication_factor=settings.replication_factor,

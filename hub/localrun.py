@@ -1,0 +1,82 @@
+"""Hub processes run in the background on this machine (by `hub demo` and `hub bench`).
+
+Each is started in its own session with its output in a log file, watched through its /metrics,
+and stopped by its pid.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+from hub.errors import HubError
+from hub.stack.process import terminate
+
+
+class BackgroundProcessFailed(HubError):
+    """A background hub process died or did not get ready in time; names it and its log."""
+
+
+class Process:
+    """A hub process the demo runs in the background, stopped by its pid."""
+
+    def __init__(self, name: str, argv: list[str], log: Path, env: dict[str, str]) -> None:
+        self.name = name
+        self.log = log
+        with log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "hub", *argv],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, **env},
+                start_new_session=True,
+            )
+
+    def check(self) -> None:
+        if self.proc.poll() is not None:
+            tail = self.log.read_text(errors="replace").strip().splitlines()[-1:]
+            raise BackgroundProcessFailed(
+                f"{self.name} exited ({tail[0] if tail else 'no output'}); see {self.log}"
+            )
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            terminate(self.proc.pid, timeout_s=30)
+            self.proc.wait(timeout=10)
+
+
+def scrape(port: int) -> dict[str, float]:
+    """The hub_* samples a process serves on /metrics (labels folded into the name)."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as response:
+            text = response.read().decode()
+    except OSError:
+        return {}
+    samples: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith("hub_"):
+            name, _, value = line.rpartition(" ")
+            samples[name] = float(value)
+    return samples
+
+
+def total(samples: list[dict[str, float]], prefix: str) -> float:
+    return sum(v for s in samples for k, v in s.items() if k.startswith(prefix))
+
+
+def wait_for(
+    check: Callable[[], bool], what: str, timeout_s: float, processes: list[Process]
+) -> None:
+    """Poll until ``check`` holds; fail early if a process died, late after the deadline."""
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        for process in processes:
+            process.check()
+        if time.monotonic() > deadline:
+            raise BackgroundProcessFailed(f"timed out after {timeout_s:.0f} s waiting for {what}")
+        time.sleep(0.5)
