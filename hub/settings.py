@@ -93,6 +93,7 @@ class Settings:
     app_id: str = "testbed-hub"
     worker_web_port: int = 6066  # worker N serves /metrics on this port + N
     batch_max: int = 5000
+    stream_buffer: int = 10_000  # records Faust buffers per stream before pausing the fetch
     batch_within_s: float = 0.5
     allowed_lateness_s: float = 120.0
     dedup_horizon_s: float = 600.0
@@ -126,6 +127,7 @@ class Settings:
             app_id=env.get("HUB_APP_ID") or defaults.app_id,
             worker_web_port=_int(env, "HUB_WORKER_WEB_PORT", defaults.worker_web_port),
             batch_max=_int(env, "HUB_BATCH_MAX", defaults.batch_max),
+            stream_buffer=_int(env, "HUB_STREAM_BUFFER", defaults.stream_buffer),
             batch_within_s=_float(env, "HUB_BATCH_WITHIN", defaults.batch_within_s),
             allowed_lateness_s=_float(env, "HUB_ALLOWED_LATENESS", defaults.allowed_lateness_s),
             dedup_horizon_s=_float(env, "HUB_DEDUP_HORIZON", defaults.dedup_horizon_s),

@@ -11,11 +11,13 @@ Nothing here holds logic: agents move records between Kafka and the runtime.
 from __future__ import annotations
 
 import logging
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import faust
+from faust.streams import _current_event
 from prometheus_client import CollectorRegistry, generate_latest
 
 from hub import topics
@@ -65,7 +67,7 @@ def create_app(
         topic_replication_factor=settings.replication_factor,
         consumer_auto_offset_reset="earliest",
         broker_max_poll_records=settings.batch_max,
-        stream_buffer_maxsize=settings.batch_max * 2,
+        stream_buffer_maxsize=settings.stream_buffer,
         producer_linger=0.01,
         producer_max_batch_size=512 * 1024,
         producer_compression_type="lz4",
@@ -99,8 +101,10 @@ def create_app(
                 by_partition.setdefault(event.message.partition, []).append(event)
             for group in by_partition.values():
                 # Table writes go to the changelog partition of the "current event": make it one
-                # of this group's (take_events fills its buffer in another task, leaving none).
-                stream._set_current_event(group[-1])
+                # of this group's. Only this task's context variable, never the stream's own
+                # attribute: take_events reads that one to pair each value with its event, and
+                # changing it under its feet pairs a value with the previous batch's event.
+                _current_event.set(weakref.ref(group[-1]))
                 await runtime.handle_batch([event.message for event in group])
 
     @app.agent(ticks, name="clock")

@@ -343,6 +343,14 @@ def end_to_end(
 
         wait_for(done, "the last window to be written", 1800, processes)
         elapsed = time.perf_counter() - started
+        samples = [scrape(p) for p in ports(settings, workers)]
+        say(
+            "workers: "
+            + ", ".join(
+                f"{name} {total(samples, f'hub_records_{name}_total'):,.0f}"
+                for name in ("received", "accepted", "duplicate", "rejected")
+            )
+        )
     finally:
         for process in processes:
             process.stop()
