@@ -18,6 +18,7 @@ from typing import Any
 
 import faust
 from faust.streams import _current_event
+from faust.types import TP
 from prometheus_client import CollectorRegistry, generate_latest
 
 from hub import topics
@@ -92,6 +93,15 @@ def create_app(
         help="journal of accepted events, KPI states and progress, per partition",
     )
     runtime.producer = app.producer
+
+    def highwater(partition: int) -> int | None:
+        try:
+            value = app.consumer.highwater(TP(topics.TELEMETRY, partition))
+        except Exception:  # not assigned or not fetched yet: nothing known
+            return None
+        return int(value) if value is not None else None
+
+    runtime.highwater = highwater
 
     @app.agent(telemetry, name="intake")
     async def intake(stream: Any) -> None:

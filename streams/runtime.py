@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import suppress
 from typing import Any
 
@@ -44,6 +44,9 @@ class WorkerRuntime:
         self._pool_lock = asyncio.Lock()
         self.table: Any = None  # the Faust state table, set by create_app
         self.producer: Any = None  # the Faust producer, set by create_app
+        # The partition's log-end offset as the consumer last saw it (set by create_app).
+        self.highwater: Callable[[int], int | None] = lambda partition: None
+        self.next_offset: dict[int, int] = {}
 
     async def sink(self) -> TimescaleSink:
         async with self._pool_lock:
@@ -109,12 +112,23 @@ class WorkerRuntime:
         records = [Record(m.topic, m.partition, m.offset, m.key, m.value) for m in messages]
         async with self.lock(partition):
             processor = self.processor(partition)
+            self.next_offset[partition] = records[-1].offset + 1
             result = processor.process(records, self.snapshot, now_ms())
             self.metrics.batch_records.observe(len(records))
             self.metrics.received.inc(len(records))
             await self.apply(processor, result)
 
+    def lagging(self, partition: int) -> bool:
+        """Records are waiting in Kafka that this worker has not processed yet."""
+        end = self.highwater(partition)
+        done = self.next_offset.get(partition)
+        return end is not None and done is not None and done < end
+
     async def handle_tick(self, partition: int) -> None:
+        # A partition that seems idle only because the worker is behind is not idle: its event
+        # time must come from its records, or catching up would turn them into late ones.
+        if self.lagging(partition):
+            return
         async with self.lock(partition):
             processor = self.processor(partition)
             result = processor.tick(self.snapshot, now_ms())
