@@ -14,7 +14,11 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from hub import topics
 from hub.errors import HubError
+from hub.settings import Settings
 from hub.stack.process import terminate
 
 
@@ -80,3 +84,41 @@ def wait_for(
         if time.monotonic() > deadline:
             raise BackgroundProcessFailed(f"timed out after {timeout_s:.0f} s waiting for {what}")
         time.sleep(0.5)
+
+
+async def fresh_hub(
+    settings: Settings, app_id: str, starts: dict[TopicPartition, int] | None = None
+) -> None:
+    """A new, independent hub (consumer group ``app_id``) that starts reading the telemetry at
+    ``starts`` (else at its end) and the ticks at their end: no state or backlog of earlier runs."""
+    from streams.app import TICKS
+
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap, group_id=app_id, enable_auto_commit=False
+    )
+    await consumer.start()
+    try:
+        tps = [
+            TopicPartition(t, p)
+            for t in (topics.TELEMETRY, TICKS)
+            for p in range(settings.partitions)
+        ]
+        consumer.assign(tps)
+        end = await consumer.end_offsets(tps)
+        await consumer.commit({tp: (starts or {}).get(tp, end[tp]) for tp in tps})
+    finally:
+        await consumer.stop()
+
+
+async def drop_hub_topics(settings: Settings, app_id: str) -> None:
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        mine = [t for t in existing if t.startswith(f"{app_id}-")]
+        if mine:
+            await admin.delete_topics(mine)
+    finally:
+        await admin.close()

@@ -8,7 +8,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    GCCollector,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+)
 
 LATENCY_BUCKETS = (0.5, 1, 2, 5, 10, 20, 30, 60, 90, 120, 180, 240, 300, 600, 1200)
 
@@ -22,8 +30,11 @@ class WorkerMetrics:
     windows_closed: Counter
     kpi_results: Counter
     alerts: Counter
-    event_to_judged: Histogram
-    arrival_to_judged: Histogram
+    event_to_written: Histogram
+    window_close_lag: Histogram
+    kpi_judged_lag: Histogram
+    batch_seconds: Histogram
+    consumer_lag: Gauge
     batch_records: Histogram
     sink_rows: Histogram
     sink_seconds: Histogram
@@ -35,7 +46,15 @@ class WorkerMetrics:
     closed_through: Gauge
 
 
+def process_metrics(registry: CollectorRegistry) -> None:
+    """CPU, memory, file descriptors and Python's GC, as every long-running process exports."""
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    GCCollector(registry=registry)
+
+
 def worker_metrics(registry: CollectorRegistry) -> WorkerMetrics:
+    process_metrics(registry)
     return WorkerMetrics(
         received=Counter(
             "hub_records_received", "Telemetry records read from Kafka", registry=registry
@@ -64,17 +83,35 @@ def worker_metrics(registry: CollectorRegistry) -> WorkerMetrics:
         alerts=Counter(
             "hub_kpi_alerts", "KPI status changes raised", ["transition"], registry=registry
         ),
-        event_to_judged=Histogram(
+        event_to_written=Histogram(
             "hub_event_to_written_seconds",
-            "From an event's time to its window being written (includes window length and "
-            "allowed lateness)",
+            "From a closed window's median event time (its start + 30 s) to its row written: "
+            "window length, allowed lateness and processing",
             buckets=LATENCY_BUCKETS,
             registry=registry,
         ),
-        arrival_to_judged=Histogram(
-            "hub_arrival_to_written_seconds",
-            "From a record's arrival at the worker to its window being written",
+        window_close_lag=Histogram(
+            "hub_window_close_lag_seconds",
+            "From a window's end (event time) to its row written: allowed lateness plus delay",
             buckets=LATENCY_BUCKETS,
+            registry=registry,
+        ),
+        kpi_judged_lag=Histogram(
+            "hub_kpi_judged_lag_seconds",
+            "From a KPI window's end (event time) to its result written",
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        ),
+        batch_seconds=Histogram(
+            "hub_batch_seconds",
+            "From a batch's arrival at the processor to everything it produced written",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+            registry=registry,
+        ),
+        consumer_lag=Gauge(
+            "hub_consumer_lag",
+            "Records in the partition not yet processed by this worker",
+            ["partition"],
             registry=registry,
         ),
         batch_records=Histogram(

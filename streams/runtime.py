@@ -81,7 +81,8 @@ class WorkerRuntime:
         """Forget revoked partitions: whoever gets them next restores from the table."""
         for partition in partitions:
             self.processors.pop(partition, None)
-            for gauge in (self.metrics.watermark_lag, self.metrics.closed_through):
+            metrics = self.metrics
+            for gauge in (metrics.watermark_lag, metrics.closed_through, metrics.consumer_lag):
                 with suppress(KeyError):
                     gauge.remove(str(partition))
 
@@ -109,6 +110,7 @@ class WorkerRuntime:
         if not messages:
             return
         partition = messages[0].partition
+        started = time.monotonic()
         records = [Record(m.topic, m.partition, m.offset, m.key, m.value) for m in messages]
         async with self.lock(partition):
             processor = self.processor(partition)
@@ -117,6 +119,7 @@ class WorkerRuntime:
             self.metrics.batch_records.observe(len(records))
             self.metrics.received.inc(len(records))
             await self.apply(processor, result)
+        self.metrics.batch_seconds.observe(time.monotonic() - started)
 
     def lagging(self, partition: int) -> bool:
         """Records are waiting in Kafka that this worker has not processed yet."""
@@ -176,6 +179,17 @@ class WorkerRuntime:
             elif name.startswith("accepted:"):
                 _, region, district = name.split(":", 2)
                 m.accepted.labels(region or "unknown", district or "unknown").inc(n)
+        now = time.time()
+        for row in result.aggregate_rows:
+            start = row.bucket.timestamp()
+            m.window_close_lag.observe(now - start - 60)
+            m.event_to_written.observe(now - start - 30)
+        for kpi_row in result.kpi_rows:
+            m.kpi_judged_lag.observe(now - kpi_row.window_end.timestamp())
+        end = self.highwater(processor.partition)
+        done = self.next_offset.get(processor.partition)
+        if end is not None and done is not None:
+            m.consumer_lag.labels(str(processor.partition)).set(max(0, end - done))
         watermark = processor.windows.watermark_ms
         if watermark:
             m.watermark_lag.labels(str(processor.partition)).set((now_ms() - watermark) / 1000)

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
@@ -205,10 +206,19 @@ def worker_logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def worker(registry_with_test_demo: Settings, worker_logs: Path) -> Iterator[WorkerProcess]:
-    """One real worker for the session (tests that need more start their own)."""
-    process = WorkerProcess(0, worker_logs).start()
+    """One real worker for the session (tests that need more start their own, with its env).
+
+    A hub of its own (HUB_APP_ID), reading from the topic's end: no backlog and no event time
+    left by earlier runs or by the benchmark's records."""
+    from hub.localrun import drop_hub_topics, fresh_hub
+
+    settings = registry_with_test_demo
+    app_id = f"test-{uuid.uuid4().hex[:8]}"
+    asyncio.run(fresh_hub(settings, app_id))
+    process = WorkerProcess(0, worker_logs, {"HUB_APP_ID": app_id}).start()
     try:
         process.wait_ready()
         yield process
     finally:
         process.stop()
+        asyncio.run(drop_hub_topics(settings, app_id))

@@ -22,6 +22,7 @@ from hub.api import models, queries
 from hub.api.page import render_main, render_page
 from hub.db import create_pool
 from hub.db.migrate import migrate
+from hub.metrics import process_metrics
 from hub.report import UnknownDemonstration, build_scorecard
 from hub.settings import Settings
 from hub.upkeep import run_upkeep
@@ -59,6 +60,7 @@ class ApiMetrics:
 
 def create_api(settings: Settings, registry: CollectorRegistry | None = None) -> FastAPI:
     registry = registry or CollectorRegistry()
+    process_metrics(registry)
     metrics = ApiMetrics(registry)
     state: dict[str, Any] = {}
 

@@ -28,7 +28,7 @@ from aiokafka.partitioner import DefaultPartitioner
 
 from hub import telemetry, topics
 from hub.db import connect
-from hub.localrun import Process, scrape, total, wait_for
+from hub.localrun import Process, drop_hub_topics, fresh_hub, scrape, total, wait_for
 from hub.registry.files import read_registry
 from hub.settings import Settings
 from hub.simulate import SimulationOptions, load_sites, simulate
@@ -221,44 +221,6 @@ async def raw_copy(settings: Settings, rows: int) -> float:
 
 
 # -- the hub end to end -------------------------------------------------------------------------
-
-
-async def fresh_hub(
-    settings: Settings, app_id: str, starts: dict[TopicPartition, int] | None = None
-) -> None:
-    """A new, independent hub (consumer group ``app_id``) that starts reading the telemetry at
-    ``starts`` (else at its end) and the ticks at their end: no state or backlog of earlier runs."""
-    from streams.app import TICKS
-
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap, group_id=app_id, enable_auto_commit=False
-    )
-    await consumer.start()
-    try:
-        tps = [
-            TopicPartition(t, p)
-            for t in (topics.TELEMETRY, TICKS)
-            for p in range(settings.partitions)
-        ]
-        consumer.assign(tps)
-        end = await consumer.end_offsets(tps)
-        await consumer.commit({tp: (starts or {}).get(tp, end[tp]) for tp in tps})
-    finally:
-        await consumer.stop()
-
-
-async def drop_hub_topics(settings: Settings, app_id: str) -> None:
-    from aiokafka.admin import AIOKafkaAdminClient
-
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
-    await admin.start()
-    try:
-        existing = set(await admin.list_topics())
-        mine = [t for t in existing if t.startswith(f"{app_id}-")]
-        if mine:
-            await admin.delete_topics(mine)
-    finally:
-        await admin.close()
 
 
 def start_workers(settings: Settings, count: int, name: str, app_id: str) -> list[Process]:

@@ -52,8 +52,8 @@ def free_port() -> int:
 class ApiServer:
     """A real `hub api` subprocess, stopped by its pid."""
 
-    def __init__(self, env: dict[str, str], log: Path) -> None:
-        self.port = free_port()
+    def __init__(self, env: dict[str, str], log: Path, port: int | None = None) -> None:
+        self.port = port or free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.log = log
         with log.open("ab") as out:

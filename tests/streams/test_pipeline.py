@@ -53,7 +53,7 @@ def next_minute(after_ms: int) -> int:
     return after_ms - after_ms % MINUTE_MS + MINUTE_MS
 
 
-def scenario_minute(worker: WorkerProcess, partitions: list[int]) -> int:
+def scenario_minute(workers: WorkerProcess | list[WorkerProcess], partitions: list[int]) -> int:
     """The first minute whose events are not late on these partitions: after the wall clock and
     after any watermark an earlier run's pushers left ahead of it. If that minute is more than a
     minute away (a fast rerun), wait for the wall clock, so that every event of the scenario stays
@@ -61,7 +61,11 @@ def scenario_minute(worker: WorkerProcess, partitions: list[int]) -> int:
     names = [f'hub_watermark_lag_seconds{{partition="{p}"}}' for p in partitions]
     deadline = time.monotonic() + 240
     while True:  # a worker reports a partition's watermark after its first batch or tick
-        samples = worker.metrics()
+        samples = {
+            k: v
+            for w in (workers if isinstance(workers, list) else [workers])
+            for k, v in w.metrics().items()
+        }
         now = int(time.time() * 1000)
         if all(name in samples for name in names):
             ahead = [now - int(samples[name] * 1000) for name in names]
@@ -458,7 +462,7 @@ async def test_two_workers_share_the_partitions_and_count_exactly(
     worker: WorkerProcess, registry_with_test_demo: Settings, worker_logs: Any
 ) -> None:
     settings = registry_with_test_demo
-    second = WorkerProcess(1, worker_logs).start()
+    second = WorkerProcess(1, worker_logs, {"HUB_APP_ID": worker.env["HUB_APP_ID"]}).start()
     try:
         second.wait_ready()
 
@@ -469,7 +473,7 @@ async def test_two_workers_share_the_partitions_and_count_exactly(
         await eventually(balanced, "both workers to own partitions")
         received = [w.metrics().get("hub_records_received_total", 0) for w in (worker, second)]
         sites = [sites_in(p, "gwangju", settings.partitions) for p in range(5, 12)]
-        m = scenario_minute(worker, list(range(5, 12)))
+        m = scenario_minute([worker, second], list(range(5, 12)))
         records = [
             (s, record(s, m + 1000 * i, {"test_online": 1}, event_id=f"{s}-{m}-{i}"))
             for s in sites
