@@ -93,6 +93,13 @@ async def fresh_hub(
     ``starts`` (else at its end) and the ticks at their end: no state or backlog of earlier runs."""
     from streams.app import TICKS
 
+    # On a fresh broker no worker has created them yet.
+    await topics.ensure_topics(
+        settings.kafka_bootstrap,
+        settings.partitions,
+        [*topics.contract_topics(), TICKS],
+        replication_factor=settings.replication_factor,
+    )
     consumer = AIOKafkaConsumer(
         bootstrap_servers=settings.kafka_bootstrap, group_id=app_id, enable_auto_commit=False
     )
