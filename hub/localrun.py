@@ -86,6 +86,18 @@ def wait_for(
         time.sleep(0.5)
 
 
+async def ensure_hub_topics(settings: Settings) -> None:
+    """The contract's topics and the clock's: on a fresh broker no worker has created them yet."""
+    from streams.app import TICKS
+
+    await topics.ensure_topics(
+        settings.kafka_bootstrap,
+        settings.partitions,
+        [*topics.contract_topics(), TICKS],
+        replication_factor=settings.replication_factor,
+    )
+
+
 async def fresh_hub(
     settings: Settings, app_id: str, starts: dict[TopicPartition, int] | None = None
 ) -> None:
@@ -93,13 +105,7 @@ async def fresh_hub(
     ``starts`` (else at its end) and the ticks at their end: no state or backlog of earlier runs."""
     from streams.app import TICKS
 
-    # On a fresh broker no worker has created them yet.
-    await topics.ensure_topics(
-        settings.kafka_bootstrap,
-        settings.partitions,
-        [*topics.contract_topics(), TICKS],
-        replication_factor=settings.replication_factor,
-    )
+    await ensure_hub_topics(settings)
     consumer = AIOKafkaConsumer(
         bootstrap_servers=settings.kafka_bootstrap, group_id=app_id, enable_auto_commit=False
     )

@@ -28,7 +28,15 @@ from aiokafka.partitioner import DefaultPartitioner
 
 from hub import telemetry, topics
 from hub.db import connect
-from hub.localrun import Process, drop_hub_topics, fresh_hub, scrape, total, wait_for
+from hub.localrun import (
+    Process,
+    drop_hub_topics,
+    ensure_hub_topics,
+    fresh_hub,
+    scrape,
+    total,
+    wait_for,
+)
 from hub.registry.files import read_registry
 from hub.settings import Settings
 from hub.simulate import SimulationOptions, load_sites, simulate
@@ -281,6 +289,7 @@ def end_to_end(
     minute = (int(max(time.time() + 2, last)) // 60 + 1) * 60
     base = minute + 1.0
     say(f"pre-loading {options.records:,} records ...")
+    asyncio.run(ensure_hub_topics(settings))
     ranges, newest = asyncio.run(preload(settings, options.records, base, options.event_rate_hz))
     used.parent.mkdir(parents=True, exist_ok=True)
     used.write_text(f"{newest + 1}\n")
