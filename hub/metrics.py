@@ -27,6 +27,7 @@ class WorkerMetrics:
     accepted: Counter
     rejected: Counter
     duplicates: Counter
+    redelivered: Counter
     windows_closed: Counter
     kpi_results: Counter
     alerts: Counter
@@ -74,6 +75,12 @@ def worker_metrics(registry: CollectorRegistry) -> WorkerMetrics:
         duplicates=Counter(
             "hub_records_duplicate",
             "Repeats of an already accepted event_id, counted once",
+            registry=registry,
+        ),
+        redelivered=Counter(
+            "hub_records_redelivered",
+            "Records Kafka delivered again after a crash or rebalance that the state shows were "
+            "already processed, skipped",
             registry=registry,
         ),
         windows_closed=Counter(

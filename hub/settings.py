@@ -100,6 +100,8 @@ class Settings:
     idle_timeout_s: float = 30.0
     tick_interval_s: float = 5.0
     registry_refresh_s: float = 5.0
+    # How long the group waits for a silent worker before its partitions go to the others.
+    session_timeout_s: float = 30.0
     # Upkeep (run by `hub api`, or `hub upkeep` from cron): retention in days per table.
     retention_raw_days: float = 14.0
     retention_hourly_days: float = 400.0
@@ -134,6 +136,7 @@ class Settings:
             idle_timeout_s=_float(env, "HUB_IDLE_TIMEOUT", defaults.idle_timeout_s),
             tick_interval_s=_float(env, "HUB_TICK_INTERVAL", defaults.tick_interval_s),
             registry_refresh_s=_float(env, "HUB_REGISTRY_REFRESH", defaults.registry_refresh_s),
+            session_timeout_s=_float(env, "HUB_SESSION_TIMEOUT", defaults.session_timeout_s),
             retention_raw_days=_float(env, "HUB_RETENTION_RAW_DAYS", defaults.retention_raw_days),
             retention_hourly_days=_float(
                 env, "HUB_RETENTION_HOURLY_DAYS", defaults.retention_hourly_days
@@ -179,6 +182,11 @@ class Settings:
         ):
             if not value > 0:
                 raise SettingsError(f"{name}={value}: must be positive")
+        if not 6 <= self.session_timeout_s <= 300:
+            # The broker's group.min/max.session.timeout.ms (6 s, 5 min) refuse anything else.
+            raise SettingsError(
+                f"HUB_SESSION_TIMEOUT={self.session_timeout_s:g}: between 6 and 300 seconds"
+            )
         if self.allowed_lateness_s < 0 or self.dedup_horizon_s < self.allowed_lateness_s + 60:
             raise SettingsError(
                 f"HUB_DEDUP_HORIZON={self.dedup_horizon_s:g} must cover a window and its allowed "

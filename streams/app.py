@@ -56,6 +56,7 @@ def create_app(
         lateness_ms=int(settings.allowed_lateness_s * 1000),
         dedup_horizon_ms=int(settings.dedup_horizon_s * 1000),
         idle_timeout_ms=int(settings.idle_timeout_s * 1000),
+        hub=settings.app_id,
     )
     runtime = WorkerRuntime(settings, worker_metrics(registry), config)
     app = faust.App(
@@ -68,6 +69,9 @@ def create_app(
         topic_replication_factor=settings.replication_factor,
         consumer_auto_offset_reset="earliest",
         broker_max_poll_records=settings.batch_max,
+        broker_session_timeout=settings.session_timeout_s,
+        broker_heartbeat_interval=min(3.0, settings.session_timeout_s / 3),
+        broker_request_timeout=max(90.0, settings.session_timeout_s + 30),
         stream_buffer_maxsize=settings.stream_buffer,
         producer_linger=0.01,
         producer_max_batch_size=512 * 1024,

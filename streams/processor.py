@@ -66,6 +66,8 @@ class ProcessorConfig:
     dedup_horizon_ms: int = 600_000
     # After this long without a record, a partition's event time runs on with the wall clock.
     idle_timeout_ms: int = 30_000
+    # Names the hub (HUB_APP_ID) in its DLQ records: hubs sharing a broker share the DLQ topic.
+    hub: str = "testbed-hub"
 
 
 @dataclass(slots=True)
@@ -104,6 +106,9 @@ class PartitionProcessor:
         self.kpi_states: dict[tuple[str, str, str], KpiState] = {}
         self.chunks: dict[int, int] = {}  # journal seq -> newest event time in it
         self.next_seq = 0
+        # The offset after the last record processed: records below it that Kafka delivers again
+        # (offsets are committed after the state, so a crash re-delivers a tail) are skipped.
+        self.next_offset = 0
         self.last_arrival_ms = 0
         self.watermark_at_arrival_ms = 0
         self.prefix = f"{partition}|".encode()
@@ -139,7 +144,9 @@ class PartitionProcessor:
                 self.kpi_states[(demo, kpi_id, site)] = _decode_kpi_state(value)
             elif kind == b"p":
                 # Later fields may be added to the progress record: read the ones known here.
-                watermark, closed, self.next_seq = _unpack(value)[:3]
+                progress = _unpack(value)
+                watermark, closed, self.next_seq = progress[:3]
+                self.next_offset = progress[3] if len(progress) > 3 else 0
         journal.sort(key=lambda item: item[0])
         for seq, entries in journal:
             self.chunks[seq] = max((e.ts_ms for e in entries), default=0)
@@ -158,6 +165,10 @@ class PartitionProcessor:
         windows = self.windows
         devices = snapshot.devices
         for record in records:
+            if record.offset < self.next_offset:
+                result.counts["redelivered"] += 1
+                continue
+            self.next_offset = record.offset + 1
             try:
                 event = admit(record.value, record.key, now_ms, devices)
             except Rejected as rejection:
@@ -223,6 +234,7 @@ class PartitionProcessor:
                 key=record.key,
                 value=record.value,
                 received_ms=now_ms,
+                hub=self.config.hub,
             )
         )
 
@@ -291,7 +303,12 @@ class PartitionProcessor:
         ]:
             del self.chunks[seq]
             result.state_writes.append((self._journal_key(seq), None))
-        progress = (self.windows.watermark_ms, self.windows.closed_through_ms, self.next_seq)
+        progress = (
+            self.windows.watermark_ms,
+            self.windows.closed_through_ms,
+            self.next_seq,
+            self.next_offset,
+        )
         result.state_writes.append((self._progress_key, _pack(progress)))
 
     def _kpi_state(

@@ -47,6 +47,7 @@ def dlq_record(
     key: bytes | None,
     value: bytes | None,
     received_ms: int,
+    hub: str,
 ) -> Outgoing:
     body = {
         "reason": reason,
@@ -57,6 +58,7 @@ def dlq_record(
         "key": None if key is None else key.decode(errors="replace"),
         "value_b64": base64.b64encode(value or b"").decode(),
         "received_at": iso(received_ms),
+        "hub": hub,
     }
     return Outgoing(topics.DLQ, key or b"", _encode(body))
 

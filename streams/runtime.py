@@ -22,7 +22,7 @@ from hub.metrics import WorkerMetrics
 from hub.settings import Settings
 from streams.processor import BatchResult, PartitionProcessor, ProcessorConfig, Record
 from streams.registry import EMPTY, Snapshot, current_digest, load_snapshot
-from streams.sink import SinkBatch, TimescaleSink
+from streams.sink import DATABASE_UNAVAILABLE, SinkBatch, TimescaleSink
 
 log = logging.getLogger("hub.worker")
 
@@ -59,13 +59,19 @@ class WorkerRuntime:
             return self._sink
 
     async def refresh_registry(self) -> bool:
-        """Reload the registry if its digest changed; True if it did."""
+        """Reload the registry if its digest changed; True if it did. While the database is
+        away the worker keeps judging with the registry it has (the sink waits it out)."""
         await self.sink()  # opens the pool
         assert self._pool is not None
-        async with self._pool.acquire() as conn:
-            if await current_digest(conn) == self.snapshot.digest and self.snapshot.digest:
-                return False
-            snapshot = await load_snapshot(conn)
+        try:
+            async with self._pool.acquire(timeout=10) as conn:
+                if await current_digest(conn) == self.snapshot.digest and self.snapshot.digest:
+                    return False
+                snapshot = await load_snapshot(conn)
+        except DATABASE_UNAVAILABLE as error:
+            self.metrics.db_errors.labels(type(error).__name__).inc()
+            log.warning("registry refresh skipped, database unavailable (%s)", error)
+            return False
         if snapshot.digest != self.snapshot.digest:
             log.info(
                 "registry %s loaded: %d devices, %d sites",
@@ -114,6 +120,17 @@ class WorkerRuntime:
         records = [Record(m.topic, m.partition, m.offset, m.key, m.value) for m in messages]
         async with self.lock(partition):
             processor = self.processor(partition)
+            end = self.highwater(partition)
+            if end is not None and end < processor.next_offset:
+                # The topic was deleted and created again: its offsets started over.
+                log.warning(
+                    "partition %d: log end %d is below the %d already processed; the topic "
+                    "was recreated, reading it as new",
+                    partition,
+                    end,
+                    processor.next_offset,
+                )
+                processor.next_offset = 0
             self.next_offset[partition] = records[-1].offset + 1
             result = processor.process(records, self.snapshot, now_ms())
             self.metrics.batch_records.observe(len(records))
@@ -170,6 +187,8 @@ class WorkerRuntime:
                 m.rejected.labels(name.split(":", 1)[1]).inc(n)
             elif name == "duplicate":
                 m.duplicates.inc(n)
+            elif name == "redelivered":
+                m.redelivered.inc(n)
             elif name == "windows_closed":
                 m.windows_closed.inc(n)
             elif name.startswith("kpi:"):

@@ -119,6 +119,10 @@ class SinkBatch:
         return len(self.aggregates) + len(self.kpi_results) + len(self.alerts) + len(self.last_seen)
 
 
+# What a database outage or restart raises: worth waiting out, never worth crashing for.
+DATABASE_UNAVAILABLE = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError)
+
+
 class TimescaleSink:
     def __init__(
         self,
@@ -144,12 +148,7 @@ class TimescaleSink:
                 try:
                     await self._write_once(batch)
                     return time.monotonic() - started
-                except (
-                    OSError,
-                    asyncpg.PostgresError,
-                    asyncpg.InterfaceError,
-                    TimeoutError,
-                ) as error:
+                except DATABASE_UNAVAILABLE as error:
                     if self.on_error:
                         self.on_error(error)
                     log.warning(

@@ -8,16 +8,14 @@ import subprocess
 import sys
 import time
 import urllib.request
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import asyncpg
 import pytest
 
 from hub.settings import Settings
-from tests.conftest import run_hub
+from tests.support import scratch_database
 
 
 @dataclass(frozen=True)
@@ -29,18 +27,8 @@ class Scratch:
 @pytest.fixture(scope="module")
 async def scratch(stack: Settings) -> AsyncIterator[Scratch]:
     """A fresh database with the schema and the repository's registry, dropped afterwards."""
-    name = f"hub_test_{uuid.uuid4().hex[:10]}"
-    target = stack.database
-    admin = await asyncpg.connect(stack.database_url)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    await admin.close()
-    url = f"postgresql://{target.user}:{target.password}@{target.host}:{target.port}/{name}"
-    loaded = run_hub("registry", "load", env={"HUB_DATABASE_URL": url})
-    assert loaded.returncode == 0, loaded.stderr
-    yield Scratch(url, {"HUB_DATABASE_URL": url})
-    admin = await asyncpg.connect(stack.database_url)
-    await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
-    await admin.close()
+    async with scratch_database(stack) as url:
+        yield Scratch(url, {"HUB_DATABASE_URL": url})
 
 
 def free_port() -> int:

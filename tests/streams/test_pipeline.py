@@ -8,35 +8,27 @@ ends with one "pusher" event per site past the window's end plus lateness, which
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 import signal
 import time
-import uuid
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import asyncpg
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.partitioner import DefaultPartitioner
+from aiokafka import AIOKafkaProducer
 
-from hub import telemetry, topics
+from hub import topics
 from hub.registry.files import read_registry
 from hub.settings import Settings
 from tests.conftest import FAST_WORKER_ENV, TEST_DEMO, WorkerProcess
+from tests.support import end_offsets, eventually, fetch, partition_of, read_since, record
 
 LATENESS_MS = int(FAST_WORKER_ENV["HUB_ALLOWED_LATENESS"]) * 1000
 MINUTE_MS = 60_000
 T = TypeVar("T")
-
-
-def partition_of(site_id: str, partitions: int) -> int:
-    every = list(range(partitions))
-    return int(DefaultPartitioner()(site_id.encode(), every, every))
 
 
 def sites_in(partition: int, region: str, partitions: int, skip: int = 0) -> str:
@@ -76,37 +68,6 @@ def scenario_minute(workers: WorkerProcess | list[WorkerProcess], partitions: li
         time.sleep(0.5)
 
 
-def record(
-    site: str,
-    ts_ms: int,
-    metrics: dict[str, float],
-    event_id: str | None = None,
-    device: str | None = None,
-) -> bytes:
-    return telemetry.encode(
-        event_id=event_id or str(uuid.uuid4()),
-        device_id=device or f"{site}-TST1",
-        site_id=site,
-        ts=datetime.fromtimestamp(ts_ms / 1000, UTC),
-        kind="measurement",
-        metrics=metrics,
-    )
-
-
-async def eventually(
-    check: Callable[[], Awaitable[T | None]], what: str, timeout_s: float = 90
-) -> T:
-    """Poll ``check`` until it returns something, or fail after the deadline."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = await check()
-        if value is not None:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
-        await asyncio.sleep(0.5)
-
-
 async def publish(settings: Settings, records: list[tuple[str, bytes]]) -> None:
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
     await producer.start()
@@ -117,54 +78,11 @@ async def publish(settings: Settings, records: list[tuple[str, bytes]]) -> None:
         await producer.stop()
 
 
-async def end_offsets(settings: Settings, topic: str) -> dict[TopicPartition, int]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap)
-    await consumer.start()
-    try:
-        tps = [TopicPartition(topic, p) for p in range(settings.partitions)]
-        return dict(await consumer.end_offsets(tps))
-    finally:
-        await consumer.stop()
-
-
-async def read_since(settings: Settings, start: dict[TopicPartition, int]) -> list[Any]:
-    """Records appended to a topic since ``start``, as parsed JSON."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-    )
-    await consumer.start()
-    try:
-        tps = list(start)
-        consumer.assign(tps)
-        end = await consumer.end_offsets(tps)
-        for tp in tps:
-            consumer.seek(tp, start[tp])
-        out: list[Any] = []
-        want = sum(end[tp] - start[tp] for tp in tps)
-        deadline = time.monotonic() + 30
-        while len(out) < want and time.monotonic() < deadline:
-            for messages in (await consumer.getmany(timeout_ms=1000)).values():
-                out.extend(json.loads(m.value) for m in messages)
-        return out
-    finally:
-        await consumer.stop()
-
-
-async def fetch(settings: Settings, query: str, *args: object) -> list[asyncpg.Record]:
-    conn = await asyncpg.connect(settings.database_url)
-    try:
-        return list(await conn.fetch(query, *args))
-    finally:
-        await conn.close()
-
-
 async def window_counts(
     settings: Settings, sites: list[str], metric: str, bucket_ms: int
 ) -> dict[str, int] | None:
     rows = await fetch(
-        settings,
+        settings.database_url,
         "SELECT site_id, count FROM site_aggregates WHERE site_id = ANY($1) AND metric = $2 "
         "AND bucket = $3",
         sites,
@@ -296,7 +214,7 @@ async def outcome(worker: WorkerProcess, registry_with_test_demo: Settings) -> O
 
     async def kpis_judged() -> list[asyncpg.Record] | None:
         rows = await fetch(
-            settings,
+            settings.database_url,
             "SELECT * FROM kpi_results WHERE demonstration_id = $1 AND site_id = ANY($2) "
             "AND window_start = $3 ORDER BY site_id, kpi_id",
             TEST_DEMO,
@@ -304,7 +222,7 @@ async def outcome(worker: WorkerProcess, registry_with_test_demo: Settings) -> O
             datetime.fromtimestamp(m / 1000, UTC),
         )
         recovered = await fetch(
-            settings,
+            settings.database_url,
             "SELECT 1 FROM kpi_results WHERE demonstration_id = $1 AND site_id = $2 "
             "AND kpi_id = 'latency_p50' AND window_start = $3",
             TEST_DEMO,
@@ -315,13 +233,13 @@ async def outcome(worker: WorkerProcess, registry_with_test_demo: Settings) -> O
 
     out.kpis = await eventually(kpis_judged, "the KPI results of the scenario's minute")
     out.aggregates = await fetch(
-        settings,
+        settings.database_url,
         "SELECT * FROM site_aggregates WHERE site_id = ANY($1) AND bucket = $2",
         sites,
         datetime.fromtimestamp(m / 1000, UTC),
     )
     out.alerts = await fetch(
-        settings,
+        settings.database_url,
         "SELECT * FROM kpi_alerts WHERE demonstration_id = $1 AND site_id = ANY($2) "
         "AND ts BETWEEN $3 AND $4 ORDER BY ts",
         TEST_DEMO,

@@ -100,22 +100,37 @@ def test_rejections_go_to_the_dlq_with_original_bytes_and_source() -> None:
 
 def test_restore_from_its_own_state_writes_continues_exactly() -> None:
     """A crash after a batch: a new processor restored from the written state re-consumes the
-    batch (its offsets were not committed) and counts nothing twice."""
+    batch (its offsets were not committed) and writes nothing twice, not even to the DLQ."""
     first = processor()
     batch = [record(i, "GJ-BUK-0001", T0 + i * 1000, 20.0) for i in range(10)]
+    batch.append(Record(topics.TELEMETRY, 0, 10, b"GJ-BUK-0001", b"not json"))
     result = first.process(batch, SNAPSHOT, now_ms=T0 + 10_000)
     table = {k: v for k, v in result.state_writes if v is not None}
 
     second = processor()
     second.restore(table.items(), now_ms=T0 + 20_000)
     replay = second.process(batch, SNAPSHOT, now_ms=T0 + 20_000)
-    assert replay.counts["duplicate"] == 10
-    assert replay.counts["accepted"] == 0
+    assert replay.counts["redelivered"] == 11
+    assert (replay.counts["accepted"], replay.outgoing) == (0, [])
     final = second.process(
         [record(50, "GJ-BUK-0001", T0 + 8 * MINUTE_MS, 1.0)], SNAPSHOT, now_ms=T0 + 8 * MINUTE_MS
     )
     rows = {(r.bucket.timestamp() * 1000, r.metric): r.count_ for r in final.aggregate_rows}
     assert rows == {(T0, "latency_ms"): 10}
+
+
+def test_a_crash_between_journal_and_progress_still_counts_once() -> None:
+    """Only a prefix of a batch's state writes survived (the journal, not the progress record):
+    the re-consumed events are recognised by their ids."""
+    first = processor()
+    batch = [record(i, "GJ-BUK-0001", T0 + i * 1000, 20.0) for i in range(10)]
+    result = first.process(batch, SNAPSHOT, now_ms=T0 + 10_000)
+    journal = [(k, v) for k, v in result.state_writes if v is not None and b"|j|" in k]
+
+    second = processor()
+    second.restore(journal, now_ms=T0 + 20_000)
+    replay = second.process(batch, SNAPSHOT, now_ms=T0 + 20_000)
+    assert (replay.counts["duplicate"], replay.counts["accepted"]) == (10, 0)
 
 
 def test_an_idle_partition_runs_on_with_the_wall_clock_but_never_past_it() -> None:

@@ -1,0 +1,129 @@
+"""Helpers shared by the tests that cross the real broker and database."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import asyncpg
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.partitioner import DefaultPartitioner
+
+from hub import telemetry
+from hub.settings import Settings
+from tests.conftest import run_hub_async
+
+T = TypeVar("T")
+
+
+def partition_of(site_id: str, partitions: int) -> int:
+    """Where Kafka's default partitioner puts a record keyed by ``site_id``."""
+    every = list(range(partitions))
+    return int(DefaultPartitioner()(site_id.encode(), every, every))
+
+
+def record(
+    site: str,
+    ts_ms: int,
+    metrics: dict[str, float],
+    event_id: str | None = None,
+    device: str | None = None,
+) -> bytes:
+    """A telemetry v1 record from the site's test device."""
+    return telemetry.encode(
+        event_id=event_id or str(uuid.uuid4()),
+        device_id=device or f"{site}-TST1",
+        site_id=site,
+        ts=datetime.fromtimestamp(ts_ms / 1000, UTC),
+        kind="measurement",
+        metrics=metrics,
+    )
+
+
+async def eventually(
+    check: Callable[[], Awaitable[T | None]], what: str, timeout_s: float = 90
+) -> T:
+    """Poll ``check`` until it returns something, or fail after the deadline."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = await check()
+        if value is not None:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
+        await asyncio.sleep(0.5)
+
+
+async def end_offsets(settings: Settings, topic: str) -> dict[TopicPartition, int]:
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in range(settings.partitions)]
+        return dict(await consumer.end_offsets(tps))
+    finally:
+        await consumer.stop()
+
+
+async def read_since(settings: Settings, start: dict[TopicPartition, int]) -> list[Any]:
+    """Records appended to a topic since ``start``, as parsed JSON."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+    )
+    await consumer.start()
+    try:
+        tps = list(start)
+        consumer.assign(tps)
+        end = await consumer.end_offsets(tps)
+        for tp in tps:
+            consumer.seek(tp, start[tp])
+        out: list[Any] = []
+        want = sum(end[tp] - start[tp] for tp in tps)
+        deadline = time.monotonic() + 30
+        while len(out) < want and time.monotonic() < deadline:
+            for messages in (await consumer.getmany(timeout_ms=1000)).values():
+                out.extend(json.loads(m.value) for m in messages)
+        return out
+    finally:
+        await consumer.stop()
+
+
+async def fetch(database_url: str, query: str, *args: object) -> list[asyncpg.Record]:
+    conn = await asyncpg.connect(database_url)
+    try:
+        return list(await conn.fetch(query, *args))
+    finally:
+        await conn.close()
+
+
+@asynccontextmanager
+async def scratch_database(stack: Settings, registry_dir: Path | None = None) -> AsyncIterator[str]:
+    """A fresh database with the schema and a registry (the repository's, or ``registry_dir``),
+    dropped afterwards. Yields its URL."""
+    name = f"hub_test_{uuid.uuid4().hex[:10]}"
+    target = stack.database
+    admin = await asyncpg.connect(stack.database_url)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    url = f"postgresql://{target.user}:{target.password}@{target.host}:{target.port}/{name}"
+    try:
+        args = ["registry", "load", *(["--dir", str(registry_dir)] if registry_dir else [])]
+        loaded = await run_hub_async(*args, env={"HUB_DATABASE_URL": url})
+        assert loaded.returncode == 0, loaded.stderr
+        yield url
+    finally:
+        admin = await asyncpg.connect(stack.database_url)
+        try:
+            await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+        finally:
+            await admin.close()
