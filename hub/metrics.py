@@ -28,6 +28,7 @@ class WorkerMetrics:
     rejected: Counter
     duplicates: Counter
     redelivered: Counter
+    refilled: Counter
     windows_closed: Counter
     kpi_results: Counter
     alerts: Counter
@@ -81,6 +82,11 @@ def worker_metrics(registry: CollectorRegistry) -> WorkerMetrics:
             "hub_records_redelivered",
             "Records Kafka delivered again after a crash or rebalance that the state shows were "
             "already processed, skipped",
+            registry=registry,
+        ),
+        refilled=Counter(
+            "hub_records_refilled",
+            "Records the stream skipped (a Faust consumer gap) and the worker read directly",
             registry=registry,
         ),
         windows_closed=Counter(

@@ -21,6 +21,7 @@ from hub.db import create_pool
 from hub.metrics import WorkerMetrics
 from hub.settings import Settings
 from streams.processor import BatchResult, PartitionProcessor, ProcessorConfig, Record
+from streams.refill import Refill
 from streams.registry import EMPTY, Snapshot, current_digest, load_snapshot
 from streams.sink import DATABASE_UNAVAILABLE, SinkBatch, TimescaleSink
 
@@ -47,6 +48,7 @@ class WorkerRuntime:
         # The partition's log-end offset as the consumer last saw it (set by create_app).
         self.highwater: Callable[[int], int | None] = lambda partition: None
         self.next_offset: dict[int, int] = {}
+        self.refill = Refill(settings.kafka_bootstrap)
 
     async def sink(self) -> TimescaleSink:
         async with self._pool_lock:
@@ -131,12 +133,35 @@ class WorkerRuntime:
                     processor.next_offset,
                 )
                 processor.next_offset = 0
+            if processor.next_offset:
+                records = await self._without_gaps(processor.next_offset, records)
             self.next_offset[partition] = records[-1].offset + 1
             result = processor.process(records, self.snapshot, now_ms())
             self.metrics.batch_records.observe(len(records))
             self.metrics.received.inc(len(records))
             await self.apply(processor, result)
         self.metrics.batch_seconds.observe(time.monotonic() - started)
+
+    async def _without_gaps(self, expected: int, records: list[Record]) -> list[Record]:
+        """``records`` with any offsets the stream skipped (from ``expected`` on) read back in."""
+        out: list[Record] = []
+        for record in records:
+            if record.offset > expected:
+                skipped = await self.refill.read(
+                    record.topic, record.partition, expected, record.offset
+                )
+                log.warning(
+                    "partition %d: the stream skipped offsets %d-%d; read %d records directly",
+                    record.partition,
+                    expected,
+                    record.offset - 1,
+                    len(skipped),
+                )
+                self.metrics.refilled.inc(len(skipped))
+                out.extend(skipped)
+            out.append(record)
+            expected = max(expected, record.offset + 1)
+        return out
 
     def lagging(self, partition: int) -> bool:
         """Records are waiting in Kafka that this worker has not processed yet."""
@@ -217,5 +242,6 @@ class WorkerRuntime:
             )
 
     async def close(self) -> None:
+        await self.refill.close()
         if self._pool is not None:
             await self._pool.close()

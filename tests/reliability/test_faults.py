@@ -41,7 +41,13 @@ async def finish(load: Workload, stream: asyncio.Task[None], hub: IsolatedHub) -
     await asyncio.wait_for(stream, 300)
     await load.close_windows()
     got = await account(load, hub.database_url, hub.app_id, hub.dlq_start)
+    seen = [w.metrics() for w in hub.workers]
+    skipped = {
+        name: sum(s.get(f"hub_records_{name}_total", 0) for s in seen)
+        for name in ("redelivered", "refilled", "duplicate")
+    }
     print(f"{load.tag}: sent {load.acknowledged} ({load.made} with retries), {got.summary()}")
+    print(f"{load.tag}: the running workers skipped {skipped}")
 
 
 async def test_a_worker_killed_mid_stream_and_restarted_loses_and_doubles_nothing(

@@ -45,14 +45,15 @@ class Workload:
     settings: Settings
     tag: str
     sites: list[str]
-    total: int = 4000
-    rate: float = 200.0
+    total: int = 20_000
+    rate: float = 1000.0
     invalid_every: int = 40  # one record in 40 from an unregistered device (never a repeat)
     repeat_every: int = 10  # one in 10 re-sends an earlier record's bytes (a device retry)
     made: int = 0
     valid: dict[str, set[str]] = field(default_factory=dict)
     invalid: dict[str, set[str]] = field(default_factory=dict)
     newest_ts_ms: int = 0
+    minute_of: dict[str, int] = field(default_factory=dict)  # event id -> its window's start
 
     @property
     def acknowledged(self) -> int:
@@ -85,6 +86,7 @@ class Workload:
                     event_id = f"{self.tag}-{i}"
                     ts_ms = int(time.time() * 1000)
                     self.newest_ts_ms = max(self.newest_ts_ms, ts_ms)
+                    self.minute_of[event_id] = ts_ms - ts_ms % MINUTE_MS
                     # Every fourth site is slow: its latency KPI fails and raises an alert.
                     slow = self.sites.index(site) % 4 == 0
                     value = record(
@@ -139,6 +141,7 @@ class Workload:
 @dataclass
 class Accounting:
     aggregated: dict[str, int]
+    windows: dict[tuple[str, int], int]  # (site, minute) -> count
     rejected: dict[str, Counter[str]]  # site -> reason -> distinct event ids
     dlq_ids: dict[str, set[str]]
     repeats_in_dlq: int
@@ -155,10 +158,15 @@ async def tally(
 ) -> Accounting:
     rows = await fetch(
         database_url,
-        "SELECT site_id, sum(count)::bigint AS n FROM site_aggregates WHERE metric = $1 "
-        "GROUP BY site_id",
+        "SELECT site_id, (extract(epoch FROM bucket) * 1000)::bigint AS minute, count "
+        "FROM site_aggregates WHERE metric = $1",
         METRIC,
     )
+    aggregated: Counter[str] = Counter()
+    windows: dict[tuple[str, int], int] = {}
+    for r in rows:
+        aggregated[r["site_id"]] += r["count"]
+        windows[(r["site_id"], r["minute"])] = r["count"]
     seen: Counter[tuple[int, int]] = Counter()
     rejected: dict[str, Counter[str]] = {}
     ids: dict[str, set[str]] = {}
@@ -171,7 +179,8 @@ async def tally(
             ids[entry["key"]].add(event_id)
             rejected.setdefault(entry["key"], Counter())[entry["reason"]] += 1
     return Accounting(
-        {r["site_id"]: r["n"] for r in rows},
+        dict(aggregated),
+        windows,
         rejected,
         ids,
         sum(n - 1 for n in seen.values()),
@@ -200,19 +209,30 @@ async def account(
     try:
         got = await eventually(balanced, "every record sent to be counted or rejected", timeout_s)
     except AssertionError as error:
-        got = last[0]
-        diff = {
-            site: (
-                len(workload.valid.get(site, ())) + len(workload.invalid.get(site, ())),
-                got.aggregated.get(site, 0),
-                len(got.dlq_ids.get(site, ())),
-            )
-            for site in workload.sites
-        }
-        raise AssertionError(f"{error}; per site (sent, aggregated, dlq): {diff}") from None
+        raise AssertionError(f"{error}; {mismatches(workload, last[0])}") from None
     assert got.repeats_in_dlq == 0, f"{got.repeats_in_dlq} records rejected twice"
     for site in workload.sites:
         rejected = got.rejected.get(site, Counter())
         assert rejected["unknown_device"] == len(workload.invalid.get(site, ())), site
         assert got.aggregated.get(site, 0) + rejected["late"] == len(workload.valid[site]), site
     return got
+
+
+def mismatches(workload: Workload, got: Accounting) -> str:
+    """Per site and minute: valid records sent, counted, and rejected as late."""
+    sent: Counter[tuple[str, int]] = Counter()
+    for site, ids in workload.valid.items():
+        sent.update((site, workload.minute_of[i]) for i in ids)
+    late: Counter[tuple[str, int]] = Counter()
+    for site, ids in got.dlq_ids.items():
+        late.update((site, workload.minute_of[i]) for i in ids if i in workload.valid.get(site, ()))
+    wrong = {
+        key: (n, got.windows.get(key, 0), late[key])
+        for key, n in sorted(sent.items())
+        if got.windows.get(key, 0) + late[key] != n
+    }
+    invalid = {
+        site: (len(workload.invalid.get(site, ())), got.rejected.get(site, Counter()))
+        for site in workload.sites
+    }
+    return f"(site, minute): (sent, counted, late) {wrong}; invalid sent, rejected: {invalid}"
