@@ -189,13 +189,26 @@ def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
     from hub.stack import Stack
 
     Stack(settings).up(lambda line: print(line, file=sys.stderr, flush=True))
+    progress = (lambda line: print(line, file=sys.stderr, flush=True)) if args.json else say
+    if args.soak is not None:
+        from hub.bench.soak import as_json as soak_json
+        from hub.bench.soak import run_soak
+
+        samples, result = run_soak(settings, args.soak, progress)
+        verdict = (
+            f"memory {result.rss_growth_mb:+.1f} MB, consumer lag {result.consumer_lag_early:,.0f}"
+            f" -> {result.consumer_lag_late:,.0f} records, window close lag "
+            f"{result.close_lag_early_s} -> {result.close_lag_late_s} s: "
+            + ("flat" if result.flat else "NOT flat")
+        )
+        print(soak_json(samples, result) if args.json else verdict)
+        return 0 if result.flat else 1
     options = BenchOptions(
         records=args.records,
         workers=tuple(args.workers),
         latency_rates=tuple(args.latency_rates),
         latency_duration_s=args.latency_duration,
     )
-    progress = (lambda line: print(line, file=sys.stderr, flush=True)) if args.json else say
     report = run_bench(settings, options, progress)
     print(as_json(report) if args.json else table(report))
     return 0
@@ -425,6 +438,14 @@ def build_parser() -> argparse.ArgumentParser:
         type=_positive_float,
         default=90.0,
         help="seconds of offered load per latency run (default 90)",
+    )
+    bench.add_argument(
+        "--soak",
+        type=_positive_float,
+        metavar="MINUTES",
+        help="instead: every Gwangju site at 1 Hz for MINUTES (30 for the record) with one "
+        "worker on the default settings, sampling its memory, consumer lag and window close "
+        "lag every 30 s; exits 1 unless they stay flat",
     )
     bench.add_argument("--json", action="store_true", help="one JSON line on stdout")
     bench.set_defaults(handler=cmd_bench)

@@ -54,8 +54,9 @@ class Process:
             self.proc.wait(timeout=10)
 
 
-def scrape(port: int) -> dict[str, float]:
-    """The hub_* samples a process serves on /metrics (labels folded into the name)."""
+def scrape(port: int, prefixes: tuple[str, ...] = ("hub_",)) -> dict[str, float]:
+    """The samples a process serves on /metrics whose names start with one of ``prefixes``
+    (labels folded into the name)."""
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as response:
             text = response.read().decode()
@@ -63,7 +64,7 @@ def scrape(port: int) -> dict[str, float]:
         return {}
     samples: dict[str, float] = {}
     for line in text.splitlines():
-        if line.startswith("hub_"):
+        if line.startswith(prefixes):
             name, _, value = line.rpartition(" ")
             samples[name] = float(value)
     return samples

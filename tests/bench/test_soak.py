@@ -1,0 +1,38 @@
+"""The soak's verdict with plain values: growth in memory, backlog or close lag is not flat."""
+
+from __future__ import annotations
+
+import pytest
+
+from hub.bench.soak import WARMUP_S, Sample, verdict
+
+
+def run(rss: float = 0.0, lag: float = 0.0, close: float = 0.0, minutes: int = 30) -> list[Sample]:
+    """Samples every 30 s growing by ``rss`` MB, ``lag`` records and ``close`` s per sample."""
+    return [
+        Sample(i * 30.0, 3375.0, 150 + rss * i, 100 + lag * i, 123.0 + close * i)
+        for i in range(1, minutes * 2 + 1)
+    ]
+
+
+def test_a_steady_run_is_flat() -> None:
+    assert verdict(run()).flat
+
+
+def test_a_leak_a_backlog_or_later_and_later_windows_are_not_flat() -> None:
+    assert not verdict(run(rss=2.0)).flat  # 2 MB a sample: ~70 MB over the run
+    assert not verdict(run(lag=500.0)).flat  # the consumer falls behind
+    assert not verdict(run(close=1.0)).flat  # windows written later and later
+
+
+def test_warm_up_is_left_out() -> None:
+    samples = run()
+    first = [s for s in samples if s.at_s < WARMUP_S]
+    # A worker filling its first windows grows fast; that is not a leak.
+    warm = [Sample(s.at_s, s.received_per_s, 50.0, s.consumer_lag, None) for s in first]
+    assert verdict(warm + samples[len(first) :]).flat
+
+
+def test_too_short_a_run_cannot_be_judged() -> None:
+    with pytest.raises(ValueError, match="at least 6 minutes"):
+        verdict(run(minutes=4))
