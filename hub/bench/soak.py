@@ -21,9 +21,11 @@ from hub.bench.e2e import ports
 from hub.localrun import Process, drop_hub_topics, fresh_hub, scrape, total, wait_for
 from hub.settings import Settings
 
-# Windows begin to close after one minute plus the allowed lateness: before that there is no
-# window-close lag to watch, and memory is still filling the first open windows.
-WARMUP_S = 240.0
+
+def warmup_s(settings: Settings) -> float:
+    """Until the worker's state is full: windows close after a minute plus the allowed
+    lateness, and event ids are remembered for the de-duplication horizon."""
+    return 60.0 + settings.allowed_lateness_s + settings.dedup_horizon_s
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,13 +47,15 @@ class Verdict:
     flat: bool
 
 
-def verdict(samples: list[Sample]) -> Verdict:
-    """First third after warm-up against the last third: flat when memory grew by under 10 %
-    (plus 16 MB of noise), the consumer stayed within a second of load, and windows were not
-    written later and later (under 10 s drift)."""
-    steady = [s for s in samples if s.at_s >= WARMUP_S and s.close_lag_s is not None]
-    if len(steady) < 3:
-        raise ValueError("too short to judge: run the soak for at least 6 minutes")
+def verdict(samples: list[Sample], warmup: float) -> Verdict:
+    """First third after ``warmup`` seconds against the last third: flat when memory grew by
+    under 10 % (plus 16 MB of noise), the consumer stayed within a second of load, and windows
+    were not written later and later (under 10 s drift)."""
+    steady = [s for s in samples if s.at_s >= warmup and s.close_lag_s is not None]
+    if len(steady) < 6:
+        raise ValueError(
+            f"too short to judge: run the soak for at least {warmup / 60 + 3:.0f} minutes"
+        )
     third = max(1, len(steady) // 3)
     early, late = steady[:third], steady[-third:]
 
@@ -142,7 +146,7 @@ def run_soak(
         for process in processes:
             process.stop()
         asyncio.run(drop_hub_topics(settings, app_id))
-    return samples, verdict(samples)
+    return samples, verdict(samples, warmup_s(settings))
 
 
 def _sample(

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from hub.bench.soak import WARMUP_S, Sample, verdict
+from hub.bench.soak import Sample, verdict, warmup_s
+from hub.settings import Settings
+
+WARMUP_S = warmup_s(Settings())  # 13 minutes with the defaults
 
 
 def run(rss: float = 0.0, lag: float = 0.0, close: float = 0.0, minutes: int = 30) -> list[Sample]:
@@ -16,13 +19,13 @@ def run(rss: float = 0.0, lag: float = 0.0, close: float = 0.0, minutes: int = 3
 
 
 def test_a_steady_run_is_flat() -> None:
-    assert verdict(run()).flat
+    assert verdict(run(), WARMUP_S).flat
 
 
 def test_a_leak_a_backlog_or_later_and_later_windows_are_not_flat() -> None:
-    assert not verdict(run(rss=2.0)).flat  # 2 MB a sample: ~70 MB over the run
-    assert not verdict(run(lag=500.0)).flat  # the consumer falls behind
-    assert not verdict(run(close=1.0)).flat  # windows written later and later
+    assert not verdict(run(rss=2.0), WARMUP_S).flat  # 2 MB a sample: ~70 MB over the run
+    assert not verdict(run(lag=500.0), WARMUP_S).flat  # the consumer falls behind
+    assert not verdict(run(close=1.0), WARMUP_S).flat  # windows written later and later
 
 
 def test_warm_up_is_left_out() -> None:
@@ -30,9 +33,9 @@ def test_warm_up_is_left_out() -> None:
     first = [s for s in samples if s.at_s < WARMUP_S]
     # A worker filling its first windows grows fast; that is not a leak.
     warm = [Sample(s.at_s, s.received_per_s, 50.0, s.consumer_lag, None) for s in first]
-    assert verdict(warm + samples[len(first) :]).flat
+    assert verdict(warm + samples[len(first) :], WARMUP_S).flat
 
 
 def test_too_short_a_run_cannot_be_judged() -> None:
-    with pytest.raises(ValueError, match="at least 6 minutes"):
-        verdict(run(minutes=4))
+    with pytest.raises(ValueError, match="at least 16 minutes"):
+        verdict(run(minutes=15), WARMUP_S)
