@@ -214,6 +214,26 @@ def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_access(args: argparse.Namespace, settings: Settings) -> int:
+    from hub import access
+
+    if args.action == "revoke":
+        access.revoke(settings, args.username)
+        print(f"revoked {args.username}: its password and ACLs are gone, new connections fail")
+        return 0
+    if args.action == "add-device":
+        created = access.add_device(settings, args.device_id)
+        allowed = f"produce to {TELEMETRY_TOPIC}, read nothing"
+    else:
+        created = access.add_partner(settings, args.region, args.name)
+        allowed = f"read partner.{args.region}.* in consumer groups named {args.name}.*"
+    print(f"username   {created.username}")
+    print(f"password   {created.password}")
+    print(f"bootstrap  {settings.kafka_sasl_bootstrap} (SASL_PLAINTEXT, {access.MECHANISM})")
+    print(f"may        {allowed}")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     from hub.demo import DemoOptions, run_demo
 
@@ -374,6 +394,28 @@ def build_parser() -> argparse.ArgumentParser:
             )
             sub.add_argument("--json", action="store_true", help="one JSON record per line")
     dlq_parser.set_defaults(handler=cmd_dlq)
+
+    access_parser = commands.add_parser(
+        "access",
+        help="SCRAM users and ACLs for devices and regional partners",
+        description="Users of the broker's SASL listener (HUB_KAFKA_SASL_BOOTSTRAP, "
+        "SCRAM-SHA-512). A device may only produce telemetry; a partner may only read its "
+        "region's partner topics. Prints the username and a new password (again for an "
+        "existing user: its password is replaced).",
+    )
+    access_actions = access_parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+    device = access_actions.add_parser(
+        "add-device", help="a device that may only produce to testbed.telemetry.v1"
+    )
+    device.add_argument("device_id", help="a registered device, e.g. GJ-BUK-0012-CAM1")
+    partner = access_actions.add_parser(
+        "add-partner", help="a partner that may only read partner.<region>.* topics"
+    )
+    partner.add_argument("region", choices=["gwangju", "jeonnam"])
+    partner.add_argument("name", help="the partner's name; its consumer groups are NAME.*")
+    revoke = access_actions.add_parser("revoke", help="remove a user: new connections fail")
+    revoke.add_argument("username", help="as printed by add-device / add-partner")
+    access_parser.set_defaults(handler=cmd_access)
 
     api = commands.add_parser(
         "api",

@@ -55,6 +55,21 @@ def test_kafka_is_kraft_with_a_host_listener(compose: dict[str, Any]) -> None:
     assert "PLAINTEXT://127.0.0.1:9092" in env["KAFKA_ADVERTISED_LISTENERS"]
 
 
+def test_kafka_has_the_scram_listener_and_acls_of_the_local_stack(
+    compose: dict[str, Any],
+) -> None:
+    kafka = compose["services"]["kafka"]
+    env = kafka["environment"]
+    assert "SASL_PLAINTEXT://127.0.0.1:9093" in env["KAFKA_ADVERTISED_LISTENERS"]
+    assert env["KAFKA_SASL_ENABLED_MECHANISMS"] == "SCRAM-SHA-512"
+    # The apache/kafka image maps '.' to '_', '_' to '__' and '-' to '___'.
+    jaas = env["KAFKA_LISTENER_NAME_SASL__PLAINTEXT_SCRAM___SHA___512_SASL_JAAS_CONFIG"]
+    assert "ScramLoginModule" in jaas
+    assert env["KAFKA_AUTHORIZER_CLASS_NAME"].endswith("StandardAuthorizer")
+    assert env["KAFKA_ALLOW_EVERYONE_IF_NO_ACL_FOUND"] == "false"
+    assert "9093:9093" in ports(kafka)
+
+
 @pytest.mark.parametrize("service", ["worker", "api"])
 def test_hub_processes_are_configured_by_hub_variables(
     compose: dict[str, Any], service: str

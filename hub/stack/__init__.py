@@ -44,7 +44,11 @@ class Stack:
         statuses = []
         for part in self.select(names):
             before = part.status()
-            if before.state == "running":
+            if before.state == "running" and part.outdated():
+                say(f"{part.name}: its configuration changed; restarting")
+                part.down(say)
+                statuses.append(part.up(say))
+            elif before.state == "running":
                 say(f"{part.name}: already running (pid {before.pid})")
                 statuses.append(before)
             else:

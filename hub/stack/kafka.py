@@ -40,6 +40,7 @@ def java_major(java: str) -> int:
 
 def server_properties(settings: Settings, data_dir: Path) -> str:
     host, port = host_port(settings.kafka_bootstrap.split(",")[0], "HUB_KAFKA_BOOTSTRAP")
+    sasl = settings.kafka_sasl_bootstrap.split(",")[0]
     controller = f"{host}:{settings.kafka_controller_port}"
     return "\n".join(
         [
@@ -47,11 +48,21 @@ def server_properties(settings: Settings, data_dir: Path) -> str:
             "process.roles=broker,controller",
             "node.id=1",
             f"controller.quorum.voters=1@{controller}",
-            f"listeners=PLAINTEXT://{host}:{port},CONTROLLER://{controller}",
-            f"advertised.listeners=PLAINTEXT://{host}:{port}",
+            # The hub's own listener (loopback; its principal, ANONYMOUS, is the super user) and
+            # the one devices and partners use: SCRAM users, allowed only what their ACLs say.
+            f"listeners=PLAINTEXT://{host}:{port},SASL_PLAINTEXT://{sasl},"
+            f"CONTROLLER://{controller}",
+            f"advertised.listeners=PLAINTEXT://{host}:{port},SASL_PLAINTEXT://{sasl}",
             "controller.listener.names=CONTROLLER",
             "inter.broker.listener.name=PLAINTEXT",
-            "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT,"
+            "CONTROLLER:PLAINTEXT",
+            "sasl.enabled.mechanisms=SCRAM-SHA-512",
+            "listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config="
+            "org.apache.kafka.common.security.scram.ScramLoginModule required;",
+            "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+            "super.users=User:ANONYMOUS",
+            "allow.everyone.if.no.acl.found=false",
             f"log.dirs={data_dir}",
             # The hub creates every topic it needs; a typo must not create a new one.
             "auto.create.topics.enable=false",
@@ -123,11 +134,19 @@ class Kafka:
     def up(self, say: Say) -> PartStatus:
         if self._pid() is not None:
             return self.status()
-        for port in (self.port, self.settings.kafka_controller_port):
-            if port_in_use(self.host, port):
+        sasl_host, sasl_port = host_port(
+            self.settings.kafka_sasl_bootstrap.split(",")[0], "HUB_KAFKA_SASL_BOOTSTRAP"
+        )
+        for host, port in (
+            (self.host, self.port),
+            (self.host, self.settings.kafka_controller_port),
+            (sasl_host, sasl_port),
+        ):
+            if port_in_use(host, port):
                 raise StackError(
-                    f"kafka: port {self.host}:{port} is taken by another process; stop it, "
-                    "or choose other ports with HUB_KAFKA_BOOTSTRAP / HUB_KAFKA_CONTROLLER_PORT"
+                    f"kafka: port {host}:{port} is taken by another process; stop it, or choose "
+                    "other ports with HUB_KAFKA_BOOTSTRAP / HUB_KAFKA_SASL_BOOTSTRAP / "
+                    "HUB_KAFKA_CONTROLLER_PORT"
                 )
         prereqs.ensure([prereqs.JAVA, prereqs.MAVEN], say)
         java = shutil.which("java") or "java"
@@ -150,6 +169,10 @@ class Kafka:
         )
         say(f"kafka: started Apache Kafka {self.version} in {took:.1f} s")
         return self.status()
+
+    def outdated(self) -> bool:
+        written = self.config.read_text() if self.config.exists() else ""
+        return written != server_properties(self.settings, self.data)
 
     def down(self, say: Say) -> PartStatus:
         pid = self._pid()

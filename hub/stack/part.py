@@ -37,3 +37,7 @@ class Part(Protocol):
     def down(self, say: Say) -> PartStatus:
         """Stop the process this part started (by its pidfile), and nothing else."""
         ...
+
+    def outdated(self) -> bool:
+        """Running with a configuration other than the one ``up`` writes now (an upgrade)."""
+        ...

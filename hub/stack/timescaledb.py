@@ -105,6 +105,9 @@ class TimescaleDB:
         say(f"timescaledb: started PostgreSQL {postgres_version()} in {took:.1f} s")
         return self.status()
 
+    def outdated(self) -> bool:
+        return False  # nothing `up` writes for it changes under a running process
+
     def down(self, say: Say) -> PartStatus:
         pid = self._pid()
         if pid is not None:

@@ -1,0 +1,192 @@
+"""``hub access``: who may publish and who may subscribe, as SCRAM users and ACLs on the broker.
+
+Devices and partners connect to the SASL listener (``HUB_KAFKA_SASL_BOOTSTRAP``, SCRAM-SHA-512);
+the broker's StandardAuthorizer allows them only what their ACLs say. Users and ACLs are written
+through Kafka's Admin API by Kafka's own tools (``ConfigCommand``, ``AclCommand`` from the jars
+the local stack runs), connected to the hub's own listener, whose principal is a super user.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import secrets
+import shutil
+import subprocess
+from dataclasses import dataclass
+
+from hub import topics
+from hub.db import connect
+from hub.errors import HubError
+from hub.settings import Settings
+from hub.stack.kafka import Kafka
+
+MECHANISM = "SCRAM-SHA-512"
+REGIONS = ("gwangju", "jeonnam")
+PARTNER_NAME = re.compile(r"[a-z0-9][a-z0-9-]{1,39}")
+
+
+class AccessError(HubError):
+    """A request `hub access` refuses, or the broker refused; says which and why."""
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    username: str
+    password: str
+
+
+@dataclass(frozen=True, slots=True)
+class Grant:
+    """One ACL rule: an operation on a resource (literal or by prefix) for a user."""
+
+    resource: str  # "topic" or "group"
+    name: str
+    operations: tuple[str, ...]
+    prefixed: bool = False
+
+    def args(self) -> list[str]:
+        out = [f"--{self.resource}", self.name]
+        if self.prefixed:
+            out += ["--resource-pattern-type", "prefixed"]
+        for operation in self.operations:
+            out += ["--operation", operation]
+        return out
+
+
+def device_grants() -> list[Grant]:
+    """Devices publish telemetry and read nothing."""
+    return [Grant("topic", topics.TELEMETRY, ("Write", "Describe"))]
+
+
+def partner_grants(region: str, name: str) -> list[Grant]:
+    """Partners read their region's partner topics, in consumer groups named ``<name>.*``."""
+    return [
+        Grant("topic", f"partner.{region}.", ("Read", "Describe"), prefixed=True),
+        Grant("group", f"{name}.", ("Read", "Describe"), prefixed=True),
+    ]
+
+
+def grants_for(username: str) -> list[Grant]:
+    """What a user created by `hub access` was granted, from the form of its name."""
+    kind, _, rest = username.partition(".")
+    if kind == "device" and rest:
+        return device_grants()
+    region, _, name = rest.partition(".")
+    if kind == "partner" and region in REGIONS and name:
+        return partner_grants(region, name)
+    raise AccessError(
+        f"{username!r}: not a user `hub access` creates (device.<DEVICE_ID> or "
+        "partner.<region>.<name>)"
+    )
+
+
+class KafkaTools:
+    """Kafka's own admin tools, run from the local stack's jars against the hub's listener."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.kafka = Kafka(settings)
+
+    def run(self, main: str, *args: str) -> str:
+        if not (self.kafka.libs / ".complete").exists():
+            raise AccessError("Kafka's jars are not installed: run `hub stack up` first")
+        java = shutil.which("java") or "java"
+        argv = self.kafka._command(java, main, "--bootstrap-server", self.settings.kafka_bootstrap)
+        result = subprocess.run(
+            [*argv, *args], capture_output=True, text=True, timeout=120, check=False
+        )
+        if result.returncode != 0:
+            lines = (result.stderr or result.stdout).strip().splitlines()
+            errors = [line for line in lines if "Error" in line or "Exception" in line]
+            raise AccessError(f"{main.rsplit('.', 1)[-1]} failed: {(errors or lines or ['?'])[0]}")
+        return result.stdout
+
+    def set_password(self, username: str, password: str) -> None:
+        self.run(
+            "kafka.admin.ConfigCommand",
+            "--alter",
+            "--entity-type",
+            "users",
+            "--entity-name",
+            username,
+            "--add-config",
+            f"{MECHANISM}=[iterations=8192,password={password}]",
+        )
+
+    def delete_user(self, username: str) -> None:
+        self.run(
+            "kafka.admin.ConfigCommand",
+            "--alter",
+            "--entity-type",
+            "users",
+            "--entity-name",
+            username,
+            "--delete-config",
+            MECHANISM,
+        )
+
+    def acls(self, action: str, username: str, grants: list[Grant]) -> None:
+        for grant in grants:
+            extra = ["--force"] if action == "--remove" else []
+            self.run(
+                "org.apache.kafka.tools.AclCommand",
+                action,
+                *extra,
+                "--allow-principal",
+                f"User:{username}",
+                *grant.args(),
+            )
+
+    def has_user(self, username: str) -> bool:
+        out = self.run(
+            "kafka.admin.ConfigCommand",
+            "--describe",
+            "--entity-type",
+            "users",
+            "--entity-name",
+            username,
+        )
+        return MECHANISM in out
+
+
+async def _device_exists(settings: Settings, device_id: str) -> bool:
+    conn = await connect(settings)
+    try:
+        return bool(await conn.fetchval("SELECT 1 FROM devices WHERE device_id = $1", device_id))
+    finally:
+        await conn.close()
+
+
+def add_device(settings: Settings, device_id: str) -> Credentials:
+    if not asyncio.run(_device_exists(settings, device_id)):
+        raise AccessError(f"device {device_id!r} is not in the registry (hub registry load)")
+    return _create(settings, f"device.{device_id}", device_grants())
+
+
+def add_partner(settings: Settings, region: str, name: str) -> Credentials:
+    if region not in REGIONS:
+        raise AccessError(f"region {region!r}: one of {', '.join(REGIONS)}")
+    if not PARTNER_NAME.fullmatch(name):
+        raise AccessError(
+            f"name {name!r}: 2-40 characters, lower-case letters, digits and '-' "
+            "(it prefixes the partner's consumer groups)"
+        )
+    return _create(settings, f"partner.{region}.{name}", partner_grants(region, name))
+
+
+def _create(settings: Settings, username: str, grants: list[Grant]) -> Credentials:
+    tools = KafkaTools(settings)
+    password = secrets.token_urlsafe(24)
+    tools.set_password(username, password)  # a new password when the user exists
+    tools.acls("--add", username, grants)
+    return Credentials(username, password)
+
+
+def revoke(settings: Settings, username: str) -> None:
+    grants = grants_for(username)
+    tools = KafkaTools(settings)
+    if not tools.has_user(username):
+        raise AccessError(f"no such user {username!r}")
+    tools.delete_user(username)
+    tools.acls("--remove", username, grants)
