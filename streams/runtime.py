@@ -180,7 +180,8 @@ class WorkerRuntime:
             await self.apply(processor, result)
 
     async def apply(self, processor: PartitionProcessor, result: BatchResult) -> None:
-        """Database first, then Kafka, then the state table: the offset moves after all three."""
+        """Database first, then Kafka (acknowledged), then the state table: the offset moves
+        after all three."""
         if result.rows:
             sink = await self.sink()
             self.metrics.sink_backlog.set(sink.backlog_rows + result.rows)
@@ -196,8 +197,14 @@ class WorkerRuntime:
             self.metrics.sink_rows.observe(result.rows)
             self.metrics.sink_seconds.observe(took)
         send = self.producer.send
-        for out in result.outgoing:
-            await send(out.topic, out.key, out.value, None, None, None)
+        delivered = [
+            await send(out.topic, out.key, out.value, None, None, None) for out in result.outgoing
+        ]
+        if delivered:
+            # The state written next records this batch as done, and re-delivered records below
+            # its offset are skipped: the outputs must be durable first. (They and the changelog
+            # go out in separate produce requests; a crash could keep one and lose the other.)
+            await asyncio.gather(*delivered)
         for key, value in result.state_writes:
             if value is None:
                 self.table.pop(key, None)
