@@ -102,29 +102,22 @@ class KafkaTools:
             raise AccessError(f"{main.rsplit('.', 1)[-1]} failed: {(errors or lines or ['?'])[0]}")
         return result.stdout
 
+    def user_config(self, username: str, *args: str) -> str:
+        """``ConfigCommand`` on one user's entity (its SCRAM credential)."""
+        return self.run(
+            "kafka.admin.ConfigCommand", "--entity-type", "users", "--entity-name", username, *args
+        )
+
     def set_password(self, username: str, password: str) -> None:
-        self.run(
-            "kafka.admin.ConfigCommand",
-            "--alter",
-            "--entity-type",
-            "users",
-            "--entity-name",
+        self.user_config(
             username,
+            "--alter",
             "--add-config",
             f"{MECHANISM}=[iterations=8192,password={password}]",
         )
 
     def delete_user(self, username: str) -> None:
-        self.run(
-            "kafka.admin.ConfigCommand",
-            "--alter",
-            "--entity-type",
-            "users",
-            "--entity-name",
-            username,
-            "--delete-config",
-            MECHANISM,
-        )
+        self.user_config(username, "--alter", "--delete-config", MECHANISM)
 
     def acls(self, action: str, username: str, grants: list[Grant]) -> None:
         for grant in grants:
@@ -139,15 +132,7 @@ class KafkaTools:
             )
 
     def has_user(self, username: str) -> bool:
-        out = self.run(
-            "kafka.admin.ConfigCommand",
-            "--describe",
-            "--entity-type",
-            "users",
-            "--entity-name",
-            username,
-        )
-        return MECHANISM in out
+        return MECHANISM in self.user_config(username, "--describe")
 
 
 async def _device_exists(settings: Settings, device_id: str) -> bool:

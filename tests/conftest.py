@@ -118,19 +118,9 @@ class WorkerProcess:
 
     def metrics(self) -> dict[str, float]:
         """This worker's hub_* samples (labels folded into the name), {} if it does not answer."""
-        import urllib.request
+        from hub.localrun import scrape
 
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=2) as r:
-                text = r.read().decode()
-        except OSError:
-            return {}
-        samples: dict[str, float] = {}
-        for line in text.splitlines():
-            if line.startswith("hub_"):
-                name, _, value = line.rpartition(" ")
-                samples[name] = float(value)
-        return samples
+        return scrape(self.port)
 
     def wait_ready(self, timeout_s: float = 90) -> None:
         """Until it serves metrics and owns at least one partition (or died: fail with its log)."""
