@@ -36,6 +36,7 @@ class WorkerMetrics:
     window_close_lag: Histogram
     kpi_judged_lag: Histogram
     batch_seconds: Histogram
+    batch_failures: Counter
     consumer_lag: Gauge
     batch_records: Histogram
     sink_rows: Histogram
@@ -119,6 +120,12 @@ def worker_metrics(registry: CollectorRegistry) -> WorkerMetrics:
             "hub_batch_seconds",
             "From a batch's arrival at the processor to everything it produced written",
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+            registry=registry,
+        ),
+        batch_failures=Counter(
+            "hub_batch_failures",
+            "Batches or ticks whose writing failed with an unexpected error: the partition was "
+            "rebuilt from its state and the work retried (any increase wants a look at the log)",
             registry=registry,
         ),
         consumer_lag=Gauge(

@@ -68,3 +68,16 @@ async def ensure_topics(
         return missing
     finally:
         await admin.close()
+
+
+async def partition_counts(
+    bootstrap_servers: str, names: list[str], **security: object
+) -> dict[str, int]:
+    """How many partitions each of the existing topics among ``names`` has."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, **security)
+    await admin.start()
+    try:
+        described = await admin.describe_topics(names)
+    finally:
+        await admin.close()
+    return {t["topic"]: len(t["partitions"]) for t in described if t["error_code"] == 0}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass
 
 import faust
 from prometheus_client import disable_created_metrics
@@ -12,7 +13,7 @@ from hub.db import connect
 from hub.db.migrate import migrate
 from hub.errors import HubError
 from hub.settings import Settings
-from hub.topics import contract_topics, ensure_topics
+from hub.topics import DLQ, contract_topics, ensure_topics, partition_counts
 from streams.app import TICKS, WorkerOptions, create_app
 from streams.registry import Snapshot, load_snapshot
 
@@ -23,7 +24,13 @@ class RegistryMissing(HubError):
     """The worker will not judge telemetry against an empty registry."""
 
 
-async def prepare(settings: Settings) -> Snapshot:
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    snapshot: Snapshot
+    partitions: dict[str, int]  # of the topics the worker writes to a chosen partition
+
+
+async def prepare(settings: Settings) -> Prepared:
     """Migrations, topics, registry: everything a batch needs before the first one arrives."""
     conn = await connect(settings)
     try:
@@ -42,14 +49,16 @@ async def prepare(settings: Settings) -> Snapshot:
     )
     for name in created:
         log.info("created topic %s", name)
-    return snapshot
+    partitions = await partition_counts(settings.kafka_bootstrap, [DLQ])
+    return Prepared(snapshot, partitions)
 
 
 def run_worker(settings: Settings, options: WorkerOptions, loglevel: str = "info") -> None:
     disable_created_metrics()  # type: ignore[no-untyped-call]  # the *_created series only double what Prometheus scrapes
-    snapshot = asyncio.run(prepare(settings))
+    prepared = asyncio.run(prepare(settings))
     options.datadir(settings).mkdir(parents=True, exist_ok=True)
     app, runtime = create_app(settings, options)
-    runtime.snapshot = snapshot
+    runtime.snapshot = prepared.snapshot
+    runtime.partitions.update(prepared.partitions)
     worker = faust.Worker(app, loglevel=loglevel, quiet=True, redirect_stdouts=False)
     worker.execute_from_commandline()

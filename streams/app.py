@@ -160,6 +160,7 @@ def create_app(
     async def on_assigned(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
         assigned = args[0] if args else kwargs.get("assigned", set())
         owned = [tp.partition for tp in assigned if tp.topic == topics.TELEMETRY]
+        runtime.assign(owned)
         runtime.metrics.partitions_assigned.set(len(owned))
         log.info("assigned telemetry partitions %s", sorted(owned))
 

@@ -109,6 +109,10 @@ class PartitionProcessor:
         # The offset after the last record processed: records below it that Kafka delivers again
         # (offsets are committed after the state, so a crash re-delivers a tail) are skipped.
         self.next_offset = 0
+        # When the durable progress record was written, and the offsets from ``next_offset`` on
+        # that a previous owner already sent to the DLQ (read back by the runtime after restore).
+        self.progress_ms = 0
+        self.rejected_before: set[int] = set()
         self.last_arrival_ms = 0
         self.watermark_at_arrival_ms = 0
         self.prefix = f"{partition}|".encode()
@@ -147,6 +151,7 @@ class PartitionProcessor:
                 progress = _unpack(value)
                 watermark, closed, self.next_seq = progress[:3]
                 self.next_offset = progress[3] if len(progress) > 3 else 0
+                self.progress_ms = progress[4] if len(progress) > 4 else 0
         journal.sort(key=lambda item: item[0])
         for seq, entries in journal:
             self.chunks[seq] = max((e.ts_ms for e in entries), default=0)
@@ -169,6 +174,12 @@ class PartitionProcessor:
                 result.counts["redelivered"] += 1
                 continue
             self.next_offset = record.offset + 1
+            if record.offset in self.rejected_before:
+                # A previous owner rejected it and sent it to the DLQ, then lost its progress
+                # record (a crash between the two): its verdict stands, once.
+                self.rejected_before.discard(record.offset)
+                result.counts["redelivered"] += 1
+                continue
             try:
                 event = admit(record.value, record.key, now_ms, devices)
             except Rejected as rejection:
@@ -308,6 +319,7 @@ class PartitionProcessor:
             self.windows.closed_through_ms,
             self.next_seq,
             self.next_offset,
+            now_ms,
         )
         result.state_writes.append((self._progress_key, _pack(progress)))
 

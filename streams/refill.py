@@ -1,9 +1,12 @@
-"""Reads a partition's records straight from Kafka when the stream skipped some.
+"""Reads Kafka directly where the stream cannot be trusted to: skipped ranges, and the DLQ tail.
 
 Faust's consumer can skip offsets after a seek that races a prefetch (its fetcher then books
 the skipped range as a "gap" and commits past it): the records are never delivered, and would be
 lost. The processor knows the next offset it expects; when a batch starts beyond it, the runtime
 reads the missing range here, with a plain aiokafka consumer, and processes it first.
+
+A partition's new owner also reads back what its previous owner sent to the DLQ after its last
+durable progress record: those records are re-delivered, and must not be rejected twice.
 """
 
 from __future__ import annotations
@@ -11,9 +14,22 @@ from __future__ import annotations
 import asyncio
 import time
 
+import msgspec
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from streams.processor import Record
+
+
+class _Rejection(msgspec.Struct):
+    """The fields of a DLQ record that say where it came from."""
+
+    topic: str = ""
+    partition: int = -1
+    offset: int = -1
+    hub: str = ""
+
+
+_rejection = msgspec.json.Decoder(_Rejection).decode
 
 
 class Refill:
@@ -45,6 +61,41 @@ class Refill:
                             Record(topic, partition, message.offset, message.key, message.value)
                         )
             return records
+
+    async def rejected(
+        self, dlq: TopicPartition, since_ms: int, hub: str, source: TopicPartition, start: int
+    ) -> set[int]:
+        """Offsets from ``start`` on of ``source`` that ``hub`` sent to ``dlq`` at or after
+        ``since_ms``."""
+        async with self._lock:
+            consumer = await self._start()
+            consumer.assign([dlq])
+            found = (await consumer.offsets_for_times({dlq: since_ms})).get(dlq)
+            end = (await consumer.end_offsets([dlq]))[dlq]
+            if found is None:
+                return set()
+            consumer.seek(dlq, found.offset)
+            offsets: set[int] = set()
+            for value in await self._values(consumer, dlq, end):
+                try:
+                    r = _rejection(value)
+                except msgspec.DecodeError:
+                    continue  # not one of ours
+                if r.hub == hub and (r.topic, r.partition) == source and r.offset >= start:
+                    offsets.add(r.offset)
+            return offsets
+
+    async def _values(
+        self, consumer: AIOKafkaConsumer, tp: TopicPartition, end: int
+    ) -> list[bytes]:
+        values: list[bytes] = []
+        deadline = time.monotonic() + self.timeout_s
+        while await consumer.position(tp) < end:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{tp.topic}[{tp.partition}]: not readable to offset {end}")
+            batches = await consumer.getmany(tp, timeout_ms=1000)
+            values.extend(m.value for m in batches.get(tp, []) if m.offset < end and m.value)
+        return values
 
     async def _start(self) -> AIOKafkaConsumer:
         if self._consumer is None:

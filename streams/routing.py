@@ -27,6 +27,9 @@ class Outgoing:
     topic: str
     key: bytes
     value: bytes
+    # None: the producer partitions by key. A DLQ record goes to the partition numbered like its
+    # source (modulo the DLQ's count), so one partition's rejections can be read back in order.
+    partition: int | None = None
 
 
 def iso(ms: int) -> str:
@@ -60,7 +63,7 @@ def dlq_record(
         "received_at": iso(received_ms),
         "hub": hub,
     }
-    return Outgoing(topics.DLQ, key or b"", _encode(body))
+    return Outgoing(topics.DLQ, key or b"", _encode(body), partition)
 
 
 def aggregate_message(window: ClosedWindow, site: SiteInfo, closed_ms: int) -> dict[str, Any]:

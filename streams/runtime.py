@@ -11,12 +11,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import suppress
 from typing import Any
 
 import asyncpg
+from aiokafka import TopicPartition
 
+from hub import topics
 from hub.db import create_pool
 from hub.metrics import WorkerMetrics
 from hub.settings import Settings
@@ -26,6 +28,10 @@ from streams.registry import EMPTY, Snapshot, current_digest, load_snapshot
 from streams.sink import DATABASE_UNAVAILABLE, SinkBatch, TimescaleSink
 
 log = logging.getLogger("hub.worker")
+
+# How far the clocks of two workers may disagree: a new owner reads the DLQ from this long before
+# its predecessor's last progress record.
+CLOCK_MARGIN_MS = 60_000
 
 
 def now_ms() -> int:
@@ -49,6 +55,9 @@ class WorkerRuntime:
         self.highwater: Callable[[int], int | None] = lambda partition: None
         self.next_offset: dict[int, int] = {}
         self.refill = Refill(settings.kafka_bootstrap)
+        # Partition counts of the topics written to a chosen partition (set by the worker).
+        self.partitions: dict[str, int] = {}
+        self.assigned: set[int] = set()
 
     async def sink(self) -> TimescaleSink:
         async with self._pool_lock:
@@ -85,30 +94,56 @@ class WorkerRuntime:
         self.metrics.registry_digest_loaded.set(time.time())
         return True
 
+    def assign(self, partitions: Sequence[int]) -> None:
+        self.assigned.update(partitions)
+
     def revoke(self, partitions: Sequence[int]) -> None:
         """Forget revoked partitions: whoever gets them next restores from the table."""
         for partition in partitions:
+            self.assigned.discard(partition)
             self.processors.pop(partition, None)
             metrics = self.metrics
             for gauge in (metrics.watermark_lag, metrics.closed_through, metrics.consumer_lag):
                 with suppress(KeyError):
                     gauge.remove(str(partition))
 
-    def processor(self, partition: int) -> PartitionProcessor:
+    async def processor(self, partition: int) -> PartitionProcessor:
         processor = self.processors.get(partition)
         if processor is None:
             processor = PartitionProcessor(partition, self.config)
             items = ((k, v) for k, v in self.table.items() if processor.owns(k) and v is not None)
             processor.restore(items, now_ms())
+            if processor.progress_ms:
+                processor.rejected_before = await self._rejected_since_progress(processor)
             log.info(
-                "partition %d: restored %d open windows, %d KPI states, watermark %d",
+                "partition %d: restored %d open windows, %d KPI states, watermark %d, "
+                "%d records already in the DLQ",
                 partition,
                 len(processor.windows.open),
                 len(processor.kpi_states),
                 processor.windows.watermark_ms,
+                len(processor.rejected_before),
             )
             self.processors[partition] = processor
         return processor
+
+    async def _rejected_since_progress(self, processor: PartitionProcessor) -> set[int]:
+        """What a previous owner sent to the DLQ after its last durable progress record."""
+        partition = processor.partition
+        dlq = TopicPartition(topics.DLQ, partition % self.partition_count(topics.DLQ))
+        return await self.refill.rejected(
+            dlq,
+            processor.progress_ms - CLOCK_MARGIN_MS,
+            self.config.hub,
+            TopicPartition(topics.TELEMETRY, partition),
+            processor.next_offset,
+        )
+
+    def partition_count(self, topic: str) -> int:
+        count = self.partitions.get(topic)
+        if not count:
+            raise RuntimeError(f"the partition count of {topic} is not known")
+        return count
 
     def lock(self, partition: int) -> asyncio.Lock:
         return self.locks.setdefault(partition, asyncio.Lock())
@@ -121,26 +156,59 @@ class WorkerRuntime:
         started = time.monotonic()
         records = [Record(m.topic, m.partition, m.offset, m.key, m.value) for m in messages]
         async with self.lock(partition):
-            processor = self.processor(partition)
-            end = self.highwater(partition)
-            if end is not None and end < processor.next_offset:
-                # The topic was deleted and created again: its offsets started over.
-                log.warning(
-                    "partition %d: log end %d is below the %d already processed; the topic "
-                    "was recreated, reading it as new",
-                    partition,
-                    end,
-                    processor.next_offset,
-                )
-                processor.next_offset = 0
-            if processor.next_offset:
-                records = await self._without_gaps(processor.next_offset, records)
-            self.next_offset[partition] = records[-1].offset + 1
-            result = processor.process(records, self.snapshot, now_ms())
-            self.metrics.batch_records.observe(len(records))
-            self.metrics.received.inc(len(records))
-            await self.apply(processor, result)
+            await self._until_done(partition, lambda p: self._process(p, records))
         self.metrics.batch_seconds.observe(time.monotonic() - started)
+
+    async def _process(self, processor: PartitionProcessor, records: list[Record]) -> None:
+        partition = processor.partition
+        end = self.highwater(partition)
+        if end is not None and end < processor.next_offset:
+            # The topic was deleted and created again: its offsets started over.
+            log.warning(
+                "partition %d: log end %d is below the %d already processed; the topic "
+                "was recreated, reading it as new",
+                partition,
+                end,
+                processor.next_offset,
+            )
+            processor.next_offset = 0
+        if processor.next_offset:
+            records = await self._without_gaps(processor.next_offset, records)
+        self.next_offset[partition] = records[-1].offset + 1
+        result = processor.process(records, self.snapshot, now_ms())
+        self.metrics.batch_records.observe(len(records))
+        self.metrics.received.inc(len(records))
+        await self.apply(processor, result)
+
+    async def _until_done(
+        self, partition: int, step: Callable[[PartitionProcessor], Awaitable[None]]
+    ) -> None:
+        """Run ``step`` on the partition's processor until it succeeds.
+
+        A failure part-way (an error the sink does not know, a producer error) leaves the
+        processor's memory ahead of what was written: its records judged, their rows or DLQ
+        records not. Letting the agent crash would lose them, since Faust acknowledges a crashed
+        agent's records. Instead the processor is rebuilt from the state table, which holds only
+        what was written, and the step runs again from there.
+        """
+        backoff = 0.5
+        while True:
+            try:
+                await step(await self.processor(partition))
+                return
+            except Exception:
+                self.processors.pop(partition, None)
+                self.metrics.batch_failures.inc()
+                if partition not in self.assigned:
+                    log.exception("partition %d: processing failed; revoked meanwhile", partition)
+                    return
+                log.exception(
+                    "partition %d: processing failed; rebuilt from its state, retrying in %.1f s",
+                    partition,
+                    backoff,
+                )
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 30.0)
 
     async def _without_gaps(self, expected: int, records: list[Record]) -> list[Record]:
         """``records`` with any offsets the stream skipped (from ``expected`` on) read back in."""
@@ -175,9 +243,10 @@ class WorkerRuntime:
         if self.lagging(partition):
             return
         async with self.lock(partition):
-            processor = self.processor(partition)
-            result = processor.tick(self.snapshot, now_ms())
-            await self.apply(processor, result)
+            await self._until_done(partition, self._tick)
+
+    async def _tick(self, processor: PartitionProcessor) -> None:
+        await self.apply(processor, processor.tick(self.snapshot, now_ms()))
 
     async def apply(self, processor: PartitionProcessor, result: BatchResult) -> None:
         """Database first, then Kafka (acknowledged), then the state table: the offset moves
@@ -197,9 +266,12 @@ class WorkerRuntime:
             self.metrics.sink_rows.observe(result.rows)
             self.metrics.sink_seconds.observe(took)
         send = self.producer.send
-        delivered = [
-            await send(out.topic, out.key, out.value, None, None, None) for out in result.outgoing
-        ]
+        delivered = []
+        for out in result.outgoing:
+            partition = out.partition
+            if partition is not None:
+                partition %= self.partition_count(out.topic)
+            delivered.append(await send(out.topic, out.key, out.value, partition, None, None))
         if delivered:
             # The state written next records this batch as done, and re-delivered records below
             # its offset are skipped: the outputs must be durable first. (They and the changelog

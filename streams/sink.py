@@ -119,8 +119,15 @@ class SinkBatch:
         return len(self.aggregates) + len(self.kpi_results) + len(self.alerts) + len(self.last_seen)
 
 
-# What a database outage or restart raises: worth waiting out, never worth crashing for.
-DATABASE_UNAVAILABLE = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError)
+# What a database outage or restart raises: worth waiting out, never worth crashing for. (asyncpg
+# raises InternalClientError when the server drops a connection in the middle of an operation.)
+DATABASE_UNAVAILABLE = (
+    OSError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions._base.InternalClientError,
+    TimeoutError,
+)
 
 
 class TimescaleSink:

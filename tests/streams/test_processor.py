@@ -145,3 +145,27 @@ def test_an_idle_partition_runs_on_with_the_wall_clock_but_never_past_it() -> No
     ahead.process([record(1, "GJ-BUK-0001", T0 + 120_000, 10.0)], SNAPSHOT, now_ms=T0)
     ahead.tick(SNAPSHOT, now_ms=T0 + 60_000)
     assert ahead.windows.watermark_ms == T0 + 120_000
+
+
+def test_records_a_previous_owner_already_rejected_are_not_rejected_again() -> None:
+    """The previous owner sent a batch's DLQ records, then died before its progress record was
+    durable: the new owner re-consumes the batch, and the DLQ holds each rejection once."""
+    first = processor()
+    done = first.process([record(0, "GJ-BUK-0001", T0, 20.0)], SNAPSHOT, now_ms=T0 + 1_000)
+    durable = {k: v for k, v in done.state_writes if v is not None}
+    lost = [
+        record(1, "GJ-BUK-0001", T0 + 1_000, 20.0),
+        Record(topics.TELEMETRY, 0, 2, b"GJ-BUK-0001", b"not json"),
+        Record(topics.TELEMETRY, 0, 3, b"GJ-BUK-0001", b"not json either"),
+    ]
+    sent = first.process(lost, SNAPSHOT, now_ms=T0 + 2_000)
+    assert [o.partition for o in sent.outgoing if o.topic == topics.DLQ] == [0, 0]
+
+    second = processor()
+    second.restore(durable.items(), now_ms=T0 + 20_000)
+    assert (second.next_offset, second.progress_ms) == (1, T0 + 1_000)
+    second.rejected_before = {2}  # what the runtime read back from the DLQ
+    replay = second.process(lost, SNAPSHOT, now_ms=T0 + 20_000)
+    dlq = [json.loads(o.value)["offset"] for o in replay.outgoing if o.topic == topics.DLQ]
+    assert dlq == [3]
+    assert (replay.counts["accepted"], replay.counts["redelivered"]) == (1, 1)

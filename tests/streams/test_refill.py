@@ -1,0 +1,45 @@
+"""Reading the DLQ tail back across the real broker: what a partition's previous owner rejected
+after its last durable progress record, and nothing of other hubs or partitions."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+
+from aiokafka import AIOKafkaProducer, TopicPartition
+
+from hub import topics
+from hub.settings import Settings
+from streams.refill import Refill
+
+
+async def test_the_dlq_tail_gives_this_hubs_rejections_of_one_source_partition(
+    stack: Settings,
+) -> None:
+    hub, other = f"refill-{uuid.uuid4().hex[:8]}", f"refill-{uuid.uuid4().hex[:8]}"
+    dlq = TopicPartition(topics.DLQ, 7)
+    since_ms = int(time.time() * 1000)
+    mine = [(hub, 7, n) for n in (40, 41, 43, 30)]  # 30: before the restored progress
+    theirs = [(other, 7, 42), (hub, 19, 44)]  # another hub; another source partition
+    producer = AIOKafkaProducer(bootstrap_servers=stack.kafka_bootstrap)
+    await producer.start()
+    try:
+        for name, partition, offset in [*mine, *theirs]:
+            body = {"hub": name, "topic": topics.TELEMETRY, "partition": partition, "offset": offset}
+            await producer.send_and_wait(
+                topics.DLQ, json.dumps(body).encode(), key=b"site", partition=dlq.partition
+            )
+        await producer.send_and_wait(topics.DLQ, b"not a DLQ record", partition=dlq.partition)
+    finally:
+        await producer.stop()
+
+    refill = Refill(stack.kafka_bootstrap)
+    try:
+        source = TopicPartition(topics.TELEMETRY, 7)
+        assert await refill.rejected(dlq, since_ms, hub, source, start=40) == {40, 41, 43}
+        # Nothing written since a later time.
+        later = int(time.time() * 1000) + 60_000
+        assert await refill.rejected(dlq, later, hub, source, start=40) == set()
+    finally:
+        await refill.close()
