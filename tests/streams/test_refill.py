@@ -26,7 +26,8 @@ async def test_the_dlq_tail_gives_this_hubs_rejections_of_one_source_partition(
     await producer.start()
     try:
         for name, partition, offset in [*mine, *theirs]:
-            body = {"hub": name, "topic": topics.TELEMETRY, "partition": partition, "offset": offset}
+            body = {"hub": name, "topic": topics.TELEMETRY, "partition": partition}
+            body["offset"] = offset
             await producer.send_and_wait(
                 topics.DLQ, json.dumps(body).encode(), key=b"site", partition=dlq.partition
             )
