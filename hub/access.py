@@ -18,11 +18,11 @@ from dataclasses import dataclass
 from hub import topics
 from hub.db import connect
 from hub.errors import HubError
+from hub.registry.model import REGIONS
 from hub.settings import Settings
 from hub.stack.kafka import Kafka
 
 MECHANISM = "SCRAM-SHA-512"
-REGIONS = ("gwangju", "jeonnam")
 PARTNER_NAME = re.compile(r"[a-z0-9][a-z0-9-]{1,39}")
 
 

@@ -150,6 +150,19 @@ async def overview_table(settings: Settings) -> str:
     return "\n".join(lines)
 
 
+async def demo_token(settings: Settings) -> str:
+    """A fresh operator token for the demo's reader (the last demo's is withdrawn)."""
+    from hub.db import connect
+    from hub.tokens import add_token, revoke_token
+
+    conn = await connect(settings)
+    try:
+        await revoke_token(conn, "demo-operator")
+        return await add_token(conn, "operator", "demo-operator")
+    finally:
+        await conn.close()
+
+
 def run_demo(settings: Settings, options: DemoOptions, say: Callable[[str], None]) -> None:
     from hub.registry.load import load_files
     from hub.stack import Stack
@@ -193,8 +206,9 @@ def run_demo(settings: Settings, options: DemoOptions, say: Callable[[str], None
         say("")
         say(asyncio.run(overview_table(settings)))
         say("")
-        say(f"web page   http://127.0.0.1:{settings.api_port}/")
-        say(f"API        http://127.0.0.1:{settings.api_port}/docs")
+        token = asyncio.run(demo_token(settings))
+        say(f"web page   http://127.0.0.1:{settings.api_port}/#token={token}")
+        say(f"API        http://127.0.0.1:{settings.api_port}/docs (Authorization: Bearer {token})")
         say(f"Prometheus http://{settings.prometheus_address}/")
     finally:
         if options.keep:

@@ -125,9 +125,17 @@ class Alert(BaseModel):
     resolved_at: datetime | None
 
 
+# PostgreSQL text cannot hold a NUL character: refuse it at the door (422), not in the database.
+NO_NUL = r"^[^\x00]*$"
+
+
 class AckRequest(BaseModel):
-    by: str = Field(min_length=1, max_length=100, description="who acknowledges")
-    note: str = Field(default="", max_length=2000)
+    by: str = Field(min_length=1, max_length=100, pattern=NO_NUL, description="who acknowledges")
+    note: str = Field(default="", max_length=2000, pattern=NO_NUL)
+
+
+class SessionRequest(BaseModel):
+    token: str = Field(min_length=1, max_length=200, pattern=NO_NUL, description="an API token")
 
 
 class Health(BaseModel):

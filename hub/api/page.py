@@ -222,3 +222,41 @@ demonstration's KPIs. API: <a href="/docs">/docs</a>, <a href="/openapi.json">/o
 <main id="main">{main}</main>
 <script>{SCRIPT}</script>
 </body></html>"""
+
+
+LOGIN_SCRIPT = """
+async function signIn(token) {
+  const response = await fetch('/api/v1/session', {
+    method: 'POST', headers: {'content-type': 'application/json'},
+    body: JSON.stringify({token: token.trim()})});
+  if (response.ok) { location.replace('/'); return; }
+  document.getElementById('problem').textContent = 'That token is not valid.';
+}
+// A link from `hub access add-token` carries the token after '#': never sent to a server.
+if (location.hash.startsWith('#token=')) {
+  const token = decodeURIComponent(location.hash.slice(7));
+  history.replaceState(null, '', '/');
+  signIn(token);
+}
+document.getElementById('login').addEventListener('submit', (event) => {
+  event.preventDefault();
+  signIn(document.getElementById('token').value);
+});
+"""
+
+
+def render_login() -> str:
+    """The page for a visitor without a valid token: paste one, or follow a `#token=` link."""
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Sign in: testbed management view</title>
+<style>{STYLE}</style></head>
+<body>
+<h1>AI testbed: super-regional management view</h1>
+<p>Sign in with an API token (issued by <code>hub access add-token ROLE NAME</code>).</p>
+<form id="login"><input id="token" type="password" size="70" autocomplete="off"
+  placeholder="hub_..." aria-label="API token"> <button>Sign in</button></form>
+<p id="problem" class="muted"></p>
+<script>{LOGIN_SCRIPT}</script>
+</body></html>"""

@@ -11,6 +11,12 @@ from hub.db import Connection
 
 Row = dict[str, Any]
 
+# Rows of one company's demonstrations only ($2), or all when $2 is NULL.
+OF_COMPANY = (
+    "($2::text IS NULL OR demonstration_id IN "
+    "(SELECT demonstration_id FROM demonstrations WHERE company = $2))"
+)
+
 
 async def overview(conn: Connection, region: str | None) -> list[Row]:
     rows = await conn.fetch(
@@ -30,11 +36,12 @@ async def site(conn: Connection, site_id: str) -> Row | None:
     return dict(row) if row else None
 
 
-async def site_devices(conn: Connection, site_id: str) -> list[Row]:
+async def site_devices(conn: Connection, site_id: str, company: str | None = None) -> list[Row]:
     rows = await conn.fetch(
         "SELECT device_id, demonstration_id, model FROM devices WHERE site_id = $1 "
-        "ORDER BY device_id",
+        f"AND {OF_COMPANY} ORDER BY device_id",
         site_id,
+        company,
     )
     return [dict(r) for r in rows]
 
@@ -51,15 +58,18 @@ async def latest_aggregates(conn: Connection, site_id: str) -> list[Row]:
     return [dict(r) for r in rows]
 
 
-async def latest_kpi_statuses(conn: Connection, site_id: str) -> list[Row]:
+async def latest_kpi_statuses(
+    conn: Connection, site_id: str, company: str | None = None
+) -> list[Row]:
     rows = await conn.fetch(
-        """SELECT DISTINCT ON (demonstration_id, kpi_id)
+        f"""SELECT DISTINCT ON (demonstration_id, kpi_id)
                   demonstration_id, kpi_id, window_start, window_end, value, threshold, status,
                   samples
              FROM kpi_results
-            WHERE site_id = $1
+            WHERE site_id = $1 AND {OF_COMPANY}
             ORDER BY demonstration_id, kpi_id, window_start DESC""",
         site_id,
+        company,
     )
     return [dict(r) for r in rows]
 
@@ -82,7 +92,19 @@ async def scorecard_kpis(conn: Connection, demonstration_id: str) -> list[Row]:
     return [dict(r) for r in rows]
 
 
-async def demonstrations(conn: Connection) -> list[Row]:
+async def site_hosts_company(conn: Connection, site_id: str, company: str) -> bool:
+    """The site has a device of one of the company's demonstrations."""
+    return bool(
+        await conn.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM devices v JOIN demonstrations d USING "
+            "(demonstration_id) WHERE v.site_id = $1 AND d.company = $2)",
+            site_id,
+            company,
+        )
+    )
+
+
+async def demonstrations(conn: Connection, company: str | None = None) -> list[Row]:
     rows = await conn.fetch(
         """SELECT d.demonstration_id, d.company, d.title, d.technology,
                   (SELECT count(DISTINCT site_id) FROM devices v
@@ -94,8 +116,10 @@ async def demonstrations(conn: Connection) -> list[Row]:
              FROM demonstrations d
              LEFT JOIN kpi_results r ON r.demonstration_id = d.demonstration_id
                   AND r.window_end > now() - INTERVAL '24 hours'
+            WHERE $1::text IS NULL OR d.company = $1
             GROUP BY d.demonstration_id
-            ORDER BY count(r.status) FILTER (WHERE r.status = 'fail') DESC, d.demonstration_id"""
+            ORDER BY count(r.status) FILTER (WHERE r.status = 'fail') DESC, d.demonstration_id""",
+        company,
     )
     return [dict(r) for r in rows]
 
@@ -106,6 +130,9 @@ async def alerts(
     demonstration_id: str | None,
     site_id: str | None,
     limit: int,
+    *,
+    region: str | None = None,
+    company: str | None = None,
 ) -> list[Row]:
     rows = await conn.fetch(
         """SELECT alert_id, ts, demonstration_id, site_id, kpi_id, transition, value, threshold,
@@ -114,12 +141,17 @@ async def alerts(
             WHERE ($1::text IS NULL OR status = $1)
               AND ($2::text IS NULL OR demonstration_id = $2)
               AND ($3::text IS NULL OR site_id = $3)
+              AND ($5::text IS NULL OR site_id IN (SELECT site_id FROM sites WHERE region = $5))
+              AND ($6::text IS NULL OR demonstration_id IN
+                   (SELECT demonstration_id FROM demonstrations WHERE company = $6))
             ORDER BY ts DESC, alert_id
             LIMIT $4""",
         status,
         demonstration_id,
         site_id,
         limit,
+        region,
+        company,
     )
     return [dict(r) for r in rows]
 

@@ -9,26 +9,41 @@ import sys
 import time
 import urllib.request
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
 from hub.settings import Settings
+from tests.conftest import run_hub_async
 from tests.support import scratch_database
+
+# The API tokens every scratch database gets, by the role they are issued for.
+ROLES = {"operator": "operator", "jeonnam": "partner:jeonnam", "company-a": "company:Company A"}
 
 
 @dataclass(frozen=True)
 class Scratch:
     url: str
     env: dict[str, str]
+    tokens: dict[str, str] = field(default_factory=dict)  # by the names of ROLES
+
+
+async def issue_token(env: dict[str, str], role: str, name: str) -> str:
+    """A token issued the way an administrator does: `hub access add-token`."""
+    issued = await run_hub_async("access", "add-token", role, name, env=env)
+    assert issued.returncode == 0, issued.stderr
+    return issued.stdout.split("token", 1)[1].split()[0]
 
 
 @pytest.fixture(scope="module")
 async def scratch(stack: Settings) -> AsyncIterator[Scratch]:
-    """A fresh database with the schema and the repository's registry, dropped afterwards."""
+    """A fresh database with the schema, the repository's registry and a token per role in
+    ROLES, dropped afterwards."""
     async with scratch_database(stack) as url:
-        yield Scratch(url, {"HUB_DATABASE_URL": url})
+        env = {"HUB_DATABASE_URL": url}
+        tokens = {name: await issue_token(env, role, name) for name, role in ROLES.items()}
+        yield Scratch(url, env, tokens)
 
 
 def free_port() -> int:
@@ -40,7 +55,10 @@ def free_port() -> int:
 class ApiServer:
     """A real `hub api` subprocess, stopped by its pid."""
 
-    def __init__(self, env: dict[str, str], log: Path, port: int | None = None) -> None:
+    def __init__(
+        self, env: dict[str, str], log: Path, port: int | None = None, token: str = ""
+    ) -> None:
+        self.token = token  # sent by default by the tests' requests
         self.port = port or free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.log = log
@@ -76,7 +94,8 @@ class ApiServer:
 
 @pytest.fixture(scope="module")
 def api(scratch: Scratch, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiServer]:
-    server = ApiServer(scratch.env, tmp_path_factory.mktemp("api") / "api.log")
+    log = tmp_path_factory.mktemp("api") / "api.log"
+    server = ApiServer(scratch.env, log, token=scratch.tokens["operator"])
     try:
         server.wait_serving()
         yield server

@@ -1,0 +1,103 @@
+"""Hostile requests against the real API: schemathesis generates requests from the OpenAPI
+document (valid and invalid) and checks every response against it, never a 5xx; then injection
+payloads in every parameter leave the database as it was."""
+
+from __future__ import annotations
+
+import urllib.parse
+from typing import Any
+
+import asyncpg
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, given, settings
+from hypothesis.errors import Unsatisfiable
+from schemathesis.core.result import Ok
+
+from tests.api.conftest import ApiServer, Scratch
+from tests.api.test_api import get, post
+
+
+@pytest.mark.parametrize("mode", list(schemathesis.GenerationMode), ids=lambda m: m.value)
+def test_every_operation_answers_as_documented(api: ApiServer, mode: Any) -> None:
+    """Generated requests per operation (valid ones, then invalid ones), each response checked:
+    no 5xx, a documented status, content type, headers and body schema."""
+    schema = schemathesis.openapi.from_url(f"{api.base}/openapi.json")
+    auth = {"Authorization": f"Bearer {api.token}"}
+    operations = [r.ok() for r in schema.get_all_operations() if isinstance(r, Ok)]
+    assert len(operations) >= 7
+
+    exercised = []
+    for operation in operations:
+
+        @given(case=operation.as_strategy(mode))
+        @settings(max_examples=50, deadline=None, suppress_health_check=list(HealthCheck))
+        def answers(case: Any) -> None:
+            case.call_and_validate(headers=auth)
+
+        try:
+            answers()
+        except Unsatisfiable:
+            # No invalid request exists for an operation without parameters or body.
+            assert mode == schemathesis.GenerationMode.NEGATIVE, operation.label
+            assert not operation.path_parameters, operation.label
+            assert not operation.query, operation.label
+            assert operation.body is None or not len(operation.body), operation.label
+            continue
+        exercised.append(operation.label)
+    assert len(exercised) >= 5, exercised
+
+
+PAYLOADS = [
+    "' OR '1'='1",
+    "'; DROP TABLE sites; --",
+    '" OR ""="',
+    "1; SELECT pg_sleep(5)",
+    "<script>alert(1)</script>",
+    "../../../../etc/passwd",
+    "%00",
+    "${jndi:ldap://x/a}",
+    "{{7*7}}",
+    "DEMO-001' UNION SELECT token_id FROM api_tokens --",
+    "\u202egnp.exe",
+    "x" * 129,
+]
+
+
+async def table_counts(url: str) -> dict[str, int]:
+    conn = await asyncpg.connect(url)
+    try:
+        return {
+            table: await conn.fetchval(f"SELECT count(*) FROM {table}")
+            for table in ("sites", "devices", "demonstrations", "kpi_alerts", "api_tokens")
+        }
+    finally:
+        await conn.close()
+
+
+async def test_injection_in_every_parameter_is_answered_4xx_or_empty(
+    scratch: Scratch, api: ApiServer
+) -> None:
+    before = await table_counts(scratch.url)
+    for payload in PAYLOADS:
+        q = urllib.parse.quote(payload, safe="")
+        for path in (
+            f"/api/v1/sites/{q}",
+            f"/api/v1/demonstrations/{q}/scorecard",
+            f"/api/v1/overview?region={q}",
+            f"/api/v1/alerts?status={q}",
+            f"/api/v1/alerts?demonstration_id={q}",
+            f"/api/v1/alerts?site_id={q}",
+            f"/api/v1/alerts?limit={q}",
+        ):
+            status, body = get(api, path)
+            assert status in (200, 404, 422), (path, status, body)
+            if status == 200:  # a filter that matched nothing
+                assert body == [], (path, body)
+        status, body = post(api, f"/api/v1/alerts/{q}/ack", b'{"by": "x", "note": ""}')
+        assert status in (404, 422), (payload, status, body)
+        status, body = post(api, "/api/v1/session", f'{{"token": "{payload}"}}'.encode())
+        assert status in (401, 422), (payload, status, body)
+        # The payload as the bearer token itself.
+        assert get(api, "/api/v1/overview", token=payload.replace("\u202e", ""))[0] == 401
+    assert await table_counts(scratch.url) == before
