@@ -10,21 +10,37 @@ from hub.settings import Settings
 WARMUP_S = warmup_s(Settings())  # 13 minutes with the defaults
 
 
-def run(rss: float = 0.0, lag: float = 0.0, close: float = 0.0, minutes: int = 30) -> list[Sample]:
-    """Samples every 30 s growing by ``rss`` MB, ``lag`` records and ``close`` s per sample."""
+def run(
+    rss: float = 0.0,
+    low: float = 0.0,
+    high: float = 0.0,
+    close: float = 0.0,
+    minutes: int = 30,
+) -> list[Sample]:
+    """Samples every 30 s growing by ``rss`` MB, ``low`` and ``high`` records of the lag's lowest
+    and highest reading and ``close`` s per sample. The lag is a sawtooth: 0 to 6,000 records."""
     return [
-        Sample(i * 30.0, 3375.0, 150 + rss * i, 100 + lag * i, 123.0 + close * i)
+        Sample(
+            i * 30.0,
+            3375.0,
+            150 + rss * i,
+            6000.0 * (i % 2),  # the reading at the sample: a peak, then a trough
+            123.0 + close * i,
+            lag_low=low * i,
+            lag_high=6000 + high * i,
+        )
         for i in range(1, minutes * 2 + 1)
     ]
 
 
-def test_a_steady_run_is_flat() -> None:
+def test_a_steady_run_is_flat_even_with_a_sawtooth_lag() -> None:
     assert verdict(run(), WARMUP_S).flat
 
 
 def test_a_leak_a_backlog_or_later_and_later_windows_are_not_flat() -> None:
     assert not verdict(run(rss=2.0), WARMUP_S).flat  # 2 MB a sample: ~70 MB over the run
-    assert not verdict(run(lag=500.0), WARMUP_S).flat  # the consumer falls behind
+    assert not verdict(run(low=150.0), WARMUP_S).flat  # the consumer no longer catches up
+    assert not verdict(run(high=500.0), WARMUP_S).flat  # its peaks grow by 1,000 a minute
     assert not verdict(run(close=1.0), WARMUP_S).flat  # windows written later and later
 
 
