@@ -39,7 +39,7 @@ NOT_FOUND: dict[int | str, dict[str, Any]] = {
     404: {"model": models.ErrorBody, "description": "unknown id"}
 }
 Id = Annotated[str, Path(min_length=1, max_length=128, pattern=models.NO_NUL)]
-Filter = Annotated[str | None, Query(max_length=128, pattern=models.NO_NUL)]
+Filter = Annotated[str | None, Query(min_length=1, max_length=128, pattern=models.NO_NUL)]
 
 
 async def connection(request: Request) -> AsyncIterator[asyncpg.pool.PoolConnectionProxy]:
