@@ -12,12 +12,13 @@ import asyncio
 import sys
 import time
 import urllib.request
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from hub.api.page import district_label
 from hub.db import connect
-from hub.localrun import Process, scrape, total, wait_for
+from hub.localrun import Process, drop_hub_topics, fresh_hub, scrape, total, wait_for
 from hub.settings import Settings
 from hub.simulate import SimulationOptions, simulate
 from hub.simulate.fleet import Tally
@@ -41,6 +42,9 @@ class Demo:
         self.settings = settings
         self.options = options
         self.say = say
+        # A hub of its own, reading from the topic's end: records of earlier runs (a bench, a
+        # soak) are another hub's backlog, not this demo's.
+        self.app_id = f"demo-{uuid.uuid4().hex[:8]}"
         self.logs = settings.home / "demo"
         self.processes: list[Process] = []
         self.worker_ports = [settings.worker_web_port + i for i in range(options.workers)]
@@ -50,13 +54,14 @@ class Demo:
 
     def start_processes(self) -> None:
         self.logs.mkdir(parents=True, exist_ok=True)
+        asyncio.run(fresh_hub(self.settings, self.app_id))
         for index in range(self.options.workers):
             self.processes.append(
                 Process(
                     f"worker {index}",
                     ["worker", "--index", str(index)],
                     self.logs / f"worker-{index}.log",
-                    DEMO_WORKER_ENV,
+                    {**DEMO_WORKER_ENV, "HUB_APP_ID": self.app_id},
                 )
             )
         self.processes.append(Process("api", ["api"], self.logs / "api.log", {}))
@@ -213,11 +218,13 @@ def run_demo(settings: Settings, options: DemoOptions, say: Callable[[str], None
     finally:
         if options.keep:
             say(
-                "--keep: the stack, workers and API stay up; `hub stack down` and "
+                f"--keep: the stack, workers (HUB_APP_ID={demo.app_id}) and API stay up; "
+                "`hub stack down` and "
                 f"kill {' '.join(str(p.proc.pid) for p in demo.processes)} to stop them"
             )
         else:
             demo.stop()
+            asyncio.run(drop_hub_topics(settings, demo.app_id))
             started_here = [s.name for s in stack.status() if s.name not in before]
             if started_here:
                 stack.down(say, started_here)
