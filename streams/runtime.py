@@ -172,6 +172,7 @@ class WorkerRuntime:
                 processor.next_offset,
             )
             processor.next_offset = 0
+            processor.rejected_before.clear()  # offsets of the old topic
         if processor.next_offset:
             records = await self._without_gaps(processor.next_offset, records)
         self.next_offset[partition] = records[-1].offset + 1
