@@ -10,6 +10,7 @@ counted once: a second replay of the same event is a repeat of its ``event_id``.
 from __future__ import annotations
 
 import base64
+import logging
 import re
 from collections import Counter
 from collections.abc import Iterator
@@ -23,6 +24,7 @@ from hub import topics
 from hub.errors import HubError
 from hub.settings import Settings
 
+log = logging.getLogger("hub.dlq")
 REPLAY_HEADER = "hub-replayed-from"
 
 
@@ -106,6 +108,7 @@ async def read_dlq(settings: Settings) -> list[DlqEntry]:
             consumer.seek(tp, 0)  # (seek_to_beginning after assign fetched nothing here)
         seen: set[tuple[str, int, int]] = set()
         entries: list[DlqEntry] = []
+        foreign = 0
         remaining = {tp for tp in tps if end[tp] > 0}
         while remaining:
             batch = await consumer.getmany(*remaining, timeout_ms=5000)
@@ -116,7 +119,11 @@ async def read_dlq(settings: Settings) -> list[DlqEntry]:
                     if message.offset >= end[tp]:
                         remaining.discard(tp)
                         break
-                    record = _decode(message.value or b"{}")
+                    try:
+                        record = _decode(message.value or b"{}")
+                    except msgspec.DecodeError:
+                        foreign += 1  # the topic is shared: a producer may write anything
+                        continue
                     if record.source not in seen:
                         seen.add(record.source)
                         raw_key = None if record.key is None else message.key
@@ -125,6 +132,8 @@ async def read_dlq(settings: Settings) -> list[DlqEntry]:
                     remaining.discard(tp)
     finally:
         await consumer.stop()
+    if foreign:
+        log.warning("skipped %d records in %s that are not rejected records", foreign, topics.DLQ)
     entries.sort(key=lambda e: e.record.received_at)
     return entries
 

@@ -475,3 +475,18 @@ async def test_a_registry_fix_is_picked_up_and_a_replayed_record_counts_once(
             "registry", "load", "--dir", str(registry_dir_with_test_demo(tmp_path / "again"))
         )
         assert restored.returncode == 0, restored.stderr
+
+
+async def test_dlq_list_skips_what_is_not_a_rejected_record(stack: Settings) -> None:
+    """The DLQ topic is shared: whatever another producer wrote there must not break the tool."""
+    from tests.conftest import run_hub_async
+
+    producer = AIOKafkaProducer(bootstrap_servers=stack.kafka_bootstrap)
+    await producer.start()
+    try:
+        await producer.send_and_wait(topics.DLQ, b'{"not": "a rejected record"}', partition=0)
+    finally:
+        await producer.stop()
+    listed = await run_hub_async("dlq", "list", "--limit", "1")
+    assert listed.returncode == 0, listed.stderr
+    assert "not rejected records" in listed.stderr

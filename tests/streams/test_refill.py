@@ -1,5 +1,6 @@
 """Reading the DLQ tail back across the real broker: what a partition's previous owner rejected
-after its last durable progress record, and nothing of other hubs or partitions."""
+after its last durable progress record, and nothing of other hubs or partitions. (On a scratch
+topic: the real DLQ is read by `hub dlq list`, which these partial records would only clutter.)"""
 
 from __future__ import annotations
 
@@ -8,9 +9,11 @@ import time
 import uuid
 
 from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 
 from hub import topics
 from hub.settings import Settings
+from hub.topics import ensure_topics
 from streams.refill import Refill
 
 
@@ -18,7 +21,8 @@ async def test_the_dlq_tail_gives_this_hubs_rejections_of_one_source_partition(
     stack: Settings,
 ) -> None:
     hub, other = f"refill-{uuid.uuid4().hex[:8]}", f"refill-{uuid.uuid4().hex[:8]}"
-    dlq = TopicPartition(topics.DLQ, 7)
+    dlq = TopicPartition(f"test-dlq-{hub}", 7)
+    await ensure_topics(stack.kafka_bootstrap, 8, [dlq.topic])
     since_ms = int(time.time() * 1000)
     mine = [(hub, 7, n) for n in (40, 41, 43, 30)]  # 30: before the restored progress
     theirs = [(other, 7, 42), (hub, 19, 44)]  # another hub; another source partition
@@ -29,9 +33,9 @@ async def test_the_dlq_tail_gives_this_hubs_rejections_of_one_source_partition(
             body = {"hub": name, "topic": topics.TELEMETRY, "partition": partition}
             body["offset"] = offset
             await producer.send_and_wait(
-                topics.DLQ, json.dumps(body).encode(), key=b"site", partition=dlq.partition
+                dlq.topic, json.dumps(body).encode(), key=b"site", partition=dlq.partition
             )
-        await producer.send_and_wait(topics.DLQ, b"not a DLQ record", partition=dlq.partition)
+        await producer.send_and_wait(dlq.topic, b"not a DLQ record", partition=dlq.partition)
     finally:
         await producer.stop()
 
@@ -44,3 +48,9 @@ async def test_the_dlq_tail_gives_this_hubs_rejections_of_one_source_partition(
         assert await refill.rejected(dlq, later, hub, source, start=40) == set()
     finally:
         await refill.close()
+        admin = AIOKafkaAdminClient(bootstrap_servers=stack.kafka_bootstrap)
+        await admin.start()
+        try:
+            await admin.delete_topics([dlq.topic])
+        finally:
+            await admin.close()
