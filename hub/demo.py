@@ -157,7 +157,6 @@ async def overview_table(settings: Settings) -> str:
 
 async def demo_token(settings: Settings) -> str:
     """A fresh operator token for the demo's reader (the last demo's is withdrawn)."""
-    from hub.db import connect
     from hub.tokens import add_token, revoke_token
 
     conn = await connect(settings)

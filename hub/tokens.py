@@ -94,7 +94,7 @@ async def add_token(conn: Connection, role_text: str, name: str) -> str:
                 f"known: {', '.join(sorted(known)) or 'none (load the registry first)'}"
             )
     token_id, token = new_token()
-    _, secret = split(token) or ("", "")
+    secret = token.removeprefix(f"hub_{token_id}_")
     inserted = await conn.fetchval(
         "INSERT INTO api_tokens (token_id, name, role, scope, secret_sha256) "
         "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (name) DO NOTHING RETURNING token_id",

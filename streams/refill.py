@@ -15,7 +15,7 @@ import asyncio
 import time
 
 import msgspec
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 from streams.processor import Record
 
@@ -46,21 +46,10 @@ class Refill:
             tp = TopicPartition(topic, partition)
             consumer.assign([tp])
             consumer.seek(tp, start)
-            records: list[Record] = []
-            deadline = time.monotonic() + self.timeout_s
-            while await consumer.position(tp) < end:
-                if time.monotonic() > deadline:
-                    raise TimeoutError(
-                        f"{topic}[{partition}]: offsets {start}-{end - 1} not readable "
-                        f"within {self.timeout_s:.0f} s"
-                    )
-                batches = await consumer.getmany(tp, timeout_ms=1000)
-                for message in batches.get(tp, []):
-                    if message.offset < end:
-                        records.append(
-                            Record(topic, partition, message.offset, message.key, message.value)
-                        )
-            return records
+            return [
+                Record(topic, partition, m.offset, m.key, m.value)
+                for m in await self._fetch(consumer, tp, end)
+            ]
 
     async def rejected(
         self, dlq: TopicPartition, since_ms: int, hub: str, source: TopicPartition, start: int
@@ -76,26 +65,32 @@ class Refill:
                 return set()
             consumer.seek(dlq, found.offset)
             offsets: set[int] = set()
-            for value in await self._values(consumer, dlq, end):
+            for message in await self._fetch(consumer, dlq, end):
+                if not message.value:
+                    continue
                 try:
-                    r = _rejection(value)
+                    r = _rejection(message.value)
                 except msgspec.DecodeError:
                     continue  # not one of ours
                 if r.hub == hub and (r.topic, r.partition) == source and r.offset >= start:
                     offsets.add(r.offset)
             return offsets
 
-    async def _values(
+    async def _fetch(
         self, consumer: AIOKafkaConsumer, tp: TopicPartition, end: int
-    ) -> list[bytes]:
-        values: list[bytes] = []
+    ) -> list[ConsumerRecord[bytes, bytes]]:
+        """From the consumer's position up to ``end`` (exclusive), within the timeout."""
+        messages: list[ConsumerRecord[bytes, bytes]] = []
         deadline = time.monotonic() + self.timeout_s
         while await consumer.position(tp) < end:
             if time.monotonic() > deadline:
-                raise TimeoutError(f"{tp.topic}[{tp.partition}]: not readable to offset {end}")
+                raise TimeoutError(
+                    f"{tp.topic}[{tp.partition}]: not readable up to offset {end} "
+                    f"within {self.timeout_s:.0f} s"
+                )
             batches = await consumer.getmany(tp, timeout_ms=1000)
-            values.extend(m.value for m in batches.get(tp, []) if m.offset < end and m.value)
-        return values
+            messages.extend(m for m in batches.get(tp, []) if m.offset < end)
+        return messages
 
     async def _start(self) -> AIOKafkaConsumer:
         if self._consumer is None:

@@ -23,7 +23,14 @@ from fastapi.security import HTTPBearer
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from hub.api import models, queries
-from hub.api.auth import COOKIE, forbid_unless, identify, presented
+from hub.api.auth import (
+    COOKIE,
+    DEMONSTRATION_ROLES,
+    OVERVIEW_ROLES,
+    forbid_unless,
+    identify,
+    presented,
+)
 from hub.api.page import render_login, render_main, render_page
 from hub.db import create_pool
 from hub.db.migrate import migrate
@@ -199,7 +206,7 @@ def create_api(settings: Settings, registry: CollectorRegistry | None = None) ->
         conn: Conn, who: Who, region: Literal["gwangju", "jeonnam"] | None = None
     ) -> list[dict[str, Any]]:
         """The management_overview rows, one per region and district (a partner: its region's)."""
-        forbid_unless(who, "operator", "partner")
+        forbid_unless(who, *OVERVIEW_ROLES)
         if who.region and region not in (None, who.region):
             raise HTTPException(403, f"a {who.label} token reads {who.region} only")
         return await queries.overview(conn, who.region or region)
@@ -225,9 +232,9 @@ def create_api(settings: Settings, registry: CollectorRegistry | None = None) ->
             raise HTTPException(404, f"site {site_id!r} is not in the registry")
         return {
             **row,
-            "devices": await queries.site_devices(conn, site_id, who.company),
+            "devices": await queries.site_devices(conn, site_id, company),
             "latest_aggregates": await queries.latest_aggregates(conn, site_id),
-            "kpi_statuses": await queries.latest_kpi_statuses(conn, site_id, who.company),
+            "kpi_statuses": await queries.latest_kpi_statuses(conn, site_id, company),
         }
 
     @api.get(
@@ -239,7 +246,7 @@ def create_api(settings: Settings, registry: CollectorRegistry | None = None) ->
     async def demonstrations(conn: Conn, who: Who) -> list[dict[str, Any]]:
         """Every demonstration (a company: its own) with its KPI windows of the last 24 hours,
         most failing first."""
-        forbid_unless(who, "operator", "company")
+        forbid_unless(who, *DEMONSTRATION_ROLES)
         return await queries.demonstrations(conn, who.company)
 
     @api.get(
@@ -250,7 +257,7 @@ def create_api(settings: Settings, registry: CollectorRegistry | None = None) ->
     )
     async def scorecard(conn: Conn, who: Who, demonstration_id: Id) -> models.Scorecard:
         """Per KPI: windows judged, passed, failed, pass rate and the latest status."""
-        forbid_unless(who, "operator", "company")
+        forbid_unless(who, *DEMONSTRATION_ROLES)
         if who.company is not None:
             demo = await queries.demonstration(conn, demonstration_id)
             if demo is None or demo["company"] != who.company:
@@ -363,8 +370,10 @@ def create_api(settings: Settings, registry: CollectorRegistry | None = None) ->
         except HTTPException:
             return HTMLResponse(render_login(), status_code=401)
         main = render_main(
-            await queries.overview(conn, who.region) if who.role != "company" else [],
-            await queries.demonstrations(conn, who.company) if who.role != "partner" else [],
+            await queries.overview(conn, who.region) if who.role in OVERVIEW_ROLES else [],
+            await queries.demonstrations(conn, who.company)
+            if who.role in DEMONSTRATION_ROLES
+            else [],
             await queries.alerts(
                 conn, "open", None, None, 20, region=who.region, company=who.company
             ),

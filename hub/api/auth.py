@@ -13,6 +13,10 @@ from hub.db import Connection
 from hub.tokens import Principal, authenticate
 
 COOKIE = "hub_token"
+# Who may read the programme-wide views at all (the others answer 403); within them, a partner
+# sees its region and a company its demonstrations.
+OVERVIEW_ROLES = ("operator", "partner")
+DEMONSTRATION_ROLES = ("operator", "company")
 CHALLENGE = {"WWW-Authenticate": "Bearer"}
 
 

@@ -11,11 +11,13 @@ from hub.db import Connection
 
 Row = dict[str, Any]
 
-# Rows of one company's demonstrations only ($2), or all when $2 is NULL.
-OF_COMPANY = (
-    "($2::text IS NULL OR demonstration_id IN "
-    "(SELECT demonstration_id FROM demonstrations WHERE company = $2))"
-)
+
+def of_company(param: str) -> str:
+    """Rows of the demonstrations of the company in ``param`` ("$2"), or all when it is NULL."""
+    return (
+        f"({param}::text IS NULL OR demonstration_id IN "
+        f"(SELECT demonstration_id FROM demonstrations WHERE company = {param}))"
+    )
 
 
 async def overview(conn: Connection, region: str | None) -> list[Row]:
@@ -39,7 +41,7 @@ async def site(conn: Connection, site_id: str) -> Row | None:
 async def site_devices(conn: Connection, site_id: str, company: str | None = None) -> list[Row]:
     rows = await conn.fetch(
         "SELECT device_id, demonstration_id, model FROM devices WHERE site_id = $1 "
-        f"AND {OF_COMPANY} ORDER BY device_id",
+        f"AND {of_company('$2')} ORDER BY device_id",
         site_id,
         company,
     )
@@ -66,7 +68,7 @@ async def latest_kpi_statuses(
                   demonstration_id, kpi_id, window_start, window_end, value, threshold, status,
                   samples
              FROM kpi_results
-            WHERE site_id = $1 AND {OF_COMPANY}
+            WHERE site_id = $1 AND {of_company("$2")}
             ORDER BY demonstration_id, kpi_id, window_start DESC""",
         site_id,
         company,
@@ -135,15 +137,14 @@ async def alerts(
     company: str | None = None,
 ) -> list[Row]:
     rows = await conn.fetch(
-        """SELECT alert_id, ts, demonstration_id, site_id, kpi_id, transition, value, threshold,
+        f"""SELECT alert_id, ts, demonstration_id, site_id, kpi_id, transition, value, threshold,
                   status, acknowledged_by, acknowledged_at, note, resolved_at
              FROM kpi_alerts
             WHERE ($1::text IS NULL OR status = $1)
               AND ($2::text IS NULL OR demonstration_id = $2)
               AND ($3::text IS NULL OR site_id = $3)
               AND ($5::text IS NULL OR site_id IN (SELECT site_id FROM sites WHERE region = $5))
-              AND ($6::text IS NULL OR demonstration_id IN
-                   (SELECT demonstration_id FROM demonstrations WHERE company = $6))
+              AND {of_company("$6")}
             ORDER BY ts DESC, alert_id
             LIMIT $4""",
         status,

@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import urllib.error
-import urllib.request
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -17,7 +15,7 @@ from hub.registry.files import read_registry
 from hub.settings import Settings
 from hub.stack import prereqs
 from streams.sink import AlertRow, SinkBatch, TimescaleSink
-from tests.api.conftest import ApiServer, Scratch
+from tests.api.conftest import ApiServer, Scratch, get, post
 from tests.conftest import run_hub
 
 NOW = datetime.now(UTC).replace(second=0, microsecond=0)
@@ -51,31 +49,6 @@ RESULTS = [
     (DONG[3], 2 * 24 * 60, "pass"),  # ended two days ago: in the scorecard, not the overview
 ]
 LAST_SEEN = {DONG[0]: 10, DONG[1]: 20, DONG[2]: 30, DONG[3]: 120, MOKPO[0]: 5, MOKPO[1]: 15}
-
-
-def get(api: ApiServer, path: str, token: str | None = None) -> tuple[int, Any]:
-    """GET with the operator's token, or ``token`` ("" for none)."""
-    token = api.token if token is None else token
-    headers = {"authorization": f"Bearer {token}"} if token else {}
-    request = urllib.request.Request(api.base + path, headers=headers)
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read())
-
-
-def post(api: ApiServer, path: str, body: bytes, token: str | None = None) -> tuple[int, Any]:
-    token = api.token if token is None else token
-    headers = {"content-type": "application/json"}
-    if token:
-        headers["authorization"] = f"Bearer {token}"
-    request = urllib.request.Request(api.base + path, data=body, method="POST", headers=headers)
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read())
 
 
 @pytest.fixture(scope="module")
@@ -276,6 +249,9 @@ def test_unknown_ids_answer_404_with_json(seeded: Scratch, api: ApiServer, path:
         "/api/v1/alerts?limit=abc",
         "/api/v1/alerts?limit=100000",
         "/api/v1/sites/" + "X" * 200,
+        "/api/v1/overview?regoin=jeonnam",  # a mistyped filter, not everything unfiltered
+        "/api/v1/alerts?status=open&status=resolved",
+        "/api/v1/alerts?site_id=",
     ],
 )
 def test_malformed_parameters_answer_422_with_json(

@@ -13,9 +13,9 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis.core.result import Ok
+from schemathesis.specs.openapi.checks import negative_data_rejection
 
-from tests.api.conftest import ApiServer, Scratch
-from tests.api.test_api import get, post
+from tests.api.conftest import ApiServer, Scratch, get, post
 
 
 @pytest.mark.parametrize("mode", list(schemathesis.GenerationMode), ids=lambda m: m.value)
@@ -33,7 +33,11 @@ def test_every_operation_answers_as_documented(api: ApiServer, mode: Any) -> Non
         @given(case=operation.as_strategy(mode))
         @settings(max_examples=50, deadline=None, suppress_health_check=list(HealthCheck))
         def answers(case: Any) -> None:
-            case.call_and_validate(headers=auth)
+            # Not negative_data_rejection: a query string carries only text, so an "invalid"
+            # case (a number, null or a list where a string is expected) often reaches the API as
+            # a valid one. What it would test (unknown, repeated, empty filters answer 422) is
+            # asserted directly in test_api.test_malformed_parameters_answer_422_with_json.
+            case.call_and_validate(headers=auth, excluded_checks=[negative_data_rejection])
 
         try:
             answers()

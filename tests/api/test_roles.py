@@ -18,8 +18,7 @@ import pytest
 
 from hub.registry.files import read_registry
 from hub.tokens import split
-from tests.api.conftest import ApiServer, Scratch, issue_token
-from tests.api.test_api import get, post
+from tests.api.conftest import ApiServer, Scratch, get, issue_token, post
 from tests.conftest import run_hub_async
 
 REGISTRY = read_registry()
