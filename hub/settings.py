@@ -92,9 +92,7 @@ class Settings:
     # another id is another, independent hub (the benchmark runs its own).
     app_id: str = "testbed-hub"
     worker_web_port: int = 6066  # worker N serves /metrics on this port + N
-    batch_max: int = 5000
-    stream_buffer: int = 10_000  # records Faust buffers per stream before pausing the fetch
-    batch_within_s: float = 0.5
+    batch_max: int = 5000  # records per fetch, handed over a partition at a time
     allowed_lateness_s: float = 120.0
     dedup_horizon_s: float = 600.0
     idle_timeout_s: float = 30.0
@@ -129,8 +127,6 @@ class Settings:
             app_id=env.get("HUB_APP_ID") or defaults.app_id,
             worker_web_port=_int(env, "HUB_WORKER_WEB_PORT", defaults.worker_web_port),
             batch_max=_int(env, "HUB_BATCH_MAX", defaults.batch_max),
-            stream_buffer=_int(env, "HUB_STREAM_BUFFER", defaults.stream_buffer),
-            batch_within_s=_float(env, "HUB_BATCH_WITHIN", defaults.batch_within_s),
             allowed_lateness_s=_float(env, "HUB_ALLOWED_LATENESS", defaults.allowed_lateness_s),
             dedup_horizon_s=_float(env, "HUB_DEDUP_HORIZON", defaults.dedup_horizon_s),
             idle_timeout_s=_float(env, "HUB_IDLE_TIMEOUT", defaults.idle_timeout_s),
@@ -170,7 +166,6 @@ class Settings:
         if self.batch_max < 1:
             raise SettingsError(f"HUB_BATCH_MAX={self.batch_max}: needs at least 1")
         for name, value in (
-            ("HUB_BATCH_WITHIN", self.batch_within_s),
             ("HUB_IDLE_TIMEOUT", self.idle_timeout_s),
             ("HUB_TICK_INTERVAL", self.tick_interval_s),
             ("HUB_REGISTRY_REFRESH", self.registry_refresh_s),

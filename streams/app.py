@@ -1,22 +1,25 @@
 """The Faust app, assembled in one place from the pipeline's parts.
 
-    telemetry topic --(batches, split by partition)--> WorkerRuntime.handle_batch
+    telemetry topic --(a fetch at a time, per partition)--> WorkerRuntime.handle_batch
         -> PartitionProcessor (intake -> windows -> KPI -> routing)
         -> TimescaleDB sink, output topics, state table (changelog) -> offset commit
     ticks topic (one per partition, from a timer) --> WorkerRuntime.handle_tick (idle rule)
 
-Nothing here holds logic: agents move records between Kafka and the runtime.
+Nothing here holds logic: the consumer (`streams.batches`) and agents move records between Kafka
+and the runtime.
 """
 
 from __future__ import annotations
 
 import logging
 import weakref
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import faust
+from faust.events import Event
 from faust.streams import _current_event
 from faust.types import TP
 from prometheus_client import CollectorRegistry, generate_latest
@@ -24,6 +27,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from hub import topics
 from hub.metrics import worker_metrics
 from hub.settings import Settings
+from streams.batches import batching_consumer
 from streams.processor import ProcessorConfig
 from streams.runtime import WorkerRuntime, now_ms
 
@@ -84,7 +88,6 @@ def create_app(
         broker_session_timeout=settings.session_timeout_s,
         broker_heartbeat_interval=min(3.0, settings.session_timeout_s / 3),
         broker_request_timeout=max(90.0, settings.session_timeout_s + 30),
-        stream_buffer_maxsize=settings.stream_buffer,
         producer_linger=0.01,
         producer_max_batch_size=512 * 1024,
         producer_compression_type="lz4",
@@ -120,19 +123,17 @@ def create_app(
 
     runtime.highwater = highwater
 
-    @app.agent(telemetry, name="intake")
-    async def intake(stream: Any) -> None:
-        async for events in stream.take_events(settings.batch_max, within=settings.batch_within_s):
-            by_partition: dict[int, list[Any]] = {}
-            for event in events:
-                by_partition.setdefault(event.message.partition, []).append(event)
-            for group in by_partition.values():
-                # Table writes go to the changelog partition of the "current event": make it one
-                # of this group's. Only this task's context variable, never the stream's own
-                # attribute: take_events reads that one to pair each value with its event, and
-                # changing it under its feet pairs a value with the previous batch's event.
-                _current_event.set(weakref.ref(group[-1]))
-                await runtime.handle_batch([event.message for event in group])
+    async def intake(messages: Sequence[Any]) -> None:
+        """One partition's fetched records. Table writes go to the changelog partition of the
+        task's "current event": make it one of these records (each partition is its own task)."""
+        last = messages[-1]
+        event = Event(app, last.key, last.value, last.headers, last)
+        _current_event.set(weakref.ref(event))
+        await runtime.handle_batch(messages)
+
+    app.topics.add(telemetry)  # subscribed without an agent: records go to `intake` in batches
+    # Faust's transport builds its consumer from this class attribute when the worker starts.
+    app.transport.Consumer = batching_consumer({topics.TELEMETRY: intake})  # type: ignore[misc]
 
     @app.agent(ticks, name="clock")
     async def clock(stream: Any) -> None:
@@ -169,5 +170,5 @@ def create_app(
         # aiohttp refuses a charset inside content_type; the exposition format is UTF-8 anyway.
         return web.bytes(generate_latest(registry), content_type="text/plain; version=0.0.4")
 
-    del intake, clock, tick, refresh_registry, on_revoked, on_assigned, metrics
+    del clock, tick, refresh_registry, on_revoked, on_assigned, metrics
     return app, runtime

@@ -197,6 +197,9 @@ class WorkerRuntime:
             try:
                 await step(await self.processor(partition))
                 return
+            except asyncio.CancelledError:
+                self.processors.pop(partition, None)  # its memory may be ahead of its writes
+                raise
             except Exception:
                 self.processors.pop(partition, None)
                 self.metrics.batch_failures.inc()
