@@ -78,12 +78,12 @@ class BatchingConsumer(Consumer):
     async def _deliver(self, handler: BatchHandler, messages: list[Message]) -> None:
         """One partition's records to the handler; acknowledged once it returns.
 
-        Tracked first, as Faust's conductor does: a rebalance waits for tracked records to be
-        acknowledged before it commits and hands the partition over.
+        Tracked first, as Faust's conductor does: a rebalance waits until no tracked record is
+        left unacknowledged before it commits and hands the partition over. The batch's last
+        record stands for the batch (it is acknowledged last), which spares a weak reference a
+        record.
         """
-        unacked = self._unacked_messages
-        for message in messages:
-            unacked.add(message)
+        self._unacked_messages.add(messages[-1])
         await handler(messages)
         ack = self.ack
         for message in messages:

@@ -14,10 +14,10 @@ re-consumed records are recognised as repeats and nothing is counted twice.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Final
+from typing import Final, Protocol
 
 import msgspec
 
@@ -49,9 +49,25 @@ _pack = msgspec.msgpack.Encoder().encode
 _unpack = msgspec.msgpack.Decoder().decode
 
 
+class KafkaRecord(Protocol):
+    """A Kafka record as it arrived: where from, and its bytes untouched. Faust's messages and
+    aiokafka's records are ones already; the worker hands them over as they are."""
+
+    @property
+    def topic(self) -> str: ...
+    @property
+    def partition(self) -> int: ...
+    @property
+    def offset(self) -> int: ...
+    @property
+    def key(self) -> bytes | None: ...
+    @property
+    def value(self) -> bytes | None: ...
+
+
 @dataclass(frozen=True, slots=True)
 class Record:
-    """A Kafka record as it arrived: where from, and its bytes untouched."""
+    """A :class:`KafkaRecord` made of plain values (records read back, tests)."""
 
     topic: str
     partition: int
@@ -164,7 +180,9 @@ class PartitionProcessor:
 
     # -- processing ------------------------------------------------------------------------------
 
-    def process(self, records: list[Record], snapshot: Snapshot, now_ms: int) -> BatchResult:
+    def process(
+        self, records: Sequence[KafkaRecord], snapshot: Snapshot, now_ms: int
+    ) -> BatchResult:
         result = BatchResult()
         accepted: list[JournalEntry] = []
         windows = self.windows
@@ -232,7 +250,7 @@ class PartitionProcessor:
         return result
 
     def _reject(
-        self, result: BatchResult, record: Record, reason: str, detail: str, now_ms: int
+        self, result: BatchResult, record: KafkaRecord, reason: str, detail: str, now_ms: int
     ) -> None:
         result.counts[f"rejected:{reason}"] += 1
         result.outgoing.append(

@@ -22,7 +22,7 @@ from hub import topics
 from hub.db import create_pool
 from hub.metrics import WorkerMetrics
 from hub.settings import Settings
-from streams.processor import BatchResult, PartitionProcessor, ProcessorConfig, Record
+from streams.processor import BatchResult, KafkaRecord, PartitionProcessor, ProcessorConfig
 from streams.refill import Refill
 from streams.registry import EMPTY, Snapshot, current_digest, load_snapshot
 from streams.sink import DATABASE_UNAVAILABLE, SinkBatch, TimescaleSink
@@ -148,18 +148,18 @@ class WorkerRuntime:
     def lock(self, partition: int) -> asyncio.Lock:
         return self.locks.setdefault(partition, asyncio.Lock())
 
-    async def handle_batch(self, messages: Sequence[Any]) -> None:
-        """One batch of one partition's records (Faust messages), processed and written."""
+    async def handle_batch(self, messages: Sequence[KafkaRecord]) -> None:
+        """One batch of one partition's records, processed and written."""
         if not messages:
             return
         partition = messages[0].partition
         started = time.monotonic()
-        records = [Record(m.topic, m.partition, m.offset, m.key, m.value) for m in messages]
+        records = list(messages)
         async with self.lock(partition):
             await self._until_done(partition, lambda p: self._process(p, records))
         self.metrics.batch_seconds.observe(time.monotonic() - started)
 
-    async def _process(self, processor: PartitionProcessor, records: list[Record]) -> None:
+    async def _process(self, processor: PartitionProcessor, records: list[KafkaRecord]) -> None:
         partition = processor.partition
         end = self.highwater(partition)
         if end is not None and end < processor.next_offset:
@@ -214,9 +214,9 @@ class WorkerRuntime:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 30.0)
 
-    async def _without_gaps(self, expected: int, records: list[Record]) -> list[Record]:
+    async def _without_gaps(self, expected: int, records: list[KafkaRecord]) -> list[KafkaRecord]:
         """``records`` with any offsets the stream skipped (from ``expected`` on) read back in."""
-        out: list[Record] = []
+        out: list[KafkaRecord] = []
         for record in records:
             if record.offset > expected:
                 skipped = await self.refill.read(
