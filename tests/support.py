@@ -71,6 +71,20 @@ async def end_offsets(settings: Settings, topic: str) -> dict[TopicPartition, in
         await consumer.stop()
 
 
+async def committed_offsets(
+    settings: Settings, group: str, topic: str
+) -> dict[TopicPartition, int]:
+    """What consumer group ``group`` has committed on ``topic``: where a restart resumes, and
+    what operators see as its lag."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=group)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in range(settings.partitions)]
+        return {tp: await consumer.committed(tp) or 0 for tp in tps}
+    finally:
+        await consumer.stop()
+
+
 async def read_since(settings: Settings, start: dict[TopicPartition, int]) -> list[Any]:
     """Records appended to a topic since ``start``, as parsed JSON."""
     consumer = AIOKafkaConsumer(

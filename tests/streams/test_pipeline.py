@@ -24,7 +24,15 @@ from hub import topics
 from hub.registry.files import read_registry
 from hub.settings import Settings
 from tests.conftest import FAST_WORKER_ENV, TEST_DEMO, WorkerProcess
-from tests.support import end_offsets, eventually, fetch, partition_of, read_since, record
+from tests.support import (
+    committed_offsets,
+    end_offsets,
+    eventually,
+    fetch,
+    partition_of,
+    read_since,
+    record,
+)
 
 LATENESS_MS = int(FAST_WORKER_ENV["HUB_ALLOWED_LATENESS"]) * 1000
 MINUTE_MS = 60_000
@@ -273,6 +281,22 @@ def test_a_known_stream_gives_exact_aggregates(outcome: Outcome) -> None:
     # Five events out of order plus one repeated event_id: five, once each.
     assert got[(outcome.c, "test_online")]["count"] == 5
     assert got[(outcome.b, "test_online")]["count"] == 3
+
+
+async def test_the_worker_commits_what_it_processed(
+    worker: WorkerProcess, outcome: Outcome, registry_with_test_demo: Settings
+) -> None:
+    """Records reach the hub in fetched batches, outside Faust's streams: their offsets must
+    still be committed, or every restart would read the backlog again and the group's lag in
+    Kafka would grow for ever."""
+    settings = registry_with_test_demo
+
+    async def committed_to_the_end() -> dict[Any, int] | None:
+        end = await end_offsets(settings, topics.TELEMETRY)
+        committed = await committed_offsets(settings, worker.env["HUB_APP_ID"], topics.TELEMETRY)
+        return committed if committed == end else None
+
+    await eventually(committed_to_the_end, "the worker's commits to reach the log end")
 
 
 def test_kpis_are_judged_as_computed_by_hand(outcome: Outcome) -> None:
