@@ -123,13 +123,12 @@ def create_app(
 
     runtime.highwater = highwater
 
-    async def intake(messages: Sequence[Any]) -> None:
+    async def intake(last: Any, records: Sequence[Any]) -> None:
         """One partition's fetched records. Table writes go to the changelog partition of the
-        task's "current event": make it one of these records (each partition is its own task)."""
-        last = messages[-1]
+        task's "current event": make it the batch's last record (a partition is a task)."""
         event = Event(app, last.key, last.value, last.headers, last)
         _current_event.set(weakref.ref(event))
-        await runtime.handle_batch(messages)
+        await runtime.handle_batch(records)
 
     app.topics.add(telemetry)  # subscribed without an agent: records go to `intake` in batches
     # Faust's transport builds its consumer from this class attribute when the worker starts.

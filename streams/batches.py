@@ -1,13 +1,16 @@
 """Faust's consumer with one change: the telemetry topic reaches the hub a fetched batch at a time.
 
-Faust hands every record to a stream on its own: per record, its drain loop starts two tasks to
-wait for "delivered or flow suspended", the conductor decodes it into a channel queue, and the
-stream takes it out again and acknowledges it. Profiled on a worker catching up on a backlog,
-that path cost more than the hub's own work (see docs/performance.md). Here the records of one
-fetch are grouped per partition and handed to a handler in one call, the partitions of a fetch
-side by side; every record is still tracked and acknowledged through Faust's own bookkeeping, so
-offset commits and the wait for in-flight records at a rebalance work as they did. Records of
-every other topic (ticks, changelogs) take Faust's path unchanged.
+Faust hands every record to a stream on its own: per record, its fetch loop builds a message,
+starts two tasks to wait for "delivered or flow suspended", the conductor decodes it into a
+channel queue, and the stream takes it out again and acknowledges it. Profiled on a worker
+catching up on a backlog, that path cost more than the hub's own work (docs/performance.md).
+
+Here each fetch is split per partition and a partition's records go to its handler in one call,
+as aiokafka returned them, the partitions of a fetch side by side. Faust's rules stay: records
+are taken only while the flow is on and the generation unchanged, already read offsets are
+skipped, the batch is in Faust's set of records in flight while it is handled (a rebalance waits
+for it), and its offsets are acknowledged into Faust's commit bookkeeping once it returns.
+Records of every other topic (ticks, changelogs) take Faust's path, a record at a time.
 """
 
 from __future__ import annotations
@@ -17,13 +20,18 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
+from aiokafka import ConsumerRecord
 from faust.transport.consumer import CONSUMER_FETCHING
 from faust.transport.drivers.aiokafka import Consumer
 from faust.types import TP, Message
+from faust.types.tuples import ack_lock
+from mode.utils.futures import notify
 
 log = logging.getLogger("hub.worker")
 
-BatchHandler = Callable[[Sequence[Message]], Awaitable[None]]
+# (the batch's last record as Faust's message, the batch): Faust's tables take the partition of
+# their changelog writes from a message.
+BatchHandler = Callable[[Message, Sequence[ConsumerRecord]], Awaitable[None]]
 
 
 class BatchingConsumer(Consumer):
@@ -32,36 +40,14 @@ class BatchingConsumer(Consumer):
     handlers: ClassVar[Mapping[str, BatchHandler]] = {}
 
     async def _drain_messages(self, fetcher: Any) -> None:
-        """Faust's drain loop (``Consumer._drain_messages``), batching the topics handled."""
-        read_offset = self._read_offset
-        acks_enabled_for = self.app.topics.acks_enabled_for
+        """Faust's drain loop (``Consumer._drain_messages`` and ``getmany``), batching the
+        topics handled."""
         try:
             while not (self._stopped.is_set() or fetcher._stopped.is_set()):
                 self.diag.set_flag(CONSUMER_FETCHING)
-                await self.sleep(0)  # getmany may not yield to the loop when records wait
-                if self.should_stop:
-                    continue
-                batches: dict[TP, list[Message]] = {}
-                handled = self.handlers
-                async for tp, message in self.getmany(timeout=1.0):
-                    offset = message.offset
-                    last = read_offset[tp]
-                    if last is not None and offset < last:
-                        continue  # already read: Faust drops these too
-                    if last is not None and offset - last > 1 and acks_enabled_for(tp.topic):
-                        await self._add_gap(tp, last + 1, offset)  # e.g. compacted away
-                    if self._commit_every is not None and self._n_acked >= self._commit_every:
-                        self._n_acked = 0
-                        await self.commit()
-                    if tp.topic in handled:
-                        batches.setdefault(tp, []).append(message)
-                    else:
-                        await self.wait_first(self.callback(message), self.suspend_flow.wait())
-                    read_offset[tp] = offset
-                if batches:
-                    await asyncio.gather(
-                        *(self._deliver(handled[tp.topic], batch) for tp, batch in batches.items())
-                    )
+                await self.sleep(0)  # a fetch may not yield to the loop when records wait
+                if not self.should_stop:
+                    await self._drain_once()
                 self.diag.unset_flag(CONSUMER_FETCHING)
         except self.consumer_stopped_errors:
             if self.transport.app.should_stop:
@@ -75,19 +61,98 @@ class BatchingConsumer(Consumer):
         finally:
             self.diag.unset_flag(CONSUMER_FETCHING)
 
-    async def _deliver(self, handler: BatchHandler, messages: list[Message]) -> None:
+    async def _drain_once(self) -> None:
+        records, active = await self._wait_next_records(1.0)
+        if records is None or self.should_stop:
+            return
+        if not self.flow_active:
+            # As Faust's getmany: the flow stopped for a rebalance while fetching; what was
+            # fetched is dropped and the partitions go back to their committed offsets.
+            try:
+                await self.perform_seek()
+            except Exception as error:
+                log.warning("seek to the committed offsets failed: %r", error)
+            return
+        generation = self.app.consumer_generation_id
+        batches: list[tuple[BatchHandler, TP, list[ConsumerRecord]]] = []
+        for tp, fetched in records.items():
+            if not self.flow_active or self.app.consumer_generation_id != generation:
+                break  # a rebalance began: the rest belongs to the next generation
+            if active is not None and tp not in active and tp not in self._buffered_partitions:
+                continue
+            handler = self.handlers.get(tp.topic)
+            if handler is None:
+                await self._deliver_each(tp, fetched)
+            else:
+                fresh = await self._unread(tp, fetched)
+                if fresh:
+                    batches.append((handler, tp, fresh))
+        if batches:
+            await asyncio.gather(*(self._deliver(h, tp, batch) for h, tp, batch in batches))
+
+    async def _unread(self, tp: TP, fetched: list[ConsumerRecord]) -> list[ConsumerRecord]:
+        """The records not read before, in order; gaps in the offsets noted for the commit.
+
+        Faust's rules: the read offset is the last offset read, or after a seek the next one to
+        read, so a record at it is kept.
+        """
+        last = self._read_offset[tp]
+        if last is not None and fetched[0].offset < last:
+            fetched = [record for record in fetched if record.offset >= last]
+        if not fetched:
+            return fetched
+        acks = self.app.topics.acks_enabled_for(tp.topic)
+        for record in fetched:
+            if last and record.offset - last > 1 and acks:
+                await self._add_gap(tp, last + 1, record.offset)  # e.g. compacted away
+            last = record.offset
+        self._read_offset[tp] = last
+        return fetched
+
+    async def _deliver_each(self, tp: TP, fetched: list[ConsumerRecord]) -> None:
+        """Faust's own path, a record at a time (ticks, changelogs)."""
+        for record in fetched:
+            message = self._to_message(tp, record)
+            last = self._read_offset[tp]
+            if last is not None and message.offset < last:
+                continue
+            if last and message.offset - last > 1 and self.app.topics.acks_enabled_for(tp.topic):
+                await self._add_gap(tp, last + 1, message.offset)
+            if self._commit_every is not None and self._n_acked >= self._commit_every:
+                self._n_acked = 0
+                await self.commit()
+            await self.wait_first(self.callback(message), self.suspend_flow.wait())
+            self._read_offset[tp] = message.offset
+
+    async def _deliver(self, handler: BatchHandler, tp: TP, records: list[ConsumerRecord]) -> None:
         """One partition's records to the handler; acknowledged once it returns.
 
-        Tracked first, as Faust's conductor does: a rebalance waits until no tracked record is
-        left unacknowledged before it commits and hands the partition over. The batch's last
-        record stands for the batch (it is acknowledged last), which spares a weak reference a
-        record.
+        The batch's last record, as Faust's message, stands for the batch in Faust's set of
+        records in flight: a rebalance waits until none is left before it commits and hands the
+        partition over.
         """
-        self._unacked_messages.add(messages[-1])
-        await handler(messages)
-        ack = self.ack
-        for message in messages:
-            ack(message)
+        last = self._to_message(tp, records[-1])
+        self._unacked_messages.add(last)
+        await handler(last, records)
+        self._acknowledge(tp, [record.offset for record in records])
+        last.acked = True
+        self._unacked_messages.discard(last)
+        if self._commit_every is not None and self._n_acked >= self._commit_every:
+            self._n_acked = 0
+            await self.commit()
+
+    def _acknowledge(self, tp: TP, offsets: list[int]) -> None:
+        """``Consumer.ack`` for a batch of offsets: what the next commit may include."""
+        with ack_lock:
+            if not self.app.topics.acks_enabled_for(tp.topic):
+                return
+            committed = self._committed_offset[tp]
+            index = self._acked_index[tp]
+            new = [o for o in offsets if (committed is None or o >= committed) and o not in index]
+            index.update(new)
+            self._acked[tp].extend(new)
+            self._n_acked += len(new)
+            notify(self._waiting_for_ack)
 
 
 def batching_consumer(handlers: Mapping[str, BatchHandler]) -> type[BatchingConsumer]:
