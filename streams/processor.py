@@ -44,6 +44,10 @@ from streams.windows import (
 )
 
 JOURNAL_CHUNK: Final = 2000
+# site_last_seen is written at most this often per partition (and with every window closed): per
+# batch it was an upsert of every site in the batch, ~90 database round trips a second for a
+# worker catching up, for a column read as "reporting within the last hour".
+LAST_SEEN_EVERY_MS: Final = 5000
 UNKNOWN_SITE: Final = SiteInfo("", "")
 _pack = msgspec.msgpack.Encoder().encode
 _unpack = msgspec.msgpack.Decoder().decode
@@ -131,6 +135,9 @@ class PartitionProcessor:
         self.rejected_before: set[int] = set()
         self.last_arrival_ms = 0
         self.watermark_at_arrival_ms = 0
+        # Newest event time per site not yet written to site_last_seen, and when it last was.
+        self.unsent_last_seen: dict[str, int] = {}
+        self.last_seen_sent_ms = 0
         self.prefix = f"{partition}|".encode()
 
     # -- keys of the state table ---------------------------------------------------------------
@@ -173,6 +180,9 @@ class PartitionProcessor:
             self.chunks[seq] = max((e.ts_ms for e in entries), default=0)
             self.next_seq = max(self.next_seq, seq + 1)
         self.windows.restore((e for _, es in journal for e in es), watermark, closed)
+        # What a previous owner may not have written yet: the merge keeps the greatest anyway.
+        for _, entries in journal:
+            self._note_seen(entries)
         # A restart counts as an arrival: the idle clock must not run on from a progress record
         # that may predate the journal's last chunk (only a prefix of the writes may be durable).
         self.last_arrival_ms = now_ms
@@ -220,20 +230,37 @@ class PartitionProcessor:
                 )
                 self._reject(result, record, Reason.LATE, detail, now_ms)
         sites = snapshot.sites
-        newest: dict[str, int] = {}
         for entry in accepted:
             site = sites.get(entry.site_id, UNKNOWN_SITE)
             result.counts[f"accepted:{site.region}:{site.district}"] += 1
-            if entry.ts_ms > newest.get(entry.site_id, 0):
-                newest[entry.site_id] = entry.ts_ms
-        result.last_seen_rows = [LastSeenRow(s, _dt(ts)) for s, ts in sorted(newest.items())]
+        self._note_seen(accepted)
         result.counts["accepted"] += len(accepted)
         if records:
             self.last_arrival_ms = now_ms
             self.watermark_at_arrival_ms = windows.watermark_ms
         self._journal(result, accepted)
         self._close(result, windows.close_due(), snapshot, now_ms)
+        self._last_seen(result, now_ms)
         return result
+
+    def _note_seen(self, entries: Iterable[JournalEntry]) -> None:
+        unsent = self.unsent_last_seen
+        for entry in entries:
+            if entry.ts_ms > unsent.get(entry.site_id, 0):
+                unsent[entry.site_id] = entry.ts_ms
+
+    def _last_seen(self, result: BatchResult, now_ms: int) -> None:
+        """Sites' newest event times, when due: every LAST_SEEN_EVERY_MS or with closed windows
+        (a database write anyway). A crash loses nothing: restore notes the journal again."""
+        if not self.unsent_last_seen:
+            return
+        if now_ms - self.last_seen_sent_ms < LAST_SEEN_EVERY_MS and not result.aggregate_rows:
+            return
+        result.last_seen_rows = [
+            LastSeenRow(s, _dt(ts)) for s, ts in sorted(self.unsent_last_seen.items())
+        ]
+        self.unsent_last_seen = {}
+        self.last_seen_sent_ms = now_ms
 
     def tick(self, snapshot: Snapshot, now_ms: int) -> BatchResult:
         """The wall-clock rule for an idle partition: once nothing arrived for the idle timeout,
@@ -242,11 +269,13 @@ class PartitionProcessor:
         result = BatchResult()
         idle_ms = now_ms - self.last_arrival_ms
         if idle_ms < self.config.idle_timeout_ms:
+            self._last_seen(result, now_ms)
             return result
         # Never past the wall clock: a partition whose last events were dated ahead of it (clock
         # skew within the allowed 5 minutes) waits for the wall clock to catch up.
         self.windows.advance(min(self.watermark_at_arrival_ms + idle_ms, now_ms))
         self._close(result, self.windows.close_due(), snapshot, now_ms)
+        self._last_seen(result, now_ms)
         return result
 
     def _reject(

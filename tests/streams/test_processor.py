@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 from hub import telemetry, topics
 from hub.registry.model import Kpi
-from streams.processor import PartitionProcessor, ProcessorConfig, Record
+from streams.processor import BatchResult, PartitionProcessor, ProcessorConfig, Record
 from streams.registry import SiteInfo, SiteKpi, Snapshot
 from streams.windows import MINUTE_MS
 
@@ -169,3 +169,37 @@ def test_records_a_previous_owner_already_rejected_are_not_rejected_again() -> N
     dlq = [json.loads(o.value)["offset"] for o in replay.outgoing if o.topic == topics.DLQ]
     assert dlq == [3]
     assert (replay.counts["accepted"], replay.counts["redelivered"]) == (1, 1)
+
+
+def last_seen(result: BatchResult) -> dict[str, float]:
+    return {r.site_id: r.last_event_at.timestamp() * 1000 for r in result.last_seen_rows}
+
+
+def test_last_seen_is_written_at_most_every_few_seconds_and_nothing_is_dropped() -> None:
+    p = processor()
+    first = p.process([record(1, "GJ-BUK-0001", T0 + 1000, 1.0)], SNAPSHOT, now_ms=T0 + 1000)
+    assert last_seen(first) == {"GJ-BUK-0001": T0 + 1000}
+    # Within LAST_SEEN_EVERY_MS: held back, the newest time per site kept.
+    batches = [
+        [record(2, "GJ-BUK-0001", T0 + 2000, 1.0), record(3, "JN-MOKPO-0001", T0 + 2500, 1.0)],
+        [record(4, "GJ-BUK-0001", T0 + 3000, 1.0)],
+    ]
+    held = [p.process(b, SNAPSHOT, now_ms=T0 + 3000) for b in batches]
+    assert [last_seen(r) for r in held] == [{}, {}]
+    assert last_seen(p.tick(SNAPSHOT, now_ms=T0 + 4000)) == {}
+    # A tick once it is due writes what was held back, even with no record since.
+    assert last_seen(p.tick(SNAPSHOT, now_ms=T0 + 6000)) == {
+        "GJ-BUK-0001": T0 + 3000,
+        "JN-MOKPO-0001": T0 + 2500,
+    }
+    assert last_seen(p.tick(SNAPSHOT, now_ms=T0 + 20_000)) == {}
+
+
+def test_last_seen_held_back_at_a_crash_is_written_by_the_next_owner() -> None:
+    first = processor()
+    first.process([record(1, "GJ-BUK-0001", T0 + 1000, 1.0)], SNAPSHOT, now_ms=T0 + 1000)
+    result = first.process([record(2, "GJ-BUK-0001", T0 + 2000, 1.0)], SNAPSHOT, now_ms=T0 + 2000)
+    assert last_seen(result) == {}  # held back, then the worker dies
+    second = processor()
+    second.restore(((k, v) for k, v in result.state_writes if v is not None), now_ms=T0 + 9000)
+    assert last_seen(second.tick(SNAPSHOT, now_ms=T0 + 9000)) == {"GJ-BUK-0001": T0 + 2000}
