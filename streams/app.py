@@ -11,9 +11,11 @@ and the runtime.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import weakref
 from collections.abc import Sequence
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -157,7 +159,15 @@ def create_app(
     @app.on_partitions_revoked.connect
     async def on_revoked(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
         revoked = args[0] if args else kwargs.get("revoked", set())
-        runtime.revoke([tp.partition for tp in revoked if tp.topic == topics.TELEMETRY])
+        partitions = [tp.partition for tp in revoked if tp.topic == topics.TELEMETRY]
+        await runtime.write_held_back(partitions)
+        runtime.revoke(partitions)
+
+    @app.on_before_shutdown.connect
+    async def on_shutdown(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        await runtime.write_held_back(list(runtime.processors))
+        with suppress(TimeoutError):  # a database away must not hold the stop
+            await asyncio.wait_for(runtime.close(), 10)
 
     @app.on_partitions_assigned.connect
     async def on_assigned(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
@@ -172,5 +182,5 @@ def create_app(
         # aiohttp refuses a charset inside content_type; the exposition format is UTF-8 anyway.
         return web.bytes(generate_latest(registry), content_type="text/plain; version=0.0.4")
 
-    del clock, tick, refresh_registry, on_revoked, on_assigned, metrics
+    del clock, tick, refresh_registry, on_revoked, on_shutdown, on_assigned, metrics
     return app, runtime

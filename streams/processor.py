@@ -249,6 +249,12 @@ class PartitionProcessor:
             if entry.ts_ms > unsent.get(entry.site_id, 0):
                 unsent[entry.site_id] = entry.ts_ms
 
+    def take_last_seen(self) -> list[LastSeenRow]:
+        """Everything held back, now: the partition is about to go (a stop, a rebalance)."""
+        rows = [LastSeenRow(s, _dt(ts)) for s, ts in sorted(self.unsent_last_seen.items())]
+        self.unsent_last_seen = {}
+        return rows
+
     def _last_seen(self, result: BatchResult, now_ms: int) -> None:
         """Sites' newest event times, when due: every LAST_SEEN_EVERY_MS or with closed windows
         (a database write anyway). A crash loses nothing: restore notes the journal again."""
@@ -256,10 +262,7 @@ class PartitionProcessor:
             return
         if now_ms - self.last_seen_sent_ms < LAST_SEEN_EVERY_MS and not result.aggregate_rows:
             return
-        result.last_seen_rows = [
-            LastSeenRow(s, _dt(ts)) for s, ts in sorted(self.unsent_last_seen.items())
-        ]
-        self.unsent_last_seen = {}
+        result.last_seen_rows = self.take_last_seen()
         self.last_seen_sent_ms = now_ms
 
     def tick(self, snapshot: Snapshot, now_ms: int) -> BatchResult:

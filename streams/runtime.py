@@ -25,7 +25,7 @@ from hub.settings import Settings
 from streams.processor import BatchResult, KafkaRecord, PartitionProcessor, ProcessorConfig
 from streams.refill import Refill
 from streams.registry import EMPTY, Snapshot, current_digest, load_snapshot
-from streams.sink import DATABASE_UNAVAILABLE, SinkBatch, TimescaleSink
+from streams.sink import DATABASE_UNAVAILABLE, LastSeenRow, SinkBatch, TimescaleSink
 
 log = logging.getLogger("hub.worker")
 
@@ -96,6 +96,22 @@ class WorkerRuntime:
 
     def assign(self, partitions: Sequence[int]) -> None:
         self.assigned.update(partitions)
+
+    async def write_held_back(self, partitions: Sequence[int], timeout_s: float = 5.0) -> None:
+        """What the partitions' processors held back of site_last_seen, before they go (a stop,
+        a rebalance). Bounded: if the database is away, the next owner writes it (restore)."""
+        rows: list[LastSeenRow] = []
+        for partition in partitions:
+            processor = self.processors.get(partition)
+            if processor is not None:
+                rows.extend(processor.take_last_seen())
+        if not rows:
+            return
+        try:
+            sink = await self.sink()
+            await asyncio.wait_for(sink.write(SinkBatch((), (), (), rows)), timeout_s)
+        except (TimeoutError, *DATABASE_UNAVAILABLE) as error:
+            log.warning("site_last_seen of %d sites left to the next owner (%r)", len(rows), error)
 
     def revoke(self, partitions: Sequence[int]) -> None:
         """Forget revoked partitions: whoever gets them next restores from the table."""
