@@ -21,9 +21,10 @@ from pathlib import Path
 from typing import Any
 
 import faust
+from aiokafka import ConsumerRecord
 from faust.events import Event
 from faust.streams import _current_event
-from faust.types import TP
+from faust.types import TP, Message
 from prometheus_client import CollectorRegistry, generate_latest
 
 from hub import topics
@@ -128,7 +129,7 @@ def create_app(
 
     runtime.highwater = highwater
 
-    async def intake(last: Any, records: Sequence[Any]) -> None:
+    async def intake(last: Message, records: Sequence[ConsumerRecord]) -> None:
         """One partition's fetched records. Table writes go to the changelog partition of the
         task's "current event": make it the batch's last record (a partition is a task)."""
         event = Event(app, last.key, last.value, last.headers, last)

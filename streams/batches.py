@@ -101,28 +101,22 @@ class BatchingConsumer(Consumer):
             fetched = [record for record in fetched if record.offset >= last]
         if not fetched:
             return fetched
-        acks = self.app.topics.acks_enabled_for(tp.topic)
-        for record in fetched:
-            if last and record.offset - last > 1 and acks:
-                await self._add_gap(tp, last + 1, record.offset)  # e.g. compacted away
-            last = record.offset
-        self._read_offset[tp] = last
+        first, newest = fetched[0].offset, fetched[-1].offset
+        contiguous = (not last or first - last <= 1) and newest - first == len(fetched) - 1
+        if not contiguous and self.app.topics.acks_enabled_for(tp.topic):
+            for record in fetched:
+                if last and record.offset - last > 1:
+                    await self._add_gap(tp, last + 1, record.offset)  # e.g. compacted away
+                last = record.offset
+        self._read_offset[tp] = newest
         return fetched
 
     async def _deliver_each(self, tp: TP, fetched: list[ConsumerRecord]) -> None:
         """Faust's own path, a record at a time (ticks, changelogs)."""
-        for record in fetched:
+        for record in await self._unread(tp, fetched):
+            await self._maybe_commit()
             message = self._to_message(tp, record)
-            last = self._read_offset[tp]
-            if last is not None and message.offset < last:
-                continue
-            if last and message.offset - last > 1 and self.app.topics.acks_enabled_for(tp.topic):
-                await self._add_gap(tp, last + 1, message.offset)
-            if self._commit_every is not None and self._n_acked >= self._commit_every:
-                self._n_acked = 0
-                await self.commit()
             await self.wait_first(self.callback(message), self.suspend_flow.wait())
-            self._read_offset[tp] = message.offset
 
     async def _deliver(self, handler: BatchHandler, tp: TP, records: list[ConsumerRecord]) -> None:
         """One partition's records to the handler; acknowledged once it returns.
@@ -137,6 +131,10 @@ class BatchingConsumer(Consumer):
         self._acknowledge(tp, [record.offset for record in records])
         last.acked = True
         self._unacked_messages.discard(last)
+        await self._maybe_commit()
+
+    async def _maybe_commit(self) -> None:
+        """Faust's ``broker_commit_every``: commit once that many records were acknowledged."""
         if self._commit_every is not None and self._n_acked >= self._commit_every:
             self._n_acked = 0
             await self.commit()

@@ -230,9 +230,9 @@ class PartitionProcessor:
                 )
                 self._reject(result, record, Reason.LATE, detail, now_ms)
         sites = snapshot.sites
-        for entry in accepted:
-            site = sites.get(entry.site_id, UNKNOWN_SITE)
-            result.counts[f"accepted:{site.region}:{site.district}"] += 1
+        for site_id, n in Counter(entry.site_id for entry in accepted).items():
+            site = sites.get(site_id, UNKNOWN_SITE)
+            result.counts[f"accepted:{site.region}:{site.district}"] += n
         self._note_seen(accepted)
         result.counts["accepted"] += len(accepted)
         if records:

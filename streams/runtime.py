@@ -170,12 +170,11 @@ class WorkerRuntime:
             return
         partition = messages[0].partition
         started = time.monotonic()
-        records = list(messages)
         async with self.lock(partition):
-            await self._until_done(partition, lambda p: self._process(p, records))
+            await self._until_done(partition, lambda p: self._process(p, messages))
         self.metrics.batch_seconds.observe(time.monotonic() - started)
 
-    async def _process(self, processor: PartitionProcessor, records: list[KafkaRecord]) -> None:
+    async def _process(self, processor: PartitionProcessor, records: Sequence[KafkaRecord]) -> None:
         partition = processor.partition
         end = self.highwater(partition)
         if end is not None and end < processor.next_offset:
@@ -230,7 +229,9 @@ class WorkerRuntime:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 30.0)
 
-    async def _without_gaps(self, expected: int, records: list[KafkaRecord]) -> list[KafkaRecord]:
+    async def _without_gaps(
+        self, expected: int, records: Sequence[KafkaRecord]
+    ) -> list[KafkaRecord]:
         """``records`` with any offsets the stream skipped (from ``expected`` on) read back in."""
         out: list[KafkaRecord] = []
         for record in records:
