@@ -4,7 +4,7 @@ VENV   := .venv
 HUB    := $(VENV)/bin/hub
 STAMP  := $(VENV)/.installed-$(shell cksum < pyproject.toml | cut -d' ' -f1)
 
-.PHONY: demo test lint format venv stack-down
+.PHONY: demo test test-cluster lint format venv stack-down
 
 demo: $(STAMP)            ## the main job end to end on the local stack
 	$(HUB) demo
@@ -12,6 +12,10 @@ demo: $(STAMP)            ## the main job end to end on the local stack
 test: lint               ## venv, lint, the real stack, then every test
 	$(HUB) stack up
 	$(VENV)/bin/pytest
+
+test-cluster: lint      ## the replicated three-broker cluster under broker and controller kills
+	$(HUB) stack up
+	$(VENV)/bin/pytest -m cluster
 
 lint: $(STAMP)            ## ruff (lint + format check) and mypy, as CI expects them clean
 	$(VENV)/bin/ruff check .

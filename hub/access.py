@@ -9,13 +9,14 @@ the local stack runs), connected to the hub's own listener, whose principal is a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import secrets
 import shutil
 import subprocess
 from dataclasses import dataclass
 
-from hub import topics
+from hub import devicekeys, topics
 from hub.db import connect
 from hub.errors import HubError
 from hub.registry.model import REGIONS
@@ -34,6 +35,7 @@ class AccessError(HubError):
 class Credentials:
     username: str
     password: str
+    signing_key: bytes | None = None  # a device's: it signs every record with it
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,7 +99,11 @@ class KafkaTools:
             [*argv, *args], capture_output=True, text=True, timeout=120, check=False
         )
         if result.returncode != 0:
-            lines = (result.stderr or result.stdout).strip().splitlines()
+            lines = [
+                line
+                for line in (result.stderr or result.stdout).strip().splitlines()
+                if not line.startswith("SLF4J:")  # the logging library's own chatter
+            ]
             errors = [line for line in lines if "Error" in line or "Exception" in line]
             raise AccessError(f"{main.rsplit('.', 1)[-1]} failed: {(errors or lines or ['?'])[0]}")
         return result.stdout
@@ -109,15 +115,19 @@ class KafkaTools:
         )
 
     def set_password(self, username: str, password: str) -> None:
-        self.user_config(
-            username,
-            "--alter",
-            "--add-config",
-            f"{MECHANISM}=[iterations=8192,password={password}]",
-        )
+        config = f"{MECHANISM}=[iterations=8192,password={password}]"
+        self.user_config(username, "--alter", "--add-config", config)
+
+    def set_quotas(self, username: str, *quotas: str) -> None:
+        """Client quotas (``producer_byte_rate=N``): Kafka alters them apart from credentials."""
+        self.user_config(username, "--alter", "--add-config", ",".join(quotas))
 
     def delete_user(self, username: str) -> None:
         self.user_config(username, "--alter", "--delete-config", MECHANISM)
+
+    def delete_quotas(self, username: str) -> None:
+        with contextlib.suppress(AccessError):  # none set
+            self.user_config(username, "--alter", "--delete-config", "producer_byte_rate")
 
     def acls(self, action: str, username: str, grants: list[Grant]) -> None:
         for grant in grants:
@@ -135,18 +145,36 @@ class KafkaTools:
         return MECHANISM in self.user_config(username, "--describe")
 
 
-async def _device_exists(settings: Settings, device_id: str) -> bool:
+async def _issue_key(settings: Settings, device_id: str) -> bytes:
     conn = await connect(settings)
     try:
-        return bool(await conn.fetchval("SELECT 1 FROM devices WHERE device_id = $1", device_id))
+        if not await conn.fetchval("SELECT 1 FROM devices WHERE device_id = $1", device_id):
+            raise AccessError(f"device {device_id!r} is not in the registry (hub registry load)")
+        return await devicekeys.issue(conn, device_id)
+    finally:
+        await conn.close()
+
+
+async def _revoke_key(settings: Settings, device_id: str) -> None:
+    conn = await connect(settings)
+    try:
+        await devicekeys.revoke(conn, device_id)
     finally:
         await conn.close()
 
 
 def add_device(settings: Settings, device_id: str) -> Credentials:
-    if not asyncio.run(_device_exists(settings, device_id)):
-        raise AccessError(f"device {device_id!r} is not in the registry (hub registry load)")
-    return _create(settings, f"device.{device_id}", device_grants())
+    """A broker login that may only produce telemetry, at most ``HUB_DEVICE_BYTE_RATE`` bytes a
+    second, and a new signing key (the old one stops working): records count only when signed
+    with it and naming this device."""
+    username = f"device.{device_id}"
+    key = asyncio.run(_issue_key(settings, device_id))
+    tools = KafkaTools(settings)
+    password = secrets.token_urlsafe(24)
+    tools.set_password(username, password)
+    tools.set_quotas(username, f"producer_byte_rate={settings.device_byte_rate}")
+    tools.acls("--add", username, device_grants())
+    return Credentials(username, password, key)
 
 
 def add_partner(settings: Settings, region: str, name: str) -> Credentials:
@@ -169,9 +197,15 @@ def _create(settings: Settings, username: str, grants: list[Grant]) -> Credentia
 
 
 def revoke(settings: Settings, username: str) -> None:
+    """The user can no longer connect; a device's signing key stops working too, so records it
+    published (or a copy of its key publishes) are rejected as ``unauthenticated``."""
     grants = grants_for(username)
     tools = KafkaTools(settings)
     if not tools.has_user(username):
         raise AccessError(f"no such user {username!r}")
     tools.delete_user(username)
     tools.acls("--remove", username, grants)
+    kind, _, device_id = username.partition(".")
+    if kind == "device":
+        tools.delete_quotas(username)
+        asyncio.run(_revoke_key(settings, device_id))

@@ -49,11 +49,10 @@ def cmd_stack(args: argparse.Namespace, settings: Settings) -> int:
 
     stack = Stack(settings)
     if args.action == "up":
-        statuses = stack.up(say, args.parts)
+        stack.up(say, args.parts)
     elif args.action == "down":
-        statuses = stack.down(say, args.parts)
-    else:
-        statuses = stack.status(args.parts)
+        stack.down(say, args.parts)
+    statuses = stack.status(args.parts)  # a row per part, and per broker of a cluster
     if getattr(args, "json", False):
         print(json.dumps([asdict(s) for s in statuses]))
     else:
@@ -107,7 +106,9 @@ def cmd_dlq(args: argparse.Namespace, settings: Settings) -> int:
     from hub import dlq
 
     wanted = dlq.DlqFilter(
-        reason=args.reason, since=dlq.parse_since(args.since) if args.since else None
+        reason=args.reason,
+        since=dlq.parse_since(args.since) if args.since else None,
+        hub=None if args.hub == "any" else (args.hub or settings.app_id),
     )
     entries = [e for e in asyncio.run(dlq.read_dlq(settings)) if wanted.matches(e.record)]
     if args.action == "list":
@@ -156,6 +157,8 @@ def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
 
         conn = await connect(settings)
         try:
+            if args.token is not None:
+                await report.check_scope(conn, args.token, args.demonstration_id)
             return await report.build_scorecard(conn, args.demonstration_id)
         finally:
             await conn.close()
@@ -253,12 +256,21 @@ def cmd_access(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     if args.action == "add-device":
         created = access.add_device(settings, args.device_id)
-        allowed = f"produce to {TELEMETRY_TOPIC}, read nothing"
+        allowed = (
+            f"produce to {TELEMETRY_TOPIC} (at most {settings.device_byte_rate:,} bytes/s), "
+            "as this device only; read nothing"
+        )
     else:
         created = access.add_partner(settings, args.region, args.name)
         allowed = f"read partner.{args.region}.* in consumer groups named {args.name}.*"
     print(f"username   {created.username}")
     print(f"password   {created.password}")
+    if created.signing_key is not None:
+        print(f"signing    {created.signing_key.hex()}")
+        print(
+            "           (HMAC-SHA256 of each record's value under this key, as header "
+            "hub-signature: v1=<hex>; docs/security.md)"
+        )
     print(f"bootstrap  {settings.kafka_sasl_bootstrap} (SASL_PLAINTEXT, {access.MECHANISM})")
     print(f"may        {allowed}")
     return 0
@@ -400,8 +412,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="inspect rejected telemetry; send it through intake again",
         description="Rejected records live in testbed.telemetry.dlq.v1 with their original "
         "bytes. `list` shows them (reason, detail, when, source offset); `replay` publishes the "
-        "original bytes to testbed.telemetry.v1 again, e.g. after a registry fix. A replayed "
-        "record that is accepted is counted once; one whose window closed more than the allowed "
+        "original bytes and headers to testbed.telemetry.v1 again, e.g. after a registry fix. A "
+        "replayed record that is accepted is counted once; one rejected again keeps its identity, "
+        "so replaying twice never multiplies it; one whose window closed more than the allowed "
         "lateness ago is rejected again as late.",
     )
     dlq_actions = dlq_parser.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -414,6 +427,12 @@ def build_parser() -> argparse.ArgumentParser:
         )
         sub.add_argument(
             "--since", help="only records rejected since: RFC 3339 time, or 90s, 15m, 2h, 1d ago"
+        )
+        sub.add_argument(
+            "--hub",
+            metavar="APP_ID",
+            help="only records this hub rejected (hubs sharing a broker share the DLQ; default "
+            "HUB_APP_ID; 'any': every hub's)",
         )
         if action == "list":
             sub.add_argument(
@@ -485,6 +504,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rep.add_argument("demonstration_id", help="e.g. DEMO-001")
     rep.add_argument("--format", choices=("text", "csv", "json"), default="text")
+    rep.add_argument(
+        "--token",
+        help="answer as this API token would be answered: a company token gets its own "
+        "demonstrations' scorecards only (default: the database's view, an operator's)",
+    )
     rep.set_defaults(handler=cmd_report)
 
     upkeep = commands.add_parser(

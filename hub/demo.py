@@ -13,15 +13,24 @@ import sys
 import time
 import urllib.request
 import uuid
+from collections import Counter
 from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
+import msgspec
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from hub import topics
 from hub.api.page import district_label
 from hub.db import connect
+from hub.dlq import DlqRecord
+from hub.dlq import decode as decode_dlq
 from hub.localrun import Process, drop_hub_topics, fresh_hub, scrape, total, wait_for
 from hub.settings import Settings
 from hub.simulate import SimulationOptions, simulate
-from hub.simulate.fleet import Tally
+from hub.simulate.fleet import Tally, digest
 
 # Short lateness so a two-minute demo sees its windows closed and judged; `hub worker` defaults
 # to 120 s for real devices.
@@ -136,6 +145,123 @@ async def accounting(settings: Settings, since_s: float, accepted: float) -> str
     )
 
 
+async def dlq_offsets(settings: Settings) -> dict[TopicPartition, int]:
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topics.DLQ, p) for p in range(settings.partitions)]
+        return dict(await consumer.end_offsets(tps))
+    finally:
+        await consumer.stop()
+
+
+async def rejected_by_this_hub(
+    settings: Settings, start: dict[TopicPartition, int], hub: str
+) -> list[DlqRecord]:
+    """The DLQ records the demo's workers wrote (the topic is shared with other hubs)."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False
+    )
+    await consumer.start()
+    try:
+        consumer.assign(list(start))
+        end = await consumer.end_offsets(list(start))
+        for tp, offset in start.items():
+            consumer.seek(tp, offset)
+        out: list[DlqRecord] = []
+        remaining = {tp for tp in start if end[tp] > start[tp]}
+        deadline = time.monotonic() + 120
+        while remaining and time.monotonic() < deadline:
+            for tp, messages in (await consumer.getmany(*remaining, timeout_ms=2000)).items():
+                for message in messages:
+                    if message.offset < end[tp] and message.value:
+                        with suppress(msgspec.DecodeError):
+                            record = decode_dlq(message.value)
+                            if record.hub == hub:
+                                out.append(record)
+                if await consumer.position(tp) >= end[tp]:
+                    remaining.discard(tp)
+        return out
+    finally:
+        await consumer.stop()
+
+
+def rejections_table(rejected: list[DlqRecord], tally: Tally) -> str:
+    """Rejected records by reason: the simulator's deliberate faults, its devices' outage
+    backlogs, and anything else (which a healthy hub and simulator never show)."""
+    table: dict[str, Counter[str]] = {}
+    for record in rejected:
+        cause = tally.marked.get(digest(record.value))
+        column = "deliberate" if cause not in (None, "outage") else (cause or "other")
+        table.setdefault(record.reason, Counter())[column] += 1
+    lines = [
+        f"{'rejected by reason':20} {'total':>7} {'deliberate':>11} {'outage':>7} {'other':>6}"
+    ]
+    for reason, counts in sorted(table.items()):
+        lines.append(
+            f"{reason:20} {sum(counts.values()):7,} {counts['deliberate']:11,} "
+            f"{counts['outage']:7,} {counts['other']:6,}"
+        )
+    other = sum(c["other"] for c in table.values())
+    lines.append(
+        f"deliberate: bad records the simulator sent ({sum(tally.bad.values()):,}); outage: "
+        "held back by a device during a simulated outage and sent on reconnect, after the "
+        f"window closed; other: {other:,} {'(look at `hub dlq list`)' if other else ''}".rstrip()
+    )
+    return "\n".join(lines)
+
+
+async def demonstrations_table(settings: Settings, since_s: float) -> str:
+    """KPI windows judged during the demo, per demonstration, and at the sites demonstrations
+    share (each judged on its own devices)."""
+    conn = await connect(settings)
+    try:
+        since = datetime.fromtimestamp(since_s, UTC)
+        rows = await conn.fetch(
+            """SELECT r.demonstration_id, d.company, count(*) AS judged,
+                      count(*) FILTER (WHERE r.status = 'pass') AS passed,
+                      count(*) FILTER (WHERE r.status = 'fail') AS failed,
+                      count(*) FILTER (WHERE r.status = 'insufficient_data') AS insufficient
+                 FROM kpi_results r JOIN demonstrations d USING (demonstration_id)
+                WHERE r.judged_at >= $1
+                GROUP BY 1, 2 ORDER BY 1""",
+            since,
+        )
+        shared = await conn.fetchrow(
+            """WITH shared AS (SELECT site_id FROM devices GROUP BY site_id
+                               HAVING count(DISTINCT demonstration_id) > 1)
+               SELECT (SELECT count(*) FROM shared) AS sites,
+                      (SELECT count(*) FROM site_last_seen l JOIN shared USING (site_id)
+                        WHERE l.last_event_at >= $1) AS reporting,
+                      (SELECT count(*) FROM kpi_results r JOIN shared USING (site_id)
+                        WHERE r.judged_at >= $1) AS judged,
+                      (SELECT count(DISTINCT (r.site_id, r.demonstration_id))
+                         FROM kpi_results r JOIN shared USING (site_id)
+                        WHERE r.judged_at >= $1) AS pairs""",
+            since,
+        )
+    finally:
+        await conn.close()
+    lines = [
+        f"{'demonstration':14} {'company':22} {'KPI windows':>11} {'pass':>7} {'fail':>7} "
+        f"{'no data':>7} {'compliance':>10}"
+    ]
+    for r in rows:
+        decided = r["passed"] + r["failed"]
+        compliance = f"{100 * r['passed'] / decided:.1f}%" if decided else "-"
+        lines.append(
+            f"{r['demonstration_id']:14} {r['company'][:22]:22} {r['judged']:11,} "
+            f"{r['passed']:7,} {r['failed']:7,} {r['insufficient']:7,} {compliance:>10}"
+        )
+    assert shared is not None
+    lines.append(
+        f"shared sites: {shared['reporting']:,} of {shared['sites']:,} sites hosting several "
+        f"demonstrations reported; {shared['judged']:,} KPI windows were judged there, for "
+        f"{shared['pairs']:,} (site, demonstration) pairs, each on its own devices only"
+    )
+    return "\n".join(lines)
+
+
 async def overview_table(settings: Settings) -> str:
     conn = await connect(settings)
     try:
@@ -184,6 +310,7 @@ def run_demo(settings: Settings, options: DemoOptions, say: Callable[[str], None
         demo.start_processes()
         started = time.time()
         accepted_before = total(demo.worker_samples(), "hub_records_accepted_total")
+        dlq_start = asyncio.run(dlq_offsets(settings))
         sim = SimulationOptions(
             sites=0,
             rate_hz=options.rate_hz,
@@ -208,7 +335,14 @@ def run_demo(settings: Settings, options: DemoOptions, say: Callable[[str], None
         accepted = total(samples, "hub_records_accepted_total") - accepted_before
         say(asyncio.run(accounting(settings, started, accepted)))
         say("")
+        rejected = asyncio.run(rejected_by_this_hub(settings, dlq_start, demo.app_id))
+        say(rejections_table(rejected, tally))
+        say("")
+        say("compliance per region and district (KPI windows of the last 24 h, each judged on")
+        say("its own demonstration's devices):")
         say(asyncio.run(overview_table(settings)))
+        say("")
+        say(asyncio.run(demonstrations_table(settings, started)))
         say("")
         token = asyncio.run(demo_token(settings))
         say(f"web page   http://127.0.0.1:{settings.api_port}/#token={token}")

@@ -1,9 +1,11 @@
 """The device client a vendor uses to publish telemetry v1 to the hub.
 
-    async with DeviceClient("127.0.0.1:9092") as client:
+    keys = {"GJ-BUK-0012-CAM1": key}  # from `hub access add-device GJ-BUK-0012-CAM1`
+    async with DeviceClient("127.0.0.1:9093", keys=keys, **sasl) as client:
         await client.publish("GJ-BUK-0012-CAM1", "GJ-BUK-0012", {"inference_latency_ms": 84.2})
 
-Events are keyed by site (so a site's events stay in order on one partition), batched (linger,
+Events are keyed by site (so a site's events stay in order on one partition: Kafka's default
+murmur2 partitioner), signed with the device's key (header ``hub-signature``), batched (linger,
 lz4), and sent by an idempotent producer that retries on its own: a retry never duplicates a
 record on the broker, and the event_id makes any repeat the hub sees count once. ``close``
 flushes everything still buffered.
@@ -12,13 +14,14 @@ flushes everything still buffered.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
-from hub import telemetry
+from hub import signing, telemetry
 from hub.topics import TELEMETRY
 
 
@@ -34,11 +37,14 @@ class DeviceClient:
         topic: str = TELEMETRY,
         linger_ms: int = 20,
         compression_type: str = "lz4",
-        max_batch_size: int = 256 * 1024,
+        max_batch_size: int = 128 * 1024,
+        keys: Mapping[str, bytes] | None = None,
         **security: Any,
     ) -> None:
-        """``security``: aiokafka's SASL options (security_protocol, sasl_mechanism, ...)."""
+        """``keys``: device id -> its signing key; ``security``: aiokafka's SASL options
+        (security_protocol, sasl_mechanism, ...)."""
         self.topic = topic
+        self.keys = dict(keys or {})
         self.delivered = 0
         self.failed = 0
         self._last_error: BaseException | None = None
@@ -109,13 +115,21 @@ class DeviceClient:
         ts: datetime | None = None,
         event_id: str | None = None,
     ) -> None:
-        """Queue one event; returns once it is buffered, delivery happens in the background."""
+        """Queue one event, signed with the device's key; returns once it is buffered, delivery
+        happens in the background."""
+        key = self.keys.get(device_id)
+        if key is None:
+            raise KeyError(f"no signing key for device {device_id} (hub access add-device)")
         value = self.event(device_id, site_id, metrics, kind=kind, ts=ts, event_id=event_id)
-        await self.send_raw(site_id, value)
+        await self.send_raw(site_id, value, key)
 
-    async def send_raw(self, key: str, value: bytes) -> None:
-        """Queue already-encoded bytes (the simulator also sends deliberately bad ones)."""
-        future = await self._producer.send(self.topic, value=value, key=key.encode())
+    async def send_raw(self, site_id: str, value: bytes, key: bytes | None) -> None:
+        """Queue already-encoded bytes, signed with ``key`` unless None (the simulator also
+        sends deliberately bad records)."""
+        headers = signing.headers(key, value) if key is not None else None
+        future = await self._producer.send(
+            self.topic, value=value, key=site_id.encode(), headers=headers
+        )
         future.add_done_callback(self._count)
 
     def _count(self, future: Any) -> None:

@@ -1,10 +1,13 @@
 """``hub dlq list | replay``: inspect rejected records, and send them through intake again.
 
-The DLQ topic is read from its start up to its end at the moment of the call. A record rejected
-twice (a worker re-consumed it after a restart) appears once: records are identified by where
-they came from (topic, partition, offset). Replay publishes the original bytes under the original
-key to the telemetry topic, so a record that is now acceptable (after a registry fix, say) is
-counted once: a second replay of the same event is a repeat of its ``event_id``.
+The DLQ topic is read from its start up to its end at the moment of the call. Records are
+identified by their origin: where the record was first rejected (topic, partition, offset). A
+record rejected twice (a worker re-consumed it after a restart), or rejected again after a replay
+(the replayed copy carries its origin in the ``hub-replayed-from`` header, and its rejection
+keeps it), appears once, as its newest rejection. Replay publishes the original bytes, key and
+headers (the device's signature) to the telemetry topic, so a record that is now acceptable
+(after a registry fix, say) is counted once: a second replay of the same event is a repeat of its
+``event_id``, and replaying a still-invalid record twice never multiplies it.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from hub.errors import HubError
 from hub.settings import Settings
 
 log = logging.getLogger("hub.dlq")
-REPLAY_HEADER = "hub-replayed-from"
+REPLAY_HEADER = "hub-replayed-from"  # the same as streams.routing.REPLAY_HEADER
 
 
 class BadTime(HubError):
@@ -41,10 +44,25 @@ class DlqRecord(msgspec.Struct, frozen=True):
     key: str | None
     value_b64: str
     received_at: str
+    headers: list[tuple[str, str]] = []  # (name, base64 value), as the record arrived
+    origin: str = ""  # "topic/partition/offset" of the first rejection
+    hub: str = ""  # which hub rejected it (HUB_APP_ID): hubs sharing a broker share the DLQ
 
     @property
     def source(self) -> tuple[str, int, int]:
         return (self.topic, self.partition, self.offset)
+
+    @property
+    def identity(self) -> str:
+        """One rejected record however often it was rejected or replayed."""
+        return self.origin or f"{self.topic}/{self.partition}/{self.offset}"
+
+    @property
+    def original_headers(self) -> list[tuple[str, bytes]]:
+        """The record's headers without an earlier replay's mark."""
+        return [
+            (name, base64.b64decode(value)) for name, value in self.headers if name != REPLAY_HEADER
+        ]
 
     @property
     def received(self) -> datetime:
@@ -67,9 +85,12 @@ class DlqEntry:
 class DlqFilter:
     reason: str | None = None
     since: datetime | None = None
+    hub: str | None = None  # None: every hub's
 
     def matches(self, record: DlqRecord) -> bool:
         if self.reason is not None and record.reason != self.reason:
+            return False
+        if self.hub is not None and record.hub != self.hub:
             return False
         return self.since is None or record.received >= self.since
 
@@ -89,7 +110,7 @@ def parse_since(text: str, now: datetime | None = None) -> datetime:
     return moment
 
 
-_decode = msgspec.json.Decoder(DlqRecord).decode
+decode = msgspec.json.Decoder(DlqRecord).decode
 
 
 async def read_dlq(settings: Settings) -> list[DlqEntry]:
@@ -106,8 +127,7 @@ async def read_dlq(settings: Settings) -> list[DlqEntry]:
         end = await consumer.end_offsets(tps)
         for tp in tps:
             consumer.seek(tp, 0)  # (seek_to_beginning after assign fetched nothing here)
-        seen: set[tuple[str, int, int]] = set()
-        entries: list[DlqEntry] = []
+        newest: dict[str, DlqEntry] = {}
         foreign = 0
         remaining = {tp for tp in tps if end[tp] > 0}
         while remaining:
@@ -120,22 +140,21 @@ async def read_dlq(settings: Settings) -> list[DlqEntry]:
                         remaining.discard(tp)
                         break
                     try:
-                        record = _decode(message.value or b"{}")
+                        record = decode(message.value or b"{}")
                     except msgspec.DecodeError:
                         foreign += 1  # the topic is shared: a producer may write anything
                         continue
-                    if record.source not in seen:
-                        seen.add(record.source)
-                        raw_key = None if record.key is None else message.key
-                        entries.append(DlqEntry(record, raw_key))
+                    raw_key = None if record.key is None else message.key
+                    known = newest.get(record.identity)
+                    if known is None or record.received_at >= known.record.received_at:
+                        newest[record.identity] = DlqEntry(record, raw_key)
                 if await consumer.position(tp) >= end[tp]:
                     remaining.discard(tp)
     finally:
         await consumer.stop()
     if foreign:
         log.warning("skipped %d records in %s that are not rejected records", foreign, topics.DLQ)
-    entries.sort(key=lambda e: e.record.received_at)
-    return entries
+    return sorted(newest.values(), key=lambda e: e.record.received_at)
 
 
 def table(entries: list[DlqEntry]) -> Iterator[str]:
@@ -157,12 +176,11 @@ async def replay(settings: Settings, entries: list[DlqEntry]) -> Counter[str]:
     try:
         for entry in entries:
             record = entry.record
-            origin = f"{record.topic}/{record.partition}/{record.offset}".encode()
             await producer.send(
                 topics.TELEMETRY,
                 value=record.value,
                 key=entry.raw_key,
-                headers=[(REPLAY_HEADER, origin)],
+                headers=[*record.original_headers, (REPLAY_HEADER, record.identity.encode())],
             )
             sent[record.reason] += 1
         await producer.flush()

@@ -1,7 +1,9 @@
 """The hub's Prometheus metrics, built on a registry that is passed in (tests use a fresh one).
 
 Labels are bounded: region, district, reason, status, transition, partition, demonstration —
-never a site or device id, whose thousands of values would swamp Prometheus.
+never a site id, whose thousands of values would swamp Prometheus. The one device label is on
+``hub_device_clock_ahead_seconds``, which holds only the devices whose clock runs ahead now (a
+device back in line is removed).
 """
 
 from __future__ import annotations
@@ -47,6 +49,11 @@ class WorkerMetrics:
     registry_digest_loaded: Gauge
     partitions_assigned: Gauge
     closed_through: Gauge
+    clock_ahead: Gauge
+    devices_clock_ahead: Gauge
+    sink_quarantined: Counter
+    acks_pending: Gauge
+    fenced: Counter
 
 
 def process_metrics(registry: CollectorRegistry) -> None:
@@ -181,6 +188,36 @@ def worker_metrics(registry: CollectorRegistry) -> WorkerMetrics:
             "hub_windows_closed_through_timestamp_seconds",
             "Every window of the partition ending at or before this time is written",
             ["partition"],
+            registry=registry,
+        ),
+        clock_ahead=Gauge(
+            "hub_device_clock_ahead_seconds",
+            "How far ahead of its arrival at the broker a device's newest record was dated, for "
+            "the devices ahead by more than the hub's clock tolerance (5 s) only",
+            ["device"],
+            registry=registry,
+        ),
+        devices_clock_ahead=Gauge(
+            "hub_devices_clock_ahead",
+            "Devices whose newest record was dated ahead of its arrival by more than 5 s",
+            registry=registry,
+        ),
+        fenced=Counter(
+            "hub_fenced_batches",
+            "Batches not written because another worker had taken their partition over (this "
+            "one lost it while it waited: a long database outage, say)",
+            registry=registry,
+        ),
+        acks_pending=Gauge(
+            "hub_consumer_acks_pending",
+            "Processed offsets waiting to be committed behind an unprocessed one: a few batches "
+            "in a healthy worker; growing, a commit stall",
+            registry=registry,
+        ),
+        sink_quarantined=Counter(
+            "hub_sink_rows_quarantined",
+            "Rows the database refused as data (not an outage), kept in sink_quarantine",
+            ["table"],
             registry=registry,
         ),
     )

@@ -10,10 +10,28 @@ from hub.api import queries
 from hub.api.models import Scorecard, ScorecardKpi
 from hub.db import Connection
 from hub.errors import HubError
+from hub.tokens import authenticate
 
 
 class UnknownDemonstration(HubError):
     pass
+
+
+class ReportRefused(HubError):
+    """The token given may not read scorecards."""
+
+
+async def check_scope(conn: Connection, token: str, demonstration_id: str) -> None:
+    """Refuse what the token may not read, as the API does: a company reads its own
+    demonstrations' scorecards, a partner none (another company's is "not in the registry")."""
+    principal = await authenticate(conn, token)
+    if principal is None:
+        raise ReportRefused("the token is not valid (unknown, revoked or mistyped)")
+    if principal.role == "partner":
+        raise ReportRefused(f"a {principal.label} token may not read scorecards")
+    demo = await queries.demonstration(conn, demonstration_id)
+    if principal.company is not None and (demo is None or demo["company"] != principal.company):
+        raise UnknownDemonstration(f"demonstration {demonstration_id!r} is not in the registry")
 
 
 async def build_scorecard(conn: Connection, demonstration_id: str) -> Scorecard:
@@ -28,7 +46,10 @@ async def build_scorecard(conn: Connection, demonstration_id: str) -> Scorecard:
         technology=demo["technology"],
         starts_on=demo["starts_on"],
         ends_on=demo["ends_on"],
+        period_start=demo["period_start"],
+        period_end=demo["period_end"],
         sites=demo["sites"],
+        minutes_outside_period=await queries.minutes_outside_period(conn, demonstration_id),
         kpis=kpis,
     )
 
@@ -49,6 +70,7 @@ CSV_COLUMNS = (
     "passed",
     "failed",
     "insufficient",
+    "not_attributable",
     "pass_rate_pct",
     "latest_status",
     "latest_window_start",
@@ -56,6 +78,8 @@ CSV_COLUMNS = (
 
 
 def rule(kpi: ScorecardKpi) -> str:
+    if kpi.aggregation == "ratio":
+        return f"{kpi.metric} / ({' + '.join(kpi.denominator)}) {kpi.op} {kpi.threshold:g}"
     return f"{kpi.aggregation}({kpi.metric}) {kpi.op} {kpi.threshold:g}"
 
 
@@ -86,6 +110,7 @@ def as_csv(card: Scorecard) -> str:
                 kpi.passed,
                 kpi.failed,
                 kpi.insufficient,
+                kpi.not_attributable,
                 "" if kpi.pass_rate_pct is None else kpi.pass_rate_pct,
                 kpi.latest_status or "",
                 kpi.latest_window_start.isoformat() if kpi.latest_window_start else "",
@@ -98,7 +123,14 @@ def as_text(card: Scorecard) -> str:
     lines = [
         f"{card.title} ({card.demonstration_id})",
         f"company {card.company}, technology {card.technology}, "
-        f"period {card.starts_on} to {card.ends_on}, {card.sites} sites",
+        f"period {card.starts_on} to {card.ends_on} (Korean days), {card.sites} sites",
+        "KPIs are judged on the demonstration's own devices, inside its period only"
+        + (
+            f"; {card.minutes_outside_period:,} site-minutes reported outside it were "
+            "aggregated, not judged"
+            if card.minutes_outside_period
+            else ""
+        ),
         "",
         f"{'KPI':22} {'rule':42} {'window':6} {'judged':>7} {'passed':>7} {'failed':>7} "
         f"{'pass %':>7}  latest",
@@ -109,4 +141,11 @@ def as_text(card: Scorecard) -> str:
             f"{kpi.kpi_id:22} {rule(kpi):42} {kpi.window:6} {kpi.windows_judged:7} "
             f"{kpi.passed:7} {kpi.failed:7} {rate:>7}  {kpi.latest_status or '-'}"
         )
+    left_out = sum(kpi.not_attributable for kpi in card.kpis)
+    if left_out:
+        lines += [
+            "",
+            f"{left_out:,} windows judged before verdicts were per demonstration, at sites shared "
+            "with other demonstrations, are left out (not attributable)",
+        ]
     return "\n".join(lines)

@@ -87,6 +87,9 @@ class Settings:
     project_root: Path = PROJECT_ROOT
     # Partitions of every topic the hub creates (the unit of parallelism across workers).
     partitions: int = 12
+    # Brokers of the local stack (1, or 3 for a replicated cluster); the topics the hub creates
+    # get one copy per broker up to three (HUB_REPLICATION_FACTOR overrides).
+    kafka_brokers: int = 1
     replication_factor: int = 1
     # Stream processing (hub worker). The app id names the consumer group and the state topics:
     # another id is another, independent hub (the benchmark runs its own).
@@ -96,16 +99,27 @@ class Settings:
     allowed_lateness_s: float = 120.0
     dedup_horizon_s: float = 600.0
     idle_timeout_s: float = 30.0
+    # How far ahead of its arrival at the broker a record may move its partition's event time.
+    clock_tolerance_s: float = 5.0
     tick_interval_s: float = 5.0
     registry_refresh_s: float = 5.0
     # How long the group waits for a silent worker before its partitions go to the others.
     session_timeout_s: float = 30.0
+    # How long a worker may take over one batch (its database write included) before the group
+    # gives its partitions to the others (Faust's default); fenced writes keep them exact.
+    max_poll_interval_s: float = 1000.0
+    # What `hub access add-device` lets a device produce, in bytes a second (a Kafka quota).
+    device_byte_rate: int = 64 * 1024
     # Upkeep (run by `hub api`, or `hub upkeep` from cron): retention in days per table.
     retention_raw_days: float = 14.0
     retention_hourly_days: float = 400.0
     retention_kpi_days: float = 400.0
     retention_alert_days: float = 400.0
     upkeep_interval_s: float = 300.0
+    # Fault injection for the reliability tests: the worker exits at once (no flush, as if
+    # killed) right after writing the state of its Nth batch of accepted records. Never set it
+    # in production.
+    fault_exit_after_batches: int = 0
     # Internal to the local stack, not part of the contract.
     kafka_controller_port: int = 9094
     stack_start_timeout_s: float = 90.0
@@ -123,16 +137,20 @@ class Settings:
             api_port=_int(env, "HUB_API_PORT", defaults.api_port),
             home=Path(home).resolve() if home else defaults.home,
             partitions=_int(env, "HUB_PARTITIONS", defaults.partitions),
-            replication_factor=_int(env, "HUB_REPLICATION_FACTOR", defaults.replication_factor),
+            kafka_brokers=(brokers := _int(env, "HUB_KAFKA_BROKERS", defaults.kafka_brokers)),
+            replication_factor=_int(env, "HUB_REPLICATION_FACTOR", min(3, max(1, brokers))),
             app_id=env.get("HUB_APP_ID") or defaults.app_id,
             worker_web_port=_int(env, "HUB_WORKER_WEB_PORT", defaults.worker_web_port),
             batch_max=_int(env, "HUB_BATCH_MAX", defaults.batch_max),
+            device_byte_rate=_int(env, "HUB_DEVICE_BYTE_RATE", defaults.device_byte_rate),
             allowed_lateness_s=_float(env, "HUB_ALLOWED_LATENESS", defaults.allowed_lateness_s),
             dedup_horizon_s=_float(env, "HUB_DEDUP_HORIZON", defaults.dedup_horizon_s),
             idle_timeout_s=_float(env, "HUB_IDLE_TIMEOUT", defaults.idle_timeout_s),
+            clock_tolerance_s=_float(env, "HUB_CLOCK_TOLERANCE", defaults.clock_tolerance_s),
             tick_interval_s=_float(env, "HUB_TICK_INTERVAL", defaults.tick_interval_s),
             registry_refresh_s=_float(env, "HUB_REGISTRY_REFRESH", defaults.registry_refresh_s),
             session_timeout_s=_float(env, "HUB_SESSION_TIMEOUT", defaults.session_timeout_s),
+            max_poll_interval_s=_float(env, "HUB_MAX_POLL_INTERVAL", defaults.max_poll_interval_s),
             retention_raw_days=_float(env, "HUB_RETENTION_RAW_DAYS", defaults.retention_raw_days),
             retention_hourly_days=_float(
                 env, "HUB_RETENTION_HOURLY_DAYS", defaults.retention_hourly_days
@@ -142,6 +160,7 @@ class Settings:
                 env, "HUB_RETENTION_ALERT_DAYS", defaults.retention_alert_days
             ),
             upkeep_interval_s=_float(env, "HUB_UPKEEP_INTERVAL", defaults.upkeep_interval_s),
+            fault_exit_after_batches=_int(env, "HUB_FAULT_EXIT_AFTER_BATCHES", 0),
             kafka_controller_port=_int(
                 env, "HUB_KAFKA_CONTROLLER_PORT", defaults.kafka_controller_port
             ),
@@ -159,10 +178,20 @@ class Settings:
         DatabaseTarget.parse(self.database_url)
         if not 0 < self.api_port < 65536:
             raise SettingsError(f"HUB_API_PORT={self.api_port}: not a TCP port")
+        if self.kafka_brokers not in (1, 3):
+            raise SettingsError(
+                f"HUB_KAFKA_BROKERS={self.kafka_brokers}: 1, or 3 for a replicated cluster"
+            )
+        if self.replication_factor < 1:
+            raise SettingsError(f"HUB_REPLICATION_FACTOR={self.replication_factor}: at least 1")
         if self.partitions < 1:
             raise SettingsError(f"HUB_PARTITIONS={self.partitions}: needs at least 1")
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}", self.app_id):
             raise SettingsError(f"HUB_APP_ID={self.app_id!r}: letters, digits, '.', '_', '-'")
+        if self.device_byte_rate < 1024:
+            raise SettingsError(
+                f"HUB_DEVICE_BYTE_RATE={self.device_byte_rate}: at least 1024 bytes a second"
+            )
         if self.batch_max < 1:
             raise SettingsError(f"HUB_BATCH_MAX={self.batch_max}: needs at least 1")
         for name, value in (
@@ -181,6 +210,16 @@ class Settings:
             # The broker's group.min/max.session.timeout.ms (6 s, 5 min) refuse anything else.
             raise SettingsError(
                 f"HUB_SESSION_TIMEOUT={self.session_timeout_s:g}: between 6 and 300 seconds"
+            )
+        if not 0 <= self.clock_tolerance_s <= 300:
+            raise SettingsError(
+                f"HUB_CLOCK_TOLERANCE={self.clock_tolerance_s:g}: between 0 and 300 seconds (the "
+                "clock-skew limit)"
+            )
+        if self.max_poll_interval_s < self.session_timeout_s:
+            raise SettingsError(
+                f"HUB_MAX_POLL_INTERVAL={self.max_poll_interval_s:g}: at least the session "
+                f"timeout (HUB_SESSION_TIMEOUT={self.session_timeout_s:g})"
             )
         if self.allowed_lateness_s < 0 or self.dedup_horizon_s < self.allowed_lateness_s + 60:
             raise SettingsError(

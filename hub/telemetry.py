@@ -30,11 +30,14 @@ TS_PATTERN: Final = (
     r"^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]"
     r"(\.[0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])(?!\n)$"
 )
-_FLOAT_MAX: Final = 1.7976931348623157e308
+# Values beyond this cannot be summed over a window without losing the count's precision or
+# overflowing a sketch: the accepted range is documented in the JSON Schema.
+VALUE_LIMIT: Final = 1e15
 
 
 class Reason(StrEnum):
-    """Why a record went to the dead-letter topic (the contract's closed list)."""
+    """Why a record went to the dead-letter topic: the contract's reasons, then the hub's own
+    (documented in ``schemas/dlq-record-v1.schema.json``)."""
 
     MALFORMED_JSON = "malformed_json"
     SCHEMA_VIOLATION = "schema_violation"
@@ -43,6 +46,13 @@ class Reason(StrEnum):
     TOO_LARGE = "too_large"
     CLOCK_SKEW = "clock_skew"
     LATE = "late"
+    UNAUTHENTICATED = "unauthenticated"
+    # The hub's own: a metric its demonstration does not declare; a record on another partition
+    # than its site's (a producer not using Kafka's default murmur2 partitioner); a record whose
+    # processing failed for a reason no other rule names.
+    UNDECLARED_METRIC = "undeclared_metric"
+    WRONG_PARTITION = "wrong_partition"
+    UNPROCESSABLE = "unprocessable"
 
 
 class Rejected(Exception):
@@ -54,7 +64,7 @@ class Rejected(Exception):
         self.detail = detail
 
 
-FiniteNumber = Annotated[float, msgspec.Meta(ge=-_FLOAT_MAX, le=_FLOAT_MAX)]
+FiniteNumber = Annotated[float, msgspec.Meta(ge=-VALUE_LIMIT, le=VALUE_LIMIT)]
 Id64 = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 Kind = Literal["measurement", "heartbeat", "detection", "incident"]
 
@@ -90,8 +100,9 @@ _decoder: Final = msgspec.json.Decoder(TelemetryV1)
 def decode(raw: bytes, now_ms: int) -> Event:
     """Decode and validate one record; raise Rejected with the contract's reason.
 
-    ``now_ms`` is passed in (not read here) so the clock-skew rule is testable with plain values.
-    Registry checks (device known, at that site) belong to intake, not to the message.
+    ``now_ms`` is the record's arrival (the broker's log-append time, so that a replay judges
+    alike), passed in so the clock-skew rule is testable with plain values. Registry checks
+    (device known, at that site) belong to intake, not to the message.
     """
     if len(raw) > MAX_BYTES:
         raise Rejected(Reason.TOO_LARGE, f"record is {len(raw)} bytes, over {MAX_BYTES}")
@@ -208,8 +219,10 @@ def _metrics_problem(metrics: Any) -> str | None:
             return f"metrics.{_short(name, 40)}: name does not match [a-z][a-z0-9_]{{0,63}}"
         if isinstance(value, bool) or not isinstance(value, int | float):
             return f"metrics.{name}: not a finite number"
-        if not math.isfinite(value) or abs(value) > _FLOAT_MAX:
+        if not math.isfinite(value):
             return f"metrics.{name}: not a finite number"
+        if abs(value) > VALUE_LIMIT:
+            return f"metrics.{name}: {_short(value, 30)} is outside the accepted range -1e15..1e15"
     return None
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Final
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from hub.errors import HubError
 from hub.registry.model import REGIONS
@@ -14,6 +15,30 @@ DLQ: Final = "testbed.telemetry.dlq.v1"
 SITE_AGGREGATES: Final = "testbed.site-aggregates.v1"
 KPI_RESULTS: Final = "testbed.kpi-results.v1"
 KPI_ALERTS: Final = "testbed.kpi-alerts.v1"
+
+
+# A telemetry record of 256 KiB, with up to 1 KiB of key, headers and batch framing: larger ones
+# are refused by the broker at publish time (the device sees the error). The DLQ takes the base64
+# copy of the largest (a third larger) with room to spare.
+MAX_TELEMETRY_RECORD: Final = 256 * 1024
+TELEMETRY_MAX_MESSAGE_BYTES: Final = MAX_TELEMETRY_RECORD + 1024
+DLQ_MAX_MESSAGE_BYTES: Final = 1024 * 1024
+# What the hub sets on the topics it owns. Log-append time makes a record's timestamp the
+# broker's arrival time, which no device can set: event time is bounded by it.
+TOPIC_CONFIGS: Final[dict[str, dict[str, str]]] = {
+    TELEMETRY: {
+        "message.timestamp.type": "LogAppendTime",
+        "max.message.bytes": str(TELEMETRY_MAX_MESSAGE_BYTES),
+    },
+    DLQ: {"max.message.bytes": str(DLQ_MAX_MESSAGE_BYTES)},
+}
+DYNAMIC_TOPIC_CONFIG: Final = 1  # DescribeConfigs' config_source of a per-topic setting
+
+
+def replicated_configs(replication_factor: int) -> dict[str, str]:
+    """With three copies, a write counts once two hold it (producers ask acks=all): one broker
+    may fail without a write lost or refused."""
+    return {"min.insync.replicas": "2"} if replication_factor >= 3 else {}
 
 
 def partner_topic(region: str, dataset: str) -> str:
@@ -43,7 +68,8 @@ async def ensure_topics(
     replication_factor: int = 1,
     **security: object,
 ) -> list[str]:
-    """Create the topics that do not exist yet; return the ones created now.
+    """Create the topics that do not exist yet, with the hub's settings (``TOPIC_CONFIGS``);
+    set those on the ones that exist without them. Return the topics created now.
 
     Safe when several processes start at once: "already exists" counts as success.
     """
@@ -53,10 +79,22 @@ async def ensure_topics(
         wanted = names if names is not None else contract_topics()
         existing = set(await admin.list_topics())
         missing = [name for name in wanted if name not in existing]
+        await _align_configs(admin, [n for n in wanted if n in existing and n in TOPIC_CONFIGS])
         if not missing:
             return []
         response = await admin.create_topics(
-            [NewTopic(name, partitions, replication_factor) for name in missing]
+            [
+                NewTopic(
+                    name,
+                    partitions,
+                    replication_factor,
+                    topic_configs={
+                        **TOPIC_CONFIGS.get(name, {}),
+                        **replicated_configs(replication_factor),
+                    },
+                )
+                for name in missing
+            ]
         )
         failed = [
             f"{error[0]} (error {error[1]}{': ' + error[2] if len(error) > 2 and error[2] else ''})"
@@ -68,6 +106,36 @@ async def ensure_topics(
         return missing
     finally:
         await admin.close()
+
+
+async def _align_configs(admin: AIOKafkaAdminClient, names: list[str]) -> None:
+    """Give existing topics the hub's settings, keeping any other per-topic setting (an
+    operator's retention, say): AlterConfigs replaces the whole per-topic set."""
+    if not names:
+        return
+    resources = [ConfigResource(ConfigResourceType.TOPIC, name) for name in names]
+    described = await admin.describe_configs(resources)
+    changes = []
+    for response in described:
+        for resource in response.to_object()["resources"]:
+            name = resource["resource_name"]
+            current = {
+                e.get("config_name", e.get("config_names")): e["config_value"]
+                for e in resource["config_entries"]
+                if e.get("config_source") == DYNAMIC_TOPIC_CONFIG
+            }
+            wanted = {**current, **TOPIC_CONFIGS[name]}
+            if wanted != current:
+                changes.append(ConfigResource(ConfigResourceType.TOPIC, name, configs=wanted))
+    if not changes:
+        return
+    for response in await admin.alter_configs(changes):
+        for resource in response.to_object()["resources"]:
+            if resource["error_code"]:
+                raise TopicCreationFailed(
+                    f"could not configure topic {resource['resource_name']}: "
+                    f"error {resource['error_code']} {resource['error_message'] or ''}".strip()
+                )
 
 
 async def partition_counts(

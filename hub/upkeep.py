@@ -19,12 +19,14 @@ UPKEEP_LOCK = 0x4855_4232  # "HUB2"
 ROLLUP_OVERLAP = timedelta(hours=3)
 
 ROLLUP_SQL = """
-INSERT INTO site_aggregates_hourly AS h (bucket, site_id, metric, count, sum, min, max)
-SELECT time_bucket('1 hour', bucket), site_id, metric, sum(count), sum(sum), min(min), max(max)
+INSERT INTO site_aggregates_hourly AS h (bucket, site_id, demonstration_id, metric, count, sum, min,
+                                         max)
+SELECT time_bucket('1 hour', bucket), site_id, demonstration_id, metric, sum(count), sum(sum),
+       min(min), max(max)
   FROM site_aggregates
  WHERE bucket >= $1 AND bucket < $2
- GROUP BY 1, 2, 3
-ON CONFLICT (site_id, metric, bucket) DO UPDATE SET
+ GROUP BY 1, 2, 3, 4
+ON CONFLICT (site_id, demonstration_id, metric, bucket) DO UPDATE SET
   count = excluded.count, sum = excluded.sum, min = excluded.min, max = excluded.max
 """
 

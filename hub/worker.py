@@ -13,8 +13,9 @@ from hub.db import connect
 from hub.db.migrate import migrate
 from hub.errors import HubError
 from hub.settings import Settings
-from hub.topics import DLQ, contract_topics, ensure_topics, partition_counts
+from hub.topics import DLQ, TELEMETRY, contract_topics, ensure_topics, partition_counts
 from streams.app import TICKS, WorkerOptions, create_app
+from streams.localstate import mark_clean_stop, open_local_state
 from streams.registry import Snapshot, load_snapshot
 
 log = logging.getLogger("hub.worker")
@@ -49,16 +50,21 @@ async def prepare(settings: Settings) -> Prepared:
     )
     for name in created:
         log.info("created topic %s", name)
-    partitions = await partition_counts(settings.kafka_bootstrap, [DLQ])
+    partitions = await partition_counts(settings.kafka_bootstrap, [TELEMETRY, DLQ])
     return Prepared(snapshot, partitions)
 
 
 def run_worker(settings: Settings, options: WorkerOptions, loglevel: str = "info") -> None:
     disable_created_metrics()  # type: ignore[no-untyped-call]  # the *_created series only double what Prometheus scrapes
     prepared = asyncio.run(prepare(settings))
-    options.datadir(settings).mkdir(parents=True, exist_ok=True)
-    app, runtime = create_app(settings, options)
+    datadir = options.datadir(settings)
+    open_local_state(datadir)
+    app, runtime = create_app(settings, options, partitions=prepared.partitions)
     runtime.snapshot = prepared.snapshot
-    runtime.partitions.update(prepared.partitions)
     worker = faust.Worker(app, loglevel=loglevel, quiet=True, redirect_stdouts=False)
-    worker.execute_from_commandline()
+    try:
+        worker.execute_from_commandline()
+    except SystemExit as stopped:
+        if stopped.code in (0, None) and worker.crash_reason is None and app.crash_reason is None:
+            mark_clean_stop(datadir)
+        raise

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import weakref
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +30,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from hub import topics
 from hub.metrics import worker_metrics
 from hub.settings import Settings
-from streams.batches import batching_consumer
+from streams.batches import BatchingConsumer, IdempotentProducer, batching_consumer
 from streams.processor import ProcessorConfig
 from streams.runtime import WorkerRuntime, now_ms
 
@@ -68,16 +68,23 @@ def create_app(
     settings: Settings,
     options: WorkerOptions | None = None,
     registry: CollectorRegistry | None = None,
+    partitions: Mapping[str, int] | None = None,
 ) -> tuple[faust.App, WorkerRuntime]:
+    """``partitions``: the partition counts of the existing topics (the telemetry topic's may
+    differ from ``HUB_PARTITIONS`` when it was created elsewhere)."""
     options = options or WorkerOptions()
     registry = registry or CollectorRegistry()
+    partitions = partitions or {}
     config = ProcessorConfig(
         lateness_ms=int(settings.allowed_lateness_s * 1000),
         dedup_horizon_ms=int(settings.dedup_horizon_s * 1000),
         idle_timeout_ms=int(settings.idle_timeout_s * 1000),
         hub=settings.app_id,
+        partitions=partitions.get(topics.TELEMETRY, settings.partitions),
+        clock_tolerance_ms=int(settings.clock_tolerance_s * 1000),
     )
     runtime = WorkerRuntime(settings, worker_metrics(registry), config)
+    runtime.partitions.update(partitions)
     app = faust.App(
         settings.app_id,
         broker=f"kafka://{settings.kafka_bootstrap}",
@@ -89,6 +96,7 @@ def create_app(
         consumer_auto_offset_reset="earliest",
         broker_max_poll_records=settings.batch_max,
         broker_session_timeout=settings.session_timeout_s,
+        broker_max_poll_interval=settings.max_poll_interval_s,
         broker_heartbeat_interval=min(3.0, settings.session_timeout_s / 3),
         broker_request_timeout=max(90.0, settings.session_timeout_s + 30),
         producer_linger=0.01,
@@ -129,16 +137,17 @@ def create_app(
 
     runtime.highwater = highwater
 
-    async def intake(last: Message, records: Sequence[ConsumerRecord]) -> None:
+    async def intake(last: Message, records: Sequence[ConsumerRecord]) -> Sequence[int] | None:
         """One partition's fetched records. Table writes go to the changelog partition of the
         task's "current event": make it the batch's last record (a partition is a task)."""
         event = Event(app, last.key, last.value, last.headers, last)
         _current_event.set(weakref.ref(event))
-        await runtime.handle_batch(records)
+        return await runtime.handle_batch(records)
 
     app.topics.add(telemetry)  # subscribed without an agent: records go to `intake` in batches
     # Faust's transport builds its consumer from this class attribute when the worker starts.
     app.transport.Consumer = batching_consumer({topics.TELEMETRY: intake})  # type: ignore[misc]
+    app.transport.Producer = IdempotentProducer  # type: ignore[misc]
 
     @app.agent(ticks, name="clock")
     async def clock(stream: Any) -> None:
@@ -156,6 +165,9 @@ def create_app(
     @app.timer(interval=settings.registry_refresh_s)  # type: ignore[untyped-decorator]
     async def refresh_registry() -> None:
         await runtime.refresh_registry()
+        consumer = app.consumer
+        if isinstance(consumer, BatchingConsumer):
+            runtime.metrics.acks_pending.set(consumer.pending_acks())
 
     @app.on_partitions_revoked.connect
     async def on_revoked(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:

@@ -22,16 +22,18 @@ from typing import Any, ClassVar
 
 from aiokafka import ConsumerRecord
 from faust.transport.consumer import CONSUMER_FETCHING
-from faust.transport.drivers.aiokafka import Consumer
+from faust.transport.drivers.aiokafka import Consumer, Producer
 from faust.types import TP, Message
 from faust.types.tuples import ack_lock
 from mode.utils.futures import notify
 
 log = logging.getLogger("hub.worker")
 
-# (the batch's last record as Faust's message, the batch): Faust's tables take the partition of
-# their changelog writes from a message.
-BatchHandler = Callable[[Message, Sequence[ConsumerRecord]], Awaitable[None]]
+# (the batch's last record as Faust's message, the batch) -> the offsets processed (the batch's,
+# and any the handler read back that the stream skipped), or None when the partition is not
+# this worker's any more. Faust's tables take the partition of their changelog writes from a
+# message.
+BatchHandler = Callable[[Message, Sequence[ConsumerRecord]], Awaitable[Sequence[int] | None]]
 
 
 class BatchingConsumer(Consumer):
@@ -127,10 +129,13 @@ class BatchingConsumer(Consumer):
         """
         last = self._to_message(tp, records[-1])
         self._unacked_messages.add(last)
-        await handler(last, records)
-        self._acknowledge(tp, [record.offset for record in records])
-        last.acked = True
-        self._unacked_messages.discard(last)
+        try:
+            processed = await handler(last, records)
+            if processed is not None:
+                self._acknowledge(tp, processed)
+        finally:
+            last.acked = True
+            self._unacked_messages.discard(last)
         await self._maybe_commit()
 
     async def _maybe_commit(self) -> None:
@@ -139,7 +144,12 @@ class BatchingConsumer(Consumer):
             self._n_acked = 0
             await self.commit()
 
-    def _acknowledge(self, tp: TP, offsets: list[int]) -> None:
+    def pending_acks(self) -> int:
+        """Offsets acknowledged but not yet committable (waiting behind a hole): bounded in a
+        healthy worker; growing without end, a stalled commit."""
+        return sum(len(offsets) for offsets in self._acked.values())
+
+    def _acknowledge(self, tp: TP, offsets: Sequence[int]) -> None:
         """``Consumer.ack`` for a batch of offsets: what the next commit may include."""
         with ack_lock:
             if not self.app.topics.acks_enabled_for(tp.topic):
@@ -156,3 +166,11 @@ class BatchingConsumer(Consumer):
 def batching_consumer(handlers: Mapping[str, BatchHandler]) -> type[BatchingConsumer]:
     """A consumer class for ``app.transport.Consumer``: each topic's batches to its handler."""
     return type("HubConsumer", (BatchingConsumer,), {"handlers": dict(handlers)})
+
+
+class IdempotentProducer(Producer):
+    """Faust's producer with acks=all and idempotence outside transactions too: a retry after a
+    broker failover never writes an output (or a changelog entry) twice."""
+
+    def _settings_extra(self) -> Mapping[str, Any]:
+        return {**super()._settings_extra(), "acks": "all", "enable_idempotence": True}

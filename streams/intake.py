@@ -1,34 +1,96 @@
 """Intake: a raw Kafka record in, an accepted ``Event`` or a ``Rejected`` with its reason out.
 
-Pure: the record's bytes and key, the clock, and the registry's device -> site map are passed in.
+Pure: the record, its arrival time and the registry snapshot are passed in. The rules, in order:
+the message itself (size, JSON, schema, clock), the device (registered, signed with its own key),
+where it claims to be (its registered site, the record key, the site's partition) and what it
+reports (only the metrics its demonstration declares: a device cannot open windows at will).
 Lateness is judged later, by the windows, which know the partition's event-time watermark.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
 
-from hub import telemetry
+from hub import signing, telemetry
 from hub.telemetry import Event, Reason, Rejected
+from streams.registry import Snapshot
 
 
-def admit(value: bytes | None, key: bytes | None, now_ms: int, devices: Mapping[str, str]) -> Event:
-    """Decode, validate and check against the registry; raise Rejected otherwise.
+class KafkaRecord(Protocol):
+    """A Kafka record as it arrived: where from, when, and its bytes untouched. aiokafka's
+    records are ones already; the worker hands them over as they are."""
 
-    The record key must be the site_id: a site's events then share one partition, which is
-    what lets one worker own a site's windows without a repartition step.
-    """
-    event = telemetry.decode(value or b"", now_ms)
-    registered_at = devices.get(event.device_id)
-    if registered_at is None:
+    @property
+    def topic(self) -> str: ...
+    @property
+    def partition(self) -> int: ...
+    @property
+    def offset(self) -> int: ...
+    @property
+    def timestamp(self) -> int: ...
+    @property
+    def key(self) -> bytes | None: ...
+    @property
+    def value(self) -> bytes | None: ...
+    @property
+    def headers(self) -> Sequence[tuple[str, bytes]]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Admitted:
+    event: Event
+    demonstration_id: str
+
+
+def admit(record: KafkaRecord, arrival_ms: int, snapshot: Snapshot, partitions: int) -> Admitted:
+    """Decode, validate and check one record against the registry; raise Rejected otherwise."""
+    value = record.value or b""
+    event = telemetry.decode(value, arrival_ms)
+    device = snapshot.devices.get(event.device_id)
+    if device is None:
         raise Rejected(Reason.UNKNOWN_DEVICE, f"device_id: {event.device_id!r} is not registered")
-    if registered_at != event.site_id:
+    presented = signing.presented(record.headers)
+    if presented is None:
+        raise Rejected(
+            Reason.UNAUTHENTICATED, f"headers: no {signing.HEADER} (records are signed by device)"
+        )
+    if device.key is None:
+        raise Rejected(
+            Reason.UNAUTHENTICATED,
+            f"{signing.HEADER}: device {event.device_id} holds no valid key (none issued, or "
+            "revoked)",
+        )
+    if not signing.verify(device.key, value, presented):
+        raise Rejected(
+            Reason.UNAUTHENTICATED,
+            f"{signing.HEADER}: not signed with the key of device {event.device_id}",
+        )
+    if device.site_id != event.site_id:
         raise Rejected(
             Reason.SITE_MISMATCH,
-            f"site_id: device {event.device_id} is registered at {registered_at}, "
+            f"site_id: device {event.device_id} is registered at {device.site_id}, "
             f"not {event.site_id}",
         )
+    key = record.key
     if key is None or key != event.site_id.encode():
         shown = "none" if key is None else repr(key.decode(errors="replace"))
         raise Rejected(Reason.SITE_MISMATCH, f"key: {shown} is not the site_id {event.site_id!r}")
-    return event
+    expected = snapshot.partition_of(event.site_id, partitions)
+    if record.partition != expected:
+        raise Rejected(
+            Reason.WRONG_PARTITION,
+            f"partition: {record.partition}, but site {event.site_id} belongs to partition "
+            f"{expected} (Kafka's default murmur2 partitioner; librdkafka: "
+            "partitioner=murmur2_random)",
+        )
+    demo = snapshot.demonstrations.get(device.demonstration_id)
+    if demo is not None:
+        for name in event.metrics:
+            if name not in demo.metrics:
+                raise Rejected(
+                    Reason.UNDECLARED_METRIC,
+                    f"metrics.{name}: not declared by demonstration {demo.demonstration_id}",
+                )
+    return Admitted(event, device.demonstration_id)

@@ -1,15 +1,23 @@
-"""KPI judgement: roll a site's closed 1-minute windows up to a KPI's window and judge it. Pure.
+"""KPI judgement: roll one demonstration's closed 1-minute windows at a site up to a KPI's window
+and judge it. Pure.
 
-One ``KpiState`` per (demonstration, KPI, site) holds the open KPI window. Closed minutes are
-merged in as they close (at most once each: ``merged_through_ms``); when the watermark passes the
-KPI window's end, the window is judged ``pass``, ``fail`` or ``insufficient_data`` and the state
-moves to the next window. Status changes become alerts: ``breach`` (to fail), ``no_data`` (from
-a reporting status to insufficient data), ``recovered`` (back to pass while an alert is open).
+One ``KpiState`` per (demonstration, KPI, site) holds the open KPI window. It exists for every
+site where the demonstration has devices, from the hub's first observation of the partition (or
+the demonstration's start, if later), whether or not the site reports: a silent site is judged
+``insufficient_data``, not forgotten. Closed minutes of the KPI's input metrics are merged in as
+they close (at most once each); when event time passes the KPI window's end the window is judged
+``pass``, ``fail`` or ``insufficient_data`` and the state moves to the next window. Status changes
+become alerts: ``breach`` (to fail), ``no_data`` (to insufficient data from a judged status, or a
+site never judged otherwise), ``recovered`` (back to pass while an alert is open).
+
+KPI windows are aligned to Korean time (a ``1d`` window is a Korean calendar day; shorter ones
+divide an hour and are the same in any whole-hour zone).
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 import operator
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,6 +29,7 @@ from streams.windows import MINUTE_MS, Acc
 PASS: Final = "pass"  # noqa: S105 (a KPI status, not a password)
 FAIL: Final = "fail"
 INSUFFICIENT: Final = "insufficient_data"
+KST_OFFSET_MS: Final = 9 * 3600 * 1000
 
 OPS: Final[dict[str, Callable[[float, float], bool]]] = {
     "<": operator.lt,
@@ -35,14 +44,17 @@ class KpiState:
     """The open window of one KPI at one site, and what was last said about it."""
 
     window_start_ms: int
-    merged_through_ms: int = 0
-    acc: Acc = field(default_factory=Acc)
+    # The first minute the hub observed: a first window is judged over its observed part only.
+    observed_from_ms: int = 0
+    acc: Acc = field(default_factory=Acc)  # the KPI's metric
+    sums: dict[str, float] = field(default_factory=dict)  # the denominator's metrics (ratio)
+    merged: dict[str, int] = field(default_factory=dict)  # metric -> merged through (ms)
     minutes_up: int = 0  # minutes whose samples included a value above zero (availability)
     last_status: str | None = None
     open_alert: str | None = None
-    # When the hub first saw this KPI's metric at the site: the first window is judged only
-    # over the part of it the hub could observe.
-    observed_from_ms: int = 0
+
+    def window_end_ms(self, kpi: Kpi) -> int:
+        return self.window_start_ms + kpi.window_s * 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,19 +76,41 @@ class Transition:
 
 def window_start(ts_ms: int, kpi: Kpi) -> int:
     size = kpi.window_s * 1000
-    return ts_ms - ts_ms % size
+    return ts_ms - (ts_ms + KST_OFFSET_MS) % size
 
 
-def merge_minute(state: KpiState, minute_start_ms: int, acc: Acc) -> bool:
-    """Add one closed minute of the KPI's metric; False if it was merged before or is not in
-    this window (a replay after a crash re-closes minutes: they must not count twice)."""
-    if minute_start_ms < state.merged_through_ms or minute_start_ms < state.window_start_ms:
+def first_window(observed_from_ms: int, starts_ms: int, kpi: Kpi) -> int:
+    """The first KPI window to judge: the one holding the first observed minute, unless the
+    demonstration starts later (then its first whole window in the period)."""
+    if observed_from_ms >= starts_ms:
+        return window_start(observed_from_ms, kpi)
+    start = window_start(starts_ms, kpi)
+    return start if start >= starts_ms else start + kpi.window_s * 1000
+
+
+def merge_minute(state: KpiState, kpi: Kpi, metric: str, minute_start_ms: int, acc: Acc) -> bool:
+    """Add one closed minute of one of the KPI's input metrics; False if it was merged before or
+    lies outside the open window (a replay after a crash re-closes minutes: they must not count
+    twice)."""
+    if (
+        minute_start_ms < state.merged.get(metric, 0)
+        or minute_start_ms < max(state.window_start_ms, state.observed_from_ms)
+        or minute_start_ms >= state.window_end_ms(kpi)
+    ):
         return False
-    state.acc.merge(acc)
-    if acc.max > 0:
-        state.minutes_up += 1
-    state.merged_through_ms = minute_start_ms + MINUTE_MS
+    if metric == kpi.metric:
+        state.acc.merge(acc)
+        if acc.max > 0:
+            state.minutes_up += 1
+    if metric in kpi.denominator:
+        state.sums[metric] = state.sums.get(metric, 0.0) + acc.sum
+    state.merged[metric] = minute_start_ms + MINUTE_MS
     return True
+
+
+def observed_ms(kpi: Kpi, state: KpiState) -> int:
+    end = state.window_end_ms(kpi)
+    return end - max(state.window_start_ms, state.observed_from_ms)
 
 
 def value_of(kpi: Kpi, state: KpiState) -> float | None:
@@ -84,9 +118,10 @@ def value_of(kpi: Kpi, state: KpiState) -> float | None:
     if kpi.aggregation == "count":
         return float(acc.count)
     if kpi.aggregation == "availability":
-        end = state.window_start_ms + kpi.window_s * 1000
-        observed = end - max(state.window_start_ms, state.observed_from_ms)
-        return state.minutes_up / (observed / MINUTE_MS)
+        return state.minutes_up / (observed_ms(kpi, state) / MINUTE_MS)
+    if kpi.aggregation == "ratio":
+        denominator = sum(state.sums.get(m, 0.0) for m in kpi.denominator)
+        return acc.sum / denominator if acc.count and denominator else None
     if acc.count == 0:
         return None
     match kpi.aggregation:
@@ -109,15 +144,20 @@ def value_of(kpi: Kpi, state: KpiState) -> float | None:
     raise ValueError(f"unknown aggregation {kpi.aggregation!r}")
 
 
+def samples_needed(kpi: Kpi, state: KpiState) -> int:
+    """``min_samples``, scaled to the part of the window the hub observed."""
+    return math.ceil(kpi.min_samples * observed_ms(kpi, state) / (kpi.window_s * 1000))
+
+
 def judge(kpi: Kpi, state: KpiState) -> Judgement:
     value = value_of(kpi, state)
     samples = state.acc.count
-    if samples < kpi.min_samples or value is None:
+    if value is None or samples < samples_needed(kpi, state) or not math.isfinite(value):
         status = INSUFFICIENT
     else:
         status = PASS if OPS[kpi.op](value, kpi.threshold) else FAIL
     start = state.window_start_ms
-    return Judgement(start, start + kpi.window_s * 1000, value, samples, status)
+    return Judgement(start, state.window_end_ms(kpi), value, samples, status)
 
 
 def transition_for(previous: str | None, status: str, open_alert: str | None) -> str | None:
@@ -127,7 +167,7 @@ def transition_for(previous: str | None, status: str, open_alert: str | None) ->
     if status == FAIL:
         return "breach"
     if status == INSUFFICIENT:
-        return "no_data" if previous in (PASS, FAIL) else None
+        return "no_data"
     if status == PASS and open_alert is not None:
         return "recovered"
     return None
@@ -155,8 +195,16 @@ def close_window(
         )
         state.open_alert = None if change == "recovered" else change
     state.last_status = judgement.status
-    state.window_start_ms = judgement.window_end_ms
-    state.merged_through_ms = max(state.merged_through_ms, judgement.window_end_ms)
-    state.acc = Acc()
-    state.minutes_up = 0
+    skip(state, kpi, judgement.window_end_ms)
     return judgement, transition
+
+
+def skip(state: KpiState, kpi: Kpi, to_ms: int) -> None:
+    """Move the state to the window starting at ``to_ms`` without judging (outside the period)."""
+    state.window_start_ms = to_ms
+    state.observed_from_ms = min(state.observed_from_ms, to_ms)
+    for metric in kpi.inputs:
+        state.merged[metric] = max(state.merged.get(metric, 0), to_ms)
+    state.acc = Acc()
+    state.sums = {}
+    state.minutes_up = 0

@@ -1,72 +1,57 @@
 """One partition's processing step: records in, everything to write and publish out. Pure.
 
 ``PartitionProcessor`` chains the pure parts in the order the pipeline reads: intake (validate,
-registry) -> windows (de-dup, lateness, 1-minute aggregates) -> KPI roll-up and judgement ->
-routing. It performs no I/O: the Faust agent writes what a ``BatchResult`` holds (database rows,
-Kafka records, state-table entries) and only then lets the partition's offset advance.
+authenticate, registry) -> windows (de-dup, lateness, 1-minute aggregates per demonstration) ->
+KPI roll-up and judgement -> routing. It performs no I/O: the runtime writes what a
+``BatchResult`` holds (database rows, Kafka records, state-table entries) and only then lets the
+partition's offset advance.
 
-Its durable state is one Faust table (one changelog topic), written in an order that makes any
-durable prefix consistent: journal chunks of accepted events, then KPI states, then the progress
-record. After a crash the journal rebuilds the open windows and the remembered event ids, so
-re-consumed records are recognised as repeats and nothing is counted twice.
+Its durable state (``streams.state``) is written so that any durable prefix is consistent. After a
+crash the journal rebuilds the open windows and the remembered event ids, so re-consumed records
+are recognised as repeats and nothing is counted twice.
 """
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Final, Protocol
-
-import msgspec
+from typing import Final
 
 from hub import topics
 from hub.registry.model import Kpi
 from hub.telemetry import Reason, Rejected
 from streams import kpi as kpis
-from streams import routing
-from streams.intake import admit
+from streams import routing, state
+from streams.intake import KafkaRecord, admit
 from streams.kpi import KpiState
-from streams.registry import SiteInfo, SiteKpi, Snapshot
+from streams.registry import DemoInfo, SiteInfo, Snapshot
 from streams.routing import Outgoing
-from streams.sink import AggregateRow, AlertRow, KpiRow, LastSeenRow
+from streams.sink import AggregateRow, AlertRow, Fence, KpiRow, LastSeenRow
+from streams.state import LEGACY_DEMO, Layout, Progress
 from streams.windows import (
+    CLOCK_TOLERANCE_MS,
     MINUTE_MS,
-    Acc,
     ClosedWindow,
     JournalEntry,
     PartitionWindows,
     Verdict,
-    decode_sketch,
-    encode_sketch,
     id_hash,
+    minute_of,
 )
+
+log = logging.getLogger("hub.worker")
 
 JOURNAL_CHUNK: Final = 2000
 # site_last_seen is written at most this often per partition (and with every window closed): per
-# batch it was an upsert of every site in the batch, ~90 database round trips a second for a
-# worker catching up, for a column read as "reporting within the last hour".
+# batch it was an upsert of every site in the batch, for a column read as "reporting within the
+# last hour".
 LAST_SEEN_EVERY_MS: Final = 5000
 UNKNOWN_SITE: Final = SiteInfo("", "")
-_pack = msgspec.msgpack.Encoder().encode
-_unpack = msgspec.msgpack.Decoder().decode
-
-
-class KafkaRecord(Protocol):
-    """A Kafka record as it arrived: where from, and its bytes untouched. Faust's messages and
-    aiokafka's records are ones already; the worker hands them over as they are."""
-
-    @property
-    def topic(self) -> str: ...
-    @property
-    def partition(self) -> int: ...
-    @property
-    def offset(self) -> int: ...
-    @property
-    def key(self) -> bytes | None: ...
-    @property
-    def value(self) -> bytes | None: ...
+# (demonstration, KPI, site): one KPI state.
+KpiKey = tuple[str, str, str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +63,8 @@ class Record:
     offset: int
     key: bytes | None
     value: bytes | None
+    timestamp: int = 0
+    headers: Sequence[tuple[str, bytes]] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +75,9 @@ class ProcessorConfig:
     idle_timeout_ms: int = 30_000
     # Names the hub (HUB_APP_ID) in its DLQ records: hubs sharing a broker share the DLQ topic.
     hub: str = "testbed-hub"
+    # Partitions of the telemetry topic: a site's records belong to one of them.
+    partitions: int = 12
+    clock_tolerance_ms: int = CLOCK_TOLERANCE_MS
 
 
 @dataclass(slots=True)
@@ -99,8 +89,8 @@ class BatchResult:
     last_seen_rows: list[LastSeenRow] = field(default_factory=list)
     state_writes: list[tuple[bytes, bytes | None]] = field(default_factory=list)
     counts: Counter[str] = field(default_factory=Counter)
-    # (event time, arrival time) of each accepted event, for latency metrics.
-    event_times_ms: list[int] = field(default_factory=list)
+    # Accepted events per (region, district) of their site.
+    accepted_by_district: Counter[tuple[str, str]] = field(default_factory=Counter)
 
     @property
     def rows(self) -> int:
@@ -120,11 +110,17 @@ class PartitionProcessor:
     def __init__(self, partition: int, config: ProcessorConfig) -> None:
         self.partition = partition
         self.config = config
+        self.layout = Layout(partition)
         self.windows = PartitionWindows(
-            lateness_ms=config.lateness_ms, dedup_horizon_ms=config.dedup_horizon_ms
+            lateness_ms=config.lateness_ms,
+            dedup_horizon_ms=config.dedup_horizon_ms,
+            clock_tolerance_ms=config.clock_tolerance_ms,
         )
-        self.kpi_states: dict[tuple[str, str, str], KpiState] = {}
-        self.chunks: dict[int, int] = {}  # journal seq -> newest event time in it
+        self.kpi_states: dict[KpiKey, KpiState] = {}
+        # KPI window end -> the states whose open window ends then: judging takes what is due.
+        self.due: dict[int, set[KpiKey]] = {}
+        self.states_for: str | None = None  # the registry digest the states were laid out for
+        self.chunks: dict[int, tuple[int, int]] = {}  # journal seq -> newest (ts, arrival)
         self.next_seq = 0
         # The offset after the last record processed: records below it that Kafka delivers again
         # (offsets are committed after the state, so a crash re-delivers a tail) are skipped.
@@ -133,53 +129,59 @@ class PartitionProcessor:
         # that a previous owner already sent to the DLQ (read back by the runtime after restore).
         self.progress_ms = 0
         self.rejected_before: set[int] = set()
-        self.last_arrival_ms = 0
+        self.read_back = False  # whether rejected_before was read (the runtime does, once)
+        # This worker's claim on the partition's rows, and when it was last proven (monotonic).
+        self.fence: Fence | None = None
+        self.fence_confirmed = 0.0
+        # The first minute of event time this partition observed: KPI windows start there.
+        self.observed_from_ms = 0
+        self.last_arrival_ms = 0  # wall clock of the last record (the idle rule)
         self.watermark_at_arrival_ms = 0
         # Newest event time per site not yet written to site_last_seen, and when it last was.
         self.unsent_last_seen: dict[str, int] = {}
         self.last_seen_sent_ms = 0
-        self.prefix = f"{partition}|".encode()
-
-    # -- keys of the state table ---------------------------------------------------------------
-
-    def _journal_key(self, seq: int) -> bytes:
-        return self.prefix + b"j|" + f"{seq:012d}".encode()
-
-    def _kpi_key(self, key: tuple[str, str, str]) -> bytes:
-        return self.prefix + b"k|" + "|".join(key).encode()
-
-    @property
-    def _progress_key(self) -> bytes:
-        return self.prefix + b"p"
+        # Devices whose newest record was dated ahead of its arrival by more than the tolerance:
+        # device -> milliseconds ahead (exported as a metric, dropped when back in line).
+        self.clock_ahead: dict[str, int] = {}
 
     # -- recovery --------------------------------------------------------------------------------
 
     def owns(self, table_key: bytes) -> bool:
-        return table_key.startswith(self.prefix)
+        return self.layout.owns(table_key)
 
-    def restore(self, items: Iterable[tuple[bytes, bytes]], now_ms: int) -> None:
+    def restore(
+        self, items: Iterable[tuple[bytes, bytes]], snapshot: Snapshot, now_ms: int
+    ) -> None:
         """Rebuild from this partition's state-table entries (after start or a rebalance)."""
         journal: list[tuple[int, list[JournalEntry]]] = []
-        watermark = closed = 0
+        progress = Progress(0, 0, 0, 0, 0)
         for key, value in items:
-            kind, _, rest = key[len(self.prefix) :].partition(b"|")
+            kind, rest = self.layout.kind(key)
             if kind == b"j":
-                entries = [JournalEntry(s, t, h, m) for s, t, h, m in _unpack(value)]
-                journal.append((int(rest), entries))
+                journal.append((int(rest), self._attributed(state.decode_journal(value), snapshot)))
             elif kind == b"k":
                 demo, kpi_id, site = rest.decode().split("|", 2)
-                self.kpi_states[(demo, kpi_id, site)] = _decode_kpi_state(value)
+                self.kpi_states[(demo, kpi_id, site)] = state.decode_kpi_state(value)
             elif kind == b"p":
-                # Later fields may be added to the progress record: read the ones known here.
-                progress = _unpack(value)
-                watermark, closed, self.next_seq = progress[:3]
-                self.next_offset = progress[3] if len(progress) > 3 else 0
-                self.progress_ms = progress[4] if len(progress) > 4 else 0
+                progress = state.decode_progress(value)
+        self.next_seq = progress.next_seq
+        self.next_offset = progress.next_offset
+        self.progress_ms = progress.written_ms
+        self.observed_from_ms = progress.observed_from_ms
         journal.sort(key=lambda item: item[0])
         for seq, entries in journal:
-            self.chunks[seq] = max((e.ts_ms for e in entries), default=0)
+            self.chunks[seq] = _newest(entries)
             self.next_seq = max(self.next_seq, seq + 1)
-        self.windows.restore((e for _, es in journal for e in es), watermark, closed)
+        self.windows.restore(
+            (e for _, es in journal for e in es), progress.watermark_ms, progress.closed_through_ms
+        )
+        for kpi_key, kpi_state in self.kpi_states.items():
+            kpi = snapshot_kpi(snapshot, kpi_key)
+            legacy = kpi_state.merged.pop(LEGACY_DEMO, None)
+            if legacy is not None and kpi is not None:
+                kpi_state.merged = dict.fromkeys(kpi.inputs, legacy)
+            if kpi is not None:
+                self._index(kpi_key, kpi_state.window_end_ms(kpi))
         # What a previous owner may not have written yet: the merge keeps the greatest anyway.
         for _, entries in journal:
             self._note_seen(entries)
@@ -187,6 +189,19 @@ class PartitionProcessor:
         # that may predate the journal's last chunk (only a prefix of the writes may be durable).
         self.last_arrival_ms = now_ms
         self.watermark_at_arrival_ms = self.windows.watermark_ms
+
+    @staticmethod
+    def _attributed(entries: list[JournalEntry], snapshot: Snapshot) -> list[JournalEntry]:
+        """Journal entries of the first format name no demonstration: at a site with one, it is
+        theirs; at a shared site they cannot be attributed and stay under the empty id."""
+        if not entries or entries[0].demonstration_id != LEGACY_DEMO:
+            return entries
+        out = []
+        for e in entries:
+            demos = snapshot.site_demos.get(e.site_id, ())
+            demo = demos[0] if len(demos) == 1 else ""
+            out.append(JournalEntry(e.site_id, demo, e.ts_ms, e.arrival_ms, e.id_hash, e.metrics))
+        return out
 
     # -- processing ------------------------------------------------------------------------------
 
@@ -196,7 +211,9 @@ class PartitionProcessor:
         result = BatchResult()
         accepted: list[JournalEntry] = []
         windows = self.windows
-        devices = snapshot.devices
+        partitions = self.config.partitions
+        tolerance = self.config.clock_tolerance_ms
+        clock_ahead = self.clock_ahead
         for record in records:
             if record.offset < self.next_offset:
                 result.counts["redelivered"] += 1
@@ -208,20 +225,55 @@ class PartitionProcessor:
                 self.rejected_before.discard(record.offset)
                 result.counts["redelivered"] += 1
                 continue
+            # The broker's log-append time, never later than now (a forged create time).
+            arrival = min(record.timestamp, now_ms) if record.timestamp > 0 else now_ms
             try:
-                event = admit(record.value, record.key, now_ms, devices)
+                admitted = admit(record, arrival, snapshot, partitions)
+                event = admitted.event
+                digest = id_hash(event.event_id)
+                verdict = windows.offer(
+                    event.site_id,
+                    admitted.demonstration_id,
+                    event.ts_ms,
+                    arrival,
+                    digest,
+                    event.metrics,
+                )
             except Rejected as rejection:
                 self._reject(result, record, rejection.reason, rejection.detail, now_ms)
                 continue
-            digest = id_hash(event.event_id)
-            verdict = windows.offer(event, digest)
+            except Exception as error:  # a record must never stop the partition
+                log.warning(
+                    "partition %d offset %d unprocessable: %r",
+                    record.partition,
+                    record.offset,
+                    error,
+                )
+                detail = f"record: {type(error).__name__} while processing ({error})"[:500]
+                self._reject(result, record, Reason.UNPROCESSABLE, detail, now_ms)
+                continue
+            ahead = event.ts_ms - arrival
+            if ahead > tolerance:
+                clock_ahead[event.device_id] = ahead
+            elif clock_ahead and event.device_id in clock_ahead:
+                del clock_ahead[event.device_id]
             if verdict is Verdict.ACCEPTED:
-                accepted.append(JournalEntry(event.site_id, event.ts_ms, digest, event.metrics))
-                result.event_times_ms.append(event.ts_ms)
+                if not self.observed_from_ms:
+                    self._observe()
+                accepted.append(
+                    JournalEntry(
+                        event.site_id,
+                        admitted.demonstration_id,
+                        event.ts_ms,
+                        arrival,
+                        digest,
+                        event.metrics,
+                    )
+                )
             elif verdict is Verdict.DUPLICATE:
                 result.counts["duplicate"] += 1
             else:
-                start = event.ts_ms - event.ts_ms % MINUTE_MS
+                start = minute_of(event.ts_ms)
                 detail = (
                     f"ts: {routing.iso(event.ts_ms)} falls in the window "
                     f"{routing.iso(start)} to {routing.iso(start + MINUTE_MS)}, closed: "
@@ -232,16 +284,23 @@ class PartitionProcessor:
         sites = snapshot.sites
         for site_id, n in Counter(entry.site_id for entry in accepted).items():
             site = sites.get(site_id, UNKNOWN_SITE)
-            result.counts[f"accepted:{site.region}:{site.district}"] += n
+            result.accepted_by_district[(site.region, site.district)] += n
         self._note_seen(accepted)
         result.counts["accepted"] += len(accepted)
         if records:
             self.last_arrival_ms = now_ms
             self.watermark_at_arrival_ms = windows.watermark_ms
         self._journal(result, accepted)
-        self._close(result, windows.close_due(), snapshot, now_ms)
+        self._observe()
+        self._close(result, snapshot, now_ms)
         self._last_seen(result, now_ms)
         return result
+
+    def _observe(self) -> None:
+        """The first minute a partition judges: that of its first event time. (Earlier minutes
+        that arrive within the lateness are aggregated, not judged.)"""
+        if not self.observed_from_ms and self.windows.watermark_ms:
+            self.observed_from_ms = minute_of(self.windows.watermark_ms)
 
     def _note_seen(self, entries: Iterable[JournalEntry]) -> None:
         unsent = self.unsent_last_seen
@@ -267,17 +326,20 @@ class PartitionProcessor:
 
     def tick(self, snapshot: Snapshot, now_ms: int) -> BatchResult:
         """The wall-clock rule for an idle partition: once nothing arrived for the idle timeout,
-        its event time runs on from its last record at wall-clock speed, so its windows close
-        and its KPIs are judged (no_data) without waiting for a silent site's next record."""
+        its event time runs on from its last record at wall-clock speed (from the processor's
+        start, for a partition that never had one), so its windows close and silent sites are
+        judged without waiting for a record."""
         result = BatchResult()
         idle_ms = now_ms - self.last_arrival_ms
         if idle_ms < self.config.idle_timeout_ms:
             self._last_seen(result, now_ms)
             return result
-        # Never past the wall clock: a partition whose last events were dated ahead of it (clock
-        # skew within the allowed 5 minutes) waits for the wall clock to catch up.
-        self.windows.advance(min(self.watermark_at_arrival_ms + idle_ms, now_ms))
-        self._close(result, self.windows.close_due(), snapshot, now_ms)
+        base = self.watermark_at_arrival_ms or self.last_arrival_ms
+        # Never past the wall clock: a partition whose last events were dated ahead of it waits
+        # for the wall clock to catch up.
+        self.windows.advance(min(base + idle_ms, now_ms))
+        self._observe()
+        self._close(result, snapshot, now_ms)
         self._last_seen(result, now_ms)
         return result
 
@@ -289,11 +351,7 @@ class PartitionProcessor:
             routing.dlq_record(
                 reason=reason,
                 detail=detail,
-                topic=record.topic,
-                partition=record.partition,
-                offset=record.offset,
-                key=record.key,
-                value=record.value,
+                record=record,
                 received_ms=now_ms,
                 hub=self.config.hub,
             )
@@ -304,176 +362,205 @@ class PartitionProcessor:
             chunk = accepted[start : start + JOURNAL_CHUNK]
             seq = self.next_seq
             self.next_seq += 1
-            self.chunks[seq] = max(e.ts_ms for e in chunk)
-            value = _pack([(e.site_id, e.ts_ms, e.id_hash, e.metrics) for e in chunk])
-            result.state_writes.append((self._journal_key(seq), value))
+            self.chunks[seq] = _newest(chunk)
+            result.state_writes.append((self.layout.journal(seq), state.encode_journal(chunk)))
 
-    def _close(
-        self, result: BatchResult, closed: list[ClosedWindow], snapshot: Snapshot, now_ms: int
-    ) -> None:
-        dirty: set[tuple[str, str, str]] = set()
+    # -- windows closed: aggregates, KPI judgement ----------------------------------------------
+
+    def _close(self, result: BatchResult, snapshot: Snapshot, now_ms: int) -> None:
+        """Close the windows due, merge them into their KPI states, judge the KPI windows due,
+        and write the partition's state (journal tombstones, KPI states, progress)."""
+        dirty: set[KpiKey] = set()
+        released: set[KpiKey] = set()
+        self._lay_out_states(snapshot, dirty, released)
+        closed = self.windows.close_due()
         for window in closed:
-            site = snapshot.sites.get(window.site_id, UNKNOWN_SITE)
-            message = routing.aggregate_message(window, site, now_ms)
-            result.outgoing.append(routing.aggregate_out(message))
-            acc = window.acc
-            result.aggregate_rows.append(
-                AggregateRow(
-                    _dt(window.start_ms),
-                    window.site_id,
-                    window.metric,
-                    acc.count,
-                    acc.sum,
-                    acc.min,
-                    acc.max,
-                    message["p50"],
-                    message["p95"],
-                    message["p99"],
-                )
-            )
-            for site_kpi in snapshot.kpis_for(window.site_id, window.metric):
-                key, state = self._kpi_state(site_kpi, window.site_id, window.start_ms)
-                self._judge_until(
-                    result, key, site_kpi.kpi, state, snapshot, now_ms, until_ms=window.start_ms
-                )
-                if kpis.merge_minute(state, window.start_ms, acc):
+            self._aggregate(result, window, snapshot, now_ms)
+            for kpi in snapshot.kpi_inputs.get((window.demonstration_id, window.metric), ()):
+                key = (window.demonstration_id, kpi.kpi_id, window.site_id)
+                kpi_state = self.kpi_states.get(key)
+                if kpi_state is None:
+                    continue
+                self._judge_until(result, key, kpi, kpi_state, snapshot, now_ms, window.start_ms)
+                if key not in self.kpi_states:
+                    released.add(key)
+                    continue
+                if kpis.merge_minute(kpi_state, kpi, window.metric, window.start_ms, window.acc):
                     dirty.add(key)
-        closed_through = self.windows.closed_through_ms
-        kpi_by_key = (
-            {
-                (sk.demonstration_id, sk.kpi.kpi_id, site_id): sk.kpi
-                for site_id, site_kpis in snapshot.kpis_by_site.items()
-                for sk in site_kpis
-            }
-            if self.kpi_states
-            else {}
-        )
-        for key, state in self.kpi_states.items():
-            kpi = kpi_by_key.get(key)
-            if kpi is not None and self._judge_until(
-                result, key, kpi, state, snapshot, now_ms, until_ms=closed_through
-            ):
-                dirty.add(key)
+        through = self.windows.closed_through_ms
+        for end in sorted(e for e in self.due if e <= through):
+            for key in sorted(self.due.pop(end)):
+                kpi_state = self.kpi_states.get(key)
+                due_kpi = snapshot_kpi(snapshot, key)
+                if kpi_state is None or due_kpi is None:
+                    continue
+                self._judge_until(result, key, due_kpi, kpi_state, snapshot, now_ms, through)
+                (dirty if key in self.kpi_states else released).add(key)
         result.counts["windows_closed"] += len(closed)
-        for key in sorted(dirty):
+        for key in sorted(dirty - released):
             result.state_writes.append(
-                (self._kpi_key(key), _encode_kpi_state(self.kpi_states[key]))
+                (self.layout.kpi(key), state.encode_kpi_state(self.kpi_states[key]))
             )
+        for key in sorted(released):
+            result.state_writes.append((self.layout.kpi(key), None))
         for seq in [
-            s for s, newest in self.chunks.items() if self.windows.journal_is_obsolete(newest)
+            s
+            for s, (ts, arrival) in self.chunks.items()
+            if self.windows.journal_is_obsolete(ts, arrival)
         ]:
             del self.chunks[seq]
-            result.state_writes.append((self._journal_key(seq), None))
-        progress = (
+            result.state_writes.append((self.layout.journal(seq), None))
+        progress = Progress(
             self.windows.watermark_ms,
             self.windows.closed_through_ms,
             self.next_seq,
             self.next_offset,
             now_ms,
+            self.observed_from_ms,
         )
-        result.state_writes.append((self._progress_key, _pack(progress)))
+        result.state_writes.append((self.layout.progress, state.encode_progress(progress)))
 
-    def _kpi_state(
-        self, site_kpi: SiteKpi, site_id: str, minute_ms: int
-    ) -> tuple[tuple[str, str, str], KpiState]:
-        key = (site_kpi.demonstration_id, site_kpi.kpi.kpi_id, site_id)
-        state = self.kpi_states.get(key)
-        if state is None:
-            start = kpis.window_start(minute_ms, site_kpi.kpi)
-            state = self.kpi_states[key] = KpiState(
-                window_start_ms=start, observed_from_ms=minute_ms
+    def _aggregate(
+        self, result: BatchResult, window: ClosedWindow, snapshot: Snapshot, now_ms: int
+    ) -> None:
+        site = snapshot.sites.get(window.site_id, UNKNOWN_SITE)
+        message = routing.aggregate_message(window, site, now_ms)
+        result.outgoing.append(routing.aggregate_out(message))
+        acc = window.acc
+        result.aggregate_rows.append(
+            AggregateRow(
+                _dt(window.start_ms),
+                window.site_id,
+                window.demonstration_id,
+                window.metric,
+                acc.count,
+                acc.sum,
+                acc.min,
+                acc.max,
+                message["p50"],
+                message["p95"],
+                message["p99"],
             )
-        return key, state
+        )
+
+    def _lay_out_states(
+        self, snapshot: Snapshot, dirty: set[KpiKey], released: set[KpiKey]
+    ) -> None:
+        """A KPI state for every (demonstration, KPI, site) of the partition, whether the site
+        reports or not; none for what the registry no longer holds. Once per registry."""
+        if self.states_for == snapshot.digest or not self.observed_from_ms:
+            return
+        self.states_for = snapshot.digest
+        wanted: dict[KpiKey, tuple[Kpi, DemoInfo]] = {}
+        for site_id in snapshot.sites_on(self.partition, self.config.partitions):
+            for demo_id in snapshot.site_demos.get(site_id, ()):
+                demo = snapshot.demonstrations[demo_id]
+                for kpi in demo.kpis:
+                    wanted[(demo_id, kpi.kpi_id, site_id)] = (kpi, demo)
+        for key in [k for k in self.kpi_states if k not in wanted]:
+            self._unindex(key)
+            del self.kpi_states[key]
+            released.add(key)
+        # States made now observe from what is not closed yet (all of it, on a fresh partition).
+        observed = max(self.observed_from_ms, self.windows.closed_through_ms)
+        for key, (kpi, demo) in wanted.items():
+            if key in self.kpi_states or demo.ends_ms <= observed:
+                continue
+            first = kpis.first_window(observed, demo.starts_ms, kpi)
+            self.kpi_states[key] = KpiState(first, max(observed, first))
+            self._index(key, first + kpi.window_s * 1000)
+            dirty.add(key)
+
+    def _index(self, key: KpiKey, end_ms: int) -> None:
+        self.due.setdefault(end_ms, set()).add(key)
+
+    def _unindex(self, key: KpiKey) -> None:
+        for keys in self.due.values():
+            keys.discard(key)
 
     def _judge_until(
         self,
         result: BatchResult,
-        key: tuple[str, str, str],
+        key: KpiKey,
         kpi: Kpi,
-        state: KpiState,
+        kpi_state: KpiState,
         snapshot: Snapshot,
         now_ms: int,
-        *,
         until_ms: int,
-    ) -> bool:
-        """Judge every window of this KPI state that ends at or before ``until_ms``."""
-        judged = False
-        demo, _, site_id = key
+    ) -> None:
+        """Judge every window of this KPI state that ends at or before ``until_ms``: inside the
+        demonstration's period only; the state goes once the period has ended."""
+        demo_id, _, site_id = key
+        demo = snapshot.demonstrations.get(demo_id)
+        end = kpi_state.window_end_ms(kpi)
+        if demo is None or end > until_ms:
+            return
+        self.due.get(end, set()).discard(key)
         site = snapshot.sites.get(site_id, UNKNOWN_SITE)
-        while state.window_start_ms + kpi.window_s * 1000 <= until_ms:
-            judgement, transition = kpis.close_window(demo, kpi, site_id, state)
-            judged = True
-            message = routing.kpi_result_message(demo, kpi, site_id, site, judgement, now_ms)
-            result.outgoing.extend(routing.routed(topics.KPI_RESULTS, "kpi-results", message))
-            result.kpi_rows.append(
-                KpiRow(
-                    _dt(judgement.window_start_ms),
-                    _dt(judgement.window_end_ms),
-                    demo,
-                    site_id,
-                    kpi.kpi_id,
-                    judgement.value,
-                    kpi.threshold,
-                    judgement.status,
-                    judgement.samples,
-                )
+        while end <= until_ms:
+            if kpi_state.window_start_ms >= demo.ends_ms:
+                del self.kpi_states[key]
+                return
+            if demo.judges(kpi_state.window_start_ms, end):
+                self._judged(result, key, kpi, kpi_state, site, now_ms)
+            else:
+                kpis.skip(kpi_state, kpi, end)
+            end = kpi_state.window_end_ms(kpi)
+        self._index(key, end)
+
+    def _judged(
+        self,
+        result: BatchResult,
+        key: KpiKey,
+        kpi: Kpi,
+        kpi_state: KpiState,
+        site: SiteInfo,
+        now_ms: int,
+    ) -> None:
+        demo, _, site_id = key
+        judgement, transition = kpis.close_window(demo, kpi, site_id, kpi_state)
+        message = routing.kpi_result_message(demo, kpi, site_id, site, judgement, now_ms)
+        result.outgoing.extend(routing.routed(topics.KPI_RESULTS, "kpi-results", message))
+        result.kpi_rows.append(
+            KpiRow(
+                _dt(judgement.window_start_ms),
+                _dt(judgement.window_end_ms),
+                demo,
+                site_id,
+                kpi.kpi_id,
+                judgement.value,
+                kpi.threshold,
+                judgement.status,
+                judgement.samples,
             )
-            result.counts[f"kpi:{judgement.status}"] += 1
-            if transition is not None:
-                alert = routing.alert_message(demo, kpi, site_id, site, judgement, transition)
-                result.outgoing.extend(routing.routed(topics.KPI_ALERTS, "kpi-alerts", alert))
-                result.alert_rows.append(
-                    AlertRow(
-                        transition.alert_id,
-                        _dt(judgement.window_end_ms),
-                        demo,
-                        site_id,
-                        kpi.kpi_id,
-                        transition.transition,
-                        judgement.value,
-                        kpi.threshold,
-                        "resolved" if transition.transition == "recovered" else "open",
-                    )
-                )
-                result.counts[f"alert:{transition.transition}"] += 1
-        return judged
-
-
-def _encode_kpi_state(state: KpiState) -> bytes:
-    acc = state.acc
-    sketch = encode_sketch(acc.sketch) if acc.count else b""
-    return _pack(
-        (
-            state.window_start_ms,
-            state.merged_through_ms,
-            acc.count,
-            acc.sum,
-            acc.min,
-            acc.max,
-            sketch,
-            state.minutes_up,
-            state.last_status,
-            state.open_alert,
-            state.observed_from_ms,
         )
-    )
+        result.counts[f"kpi:{judgement.status}"] += 1
+        if transition is None:
+            return
+        alert = routing.alert_message(demo, kpi, site_id, site, judgement, transition)
+        result.outgoing.extend(routing.routed(topics.KPI_ALERTS, "kpi-alerts", alert))
+        result.alert_rows.append(
+            AlertRow(
+                transition.alert_id,
+                _dt(judgement.window_end_ms),
+                demo,
+                site_id,
+                kpi.kpi_id,
+                transition.transition,
+                judgement.value,
+                kpi.threshold,
+                "resolved" if transition.transition == "recovered" else "open",
+            )
+        )
+        result.counts[f"alert:{transition.transition}"] += 1
 
 
-def _decode_kpi_state(raw: bytes) -> KpiState:
-    (
-        start,
-        merged,
-        count,
-        total,
-        low,
-        high,
-        sketch,
-        minutes_up,
-        last,
-        open_alert,
-        observed_from,
-    ) = _unpack(raw)
-    acc = Acc(count, total, low, high)
-    if sketch:
-        acc.sketch = decode_sketch(sketch)
-    return KpiState(start, merged, acc, minutes_up, last, open_alert, observed_from)
+def snapshot_kpi(snapshot: Snapshot, key: KpiKey) -> Kpi | None:
+    demo = snapshot.demonstrations.get(key[0])
+    if demo is None:
+        return None
+    return next((k for k in demo.kpis if k.kpi_id == key[1]), None)
+
+
+def _newest(entries: Sequence[JournalEntry]) -> tuple[int, int]:
+    return max(e.ts_ms for e in entries), max(e.arrival_ms for e in entries)

@@ -47,7 +47,7 @@ class Refill:
             consumer.assign([tp])
             consumer.seek(tp, start)
             return [
-                Record(topic, partition, m.offset, m.key, m.value)
+                Record(topic, partition, m.offset, m.key, m.value, m.timestamp, m.headers)
                 for m in await self._fetch(consumer, tp, end)
             ]
 

@@ -15,11 +15,14 @@ import msgspec
 
 from hub import topics
 from hub.registry.model import Kpi
+from streams.intake import KafkaRecord
 from streams.kpi import Judgement, Transition
 from streams.registry import SiteInfo
 from streams.windows import ClosedWindow
 
 _encode = msgspec.json.Encoder().encode
+# Set by `hub dlq replay` on a record it sends again: the origin of the rejected record it replays.
+REPLAY_HEADER = "hub-replayed-from"
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,29 +44,29 @@ def iso(ms: int) -> str:
 
 
 def dlq_record(
-    *,
-    reason: str,
-    detail: str,
-    topic: str,
-    partition: int,
-    offset: int,
-    key: bytes | None,
-    value: bytes | None,
-    received_ms: int,
-    hub: str,
+    *, reason: str, detail: str, record: KafkaRecord, received_ms: int, hub: str
 ) -> Outgoing:
+    """A rejected record, with its bytes, key and headers as they arrived. ``origin`` names the
+    record's first rejection: a record sent again by `hub dlq replay` keeps the identity of the
+    one it replays, so replaying twice never multiplies it."""
+    key = record.key
+    headers = list(record.headers or ())
+    replayed = next((v for n, v in headers if n == REPLAY_HEADER), None)
+    source = f"{record.topic}/{record.partition}/{record.offset}"
     body = {
         "reason": reason,
         "detail": detail,
-        "topic": topic,
-        "partition": partition,
-        "offset": offset,
+        "topic": record.topic,
+        "partition": record.partition,
+        "offset": record.offset,
         "key": None if key is None else key.decode(errors="replace"),
-        "value_b64": base64.b64encode(value or b"").decode(),
+        "value_b64": base64.b64encode(record.value or b"").decode(),
         "received_at": iso(received_ms),
         "hub": hub,
+        "headers": [[n, base64.b64encode(v or b"").decode()] for n, v in headers],
+        "origin": replayed.decode(errors="replace") if replayed else source,
     }
-    return Outgoing(topics.DLQ, key or b"", _encode(body), partition)
+    return Outgoing(topics.DLQ, key or b"", _encode(body), record.partition)
 
 
 def aggregate_message(window: ClosedWindow, site: SiteInfo, closed_ms: int) -> dict[str, Any]:
@@ -71,6 +74,7 @@ def aggregate_message(window: ClosedWindow, site: SiteInfo, closed_ms: int) -> d
     return {
         "schema": "site-aggregate/1",
         "site_id": window.site_id,
+        "demonstration_id": window.demonstration_id,
         "region": site.region,
         "district": site.district,
         "metric": window.metric,

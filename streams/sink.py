@@ -4,11 +4,17 @@ Rows are COPYed into temporary tables and merged with ``INSERT ... ON CONFLICT D
 the same batch twice (a replay after a crash) leaves the same rows. The caller awaits ``write``
 before the partition's offset may advance; while the database is down ``write`` retries with
 backoff, logging its backlog, and loses nothing.
+
+A database that refuses the *data* (SQLSTATE classes 22 and 23: a value it cannot store) is not
+an outage: retrying would refuse it for ever and hold the partition. The batch is then written a
+row at a time, each in a savepoint, and the rows refused are kept in ``sink_quarantine`` with the
+error (counted by the caller's ``on_quarantine``), the others written.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -28,6 +34,7 @@ class AggregateRow(NamedTuple):
 
     bucket: datetime
     site_id: str
+    demonstration_id: str
     metric: str
     count_: int  # the column "count" (a tuple already has a count method)
     sum: float
@@ -63,9 +70,11 @@ class AlertRow(NamedTuple):
 
 
 MERGE_AGGREGATES = """
-INSERT INTO site_aggregates AS t (bucket, site_id, metric, count, sum, min, max, p50, p95, p99)
-SELECT bucket, site_id, metric, count, sum, min, max, p50, p95, p99 FROM incoming_aggregates
-ON CONFLICT (site_id, metric, bucket) DO UPDATE SET
+INSERT INTO site_aggregates AS t (bucket, site_id, demonstration_id, metric, count, sum, min, max,
+                                  p50, p95, p99)
+SELECT bucket, site_id, demonstration_id, metric, count, sum, min, max, p50, p95, p99
+  FROM incoming_aggregates
+ON CONFLICT (site_id, demonstration_id, metric, bucket) DO UPDATE SET
   count = excluded.count, sum = excluded.sum, min = excluded.min, max = excluded.max,
   p50 = excluded.p50, p95 = excluded.p95, p99 = excluded.p99, closed_at = now()
 """
@@ -108,12 +117,33 @@ class LastSeenRow(NamedTuple):
     last_event_at: datetime
 
 
+@dataclass(frozen=True, slots=True)
+class Fence:
+    """Whose rows a batch writes: this worker's claim on a partition (partition_owners)."""
+
+    hub: str
+    partition: int
+    epoch: int
+
+
+class Fenced(Exception):
+    """The partition's rows belong to another worker now: this batch must not be written."""
+
+    def __init__(self, fence: Fence, current: int | None) -> None:
+        super().__init__(
+            f"partition {fence.partition} of {fence.hub} is at epoch {current}, this worker "
+            f"claimed epoch {fence.epoch}: another worker owns it now"
+        )
+        self.fence = fence
+
+
 @dataclass(slots=True)
 class SinkBatch:
     aggregates: Sequence[AggregateRow]
     kpi_results: Sequence[KpiRow]
     alerts: Sequence[AlertRow]
     last_seen: Sequence[LastSeenRow] = ()
+    fence: Fence | None = None
 
     def __len__(self) -> int:
         return len(self.aggregates) + len(self.kpi_results) + len(self.alerts) + len(self.last_seen)
@@ -130,16 +160,30 @@ DATABASE_UNAVAILABLE = (
 )
 
 
+# What the database refuses because of the data: retrying cannot help.
+DATA_ERRORS = (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError)
+
+# (table, staging table, merge statements) in the order a batch is written.
+_TABLES = (
+    ("aggregates", "site_aggregates", "incoming_aggregates", (MERGE_AGGREGATES,)),
+    ("kpi_results", "kpi_results", "incoming_kpi_results", (MERGE_KPI_RESULTS,)),
+    ("alerts", "kpi_alerts", "incoming_alerts", (MERGE_ALERTS, RESOLVE_ALERTS)),
+    ("last_seen", "site_last_seen", "incoming_last_seen", (MERGE_LAST_SEEN,)),
+)
+
+
 class TimescaleSink:
     def __init__(
         self,
         pool: asyncpg.Pool,
         *,
         on_error: Callable[[BaseException], None] | None = None,
+        on_quarantine: Callable[[str, int], None] | None = None,
         max_backoff_s: float = 30.0,
     ) -> None:
         self.pool = pool
         self.on_error = on_error
+        self.on_quarantine = on_quarantine
         self.max_backoff_s = max_backoff_s
         self.backlog_rows = 0  # rows waiting for the database, across all callers
 
@@ -154,6 +198,10 @@ class TimescaleSink:
             while True:
                 try:
                     await self._write_once(batch)
+                    return time.monotonic() - started
+                except DATA_ERRORS as error:
+                    log.warning("sink: the database refused a row (%r); writing row by row", error)
+                    await self._write_salvaging(batch)
                     return time.monotonic() - started
                 except DATABASE_UNAVAILABLE as error:
                     if self.on_error:
@@ -170,32 +218,104 @@ class TimescaleSink:
         finally:
             self.backlog_rows -= len(batch)
 
+    async def confirm(self, fence: Fence) -> None:
+        """Raise Fenced if the partition is not at this epoch any more (waits out an outage)."""
+        backoff = 0.5
+        while True:
+            try:
+                async with self.pool.acquire(timeout=10) as conn, conn.transaction():
+                    await check_fence(conn, fence)
+                return
+            except DATABASE_UNAVAILABLE as error:
+                if self.on_error:
+                    self.on_error(error)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, self.max_backoff_s)
+
     async def _write_once(self, batch: SinkBatch) -> None:
         async with self.pool.acquire(timeout=10) as conn, conn.transaction():
-            if batch.aggregates:
-                await _stage(conn, "incoming_aggregates", "site_aggregates", batch.aggregates)
-                await conn.execute(MERGE_AGGREGATES)
-            if batch.kpi_results:
-                await _stage(conn, "incoming_kpi_results", "kpi_results", batch.kpi_results)
-                await conn.execute(MERGE_KPI_RESULTS)
-            if batch.alerts:
-                await _stage(conn, "incoming_alerts", "kpi_alerts", batch.alerts)
-                await conn.execute(MERGE_ALERTS)
-                await conn.execute(RESOLVE_ALERTS)
-            if batch.last_seen:
-                await _stage(conn, "incoming_last_seen", "site_last_seen", batch.last_seen)
-                await conn.execute(MERGE_LAST_SEEN)
+            for part, table, staging, merges in _TABLES:
+                rows = getattr(batch, part)
+                if rows:
+                    await _stage(conn, staging, table, rows)
+                    for merge in merges:
+                        await conn.execute(merge)
+            await check_fence(conn, batch.fence)
+
+    async def _write_salvaging(self, batch: SinkBatch) -> None:
+        """Every row in a savepoint of its own: the refused ones go to sink_quarantine."""
+        refused: list[tuple[str, Row, str]] = []
+        async with self.pool.acquire(timeout=10) as conn, conn.transaction():
+            for part, table, staging, merges in _TABLES:
+                for row in getattr(batch, part):
+                    try:
+                        async with conn.transaction():
+                            await _stage(conn, staging, table, [row], fresh=True)
+                            for merge in merges:
+                                await conn.execute(merge)
+                    except DATA_ERRORS as error:
+                        refused.append((table, row, f"{type(error).__name__}: {error}"))
+            await conn.executemany(
+                "INSERT INTO sink_quarantine (table_name, row_data, error) VALUES ($1, $2, $3)",
+                [(table, _as_json(row), error) for table, row, error in refused],
+            )
+            await check_fence(conn, batch.fence)
+        for table in {table for table, _, _ in refused}:
+            n = sum(1 for t, _, _ in refused if t == table)
+            log.error(
+                "sink: %d %s row(s) refused by the database, kept in sink_quarantine", n, table
+            )
+            if self.on_quarantine:
+                self.on_quarantine(table, n)
+
+
+Row = AggregateRow | KpiRow | AlertRow | LastSeenRow
+
+
+async def claim(conn: Connection, hub: str, partition: int, owner: str) -> int:
+    """Take the partition's rows over: the next epoch, which every later write checks. A write
+    of the previous owner still in flight fails its check and rolls back (unless it has just
+    checked, in the moment before its commit: then this waits for that commit)."""
+    epoch = await conn.fetchval(
+        """INSERT INTO partition_owners AS o (hub, partition, epoch, owner) VALUES ($1, $2, 1, $3)
+           ON CONFLICT (hub, partition) DO UPDATE SET epoch = o.epoch + 1, owner = $3,
+                                                      since = now()
+           RETURNING epoch""",
+        hub,
+        partition,
+        owner,
+    )
+    return int(epoch)
+
+
+async def check_fence(conn: Connection, fence: Fence | None) -> None:
+    """Last in the write's transaction, just before its commit: the partition is still at the
+    writer's epoch. The share lock holds a claim back until the commit, so none slips in between;
+    a write that hangs half-way holds nothing, and finds the epoch moved on when it resumes."""
+    if fence is None:
+        return
+    current = await conn.fetchval(
+        "SELECT epoch FROM partition_owners WHERE hub = $1 AND partition = $2 FOR SHARE",
+        fence.hub,
+        fence.partition,
+    )
+    if current != fence.epoch:
+        raise Fenced(fence, current)
+
+
+def _as_json(row: Row) -> str:
+    """A row as JSON text that any row can become (repr, so even a NUL character is kept)."""
+    return json.dumps({name.rstrip("_"): repr(value) for name, value in row._asdict().items()})
 
 
 async def _stage(
-    conn: Connection,
-    staging: str,
-    like: str,
-    rows: Sequence[AggregateRow | KpiRow | AlertRow | LastSeenRow],
+    conn: Connection, staging: str, like: str, rows: Sequence[Row], *, fresh: bool = False
 ) -> None:
     await conn.execute(
         f"CREATE TEMP TABLE IF NOT EXISTS {staging} (LIKE {like} INCLUDING DEFAULTS) "
         "ON COMMIT DELETE ROWS"
     )
+    if fresh:
+        await conn.execute(f"DELETE FROM {staging}")
     columns = [name.rstrip("_") for name in rows[0]._fields]
     await conn.copy_records_to_table(staging, records=rows, columns=columns)

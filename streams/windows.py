@@ -1,13 +1,18 @@
 """Event-time 1-minute windows of one partition, with de-duplication and lateness. Pure.
 
-Decisions depend only on the order of events in the partition, never on how they were batched:
-an event is ``late`` when its window's end plus the allowed lateness is at or before the
-watermark *before* that event (the largest event time seen so far). Replaying the partition
-after a crash therefore reaches the same verdicts, which is what makes the counts exact.
+A window holds one metric of one demonstration's devices at one site for one minute of event time:
+at a site shared by several demonstrations, each one's devices fill windows of their own.
 
-A repeat of an ``event_id`` is recognised within the de-duplication horizon: ids are kept per
-event-time minute (a repeat carries the same ``ts``), and minutes older than the horizon behind
-the watermark are forgotten.
+Decisions depend only on what the partition's log holds, never on how it was batched or when it
+is read: an event is ``late`` when its window's end plus the allowed lateness is at or before the
+watermark *before* that event. The watermark is the largest event time seen, except that no event
+moves it past its own arrival (the broker's log-append time) plus ``clock_tolerance_ms``: a device
+whose clock runs ahead is accepted into its own windows but cannot make everybody else late.
+Replaying the partition after a crash reaches the same verdicts, which is what keeps counts exact.
+
+A repeat of an ``event_id`` is recognised by the id alone, whatever ``ts`` it carries, for
+``dedup_horizon_ms`` of arrival time after the id was first accepted (log-append times only grow
+within a partition, and no device sets them).
 """
 
 from __future__ import annotations
@@ -21,11 +26,12 @@ from ddsketch import DDSketch
 from ddsketch.pb import ddsketch_pb2
 from ddsketch.pb.proto import DDSketchProto
 
-from hub.telemetry import Event
-
 MINUTE_MS = 60_000
 # DDSketch guarantees every quantile within this relative error of the true value.
 RELATIVE_ACCURACY = 0.01
+# How far ahead of its arrival an event may move the watermark: device clocks disciplined by NTP
+# are within milliseconds; the broker's and the device's clocks may differ by a little more.
+CLOCK_TOLERANCE_MS = 5_000
 
 
 def id_hash(event_id: str) -> int:
@@ -66,9 +72,14 @@ class Acc:
         self.sketch.merge(other.sketch)
 
     def quantile(self, q: float) -> float | None:
+        """None when empty, or when the sketch cannot answer: intake keeps values in a range the
+        sketch handles, but a window must close whatever it holds."""
         if self.count == 0:
             return None
-        value = self.sketch.get_quantile_value(q)
+        try:
+            value = self.sketch.get_quantile_value(q)
+        except (ArithmeticError, ValueError):
+            return None
         # The sketch's bucket midpoints can stray just outside the observed range.
         return None if value is None else min(max(value, self.min), self.max)
 
@@ -85,9 +96,14 @@ def decode_sketch(raw: bytes) -> DDSketch:
     return sketch
 
 
+# (site_id, demonstration_id, metric): one series of 1-minute windows.
+Series = tuple[str, str, str]
+
+
 @dataclass(frozen=True, slots=True)
 class ClosedWindow:
     site_id: str
+    demonstration_id: str
     metric: str
     start_ms: int
     acc: Acc
@@ -108,7 +124,9 @@ class JournalEntry:
     """What the journal keeps of an accepted event: enough to rebuild windows and de-dup."""
 
     site_id: str
+    demonstration_id: str
     ts_ms: int
+    arrival_ms: int
     id_hash: int
     metrics: dict[str, float]
 
@@ -116,51 +134,91 @@ class JournalEntry:
 class PartitionWindows:
     """The open windows and remembered event ids of one Kafka partition."""
 
-    def __init__(self, *, lateness_ms: int, dedup_horizon_ms: int) -> None:
+    def __init__(
+        self,
+        *,
+        lateness_ms: int,
+        dedup_horizon_ms: int,
+        clock_tolerance_ms: int = CLOCK_TOLERANCE_MS,
+    ) -> None:
         self.lateness_ms = lateness_ms
         self.dedup_horizon_ms = dedup_horizon_ms
+        self.clock_tolerance_ms = clock_tolerance_ms
         self.watermark_ms = 0
         # Every window ending at or before this has been emitted.
         self.closed_through_ms = 0
-        self.open: dict[tuple[str, str, int], Acc] = {}
-        self.seen: dict[int, set[int]] = {}
+        # minute -> series -> accumulator: closing takes whole minutes, oldest first.
+        self.open: dict[int, dict[Series, Acc]] = {}
+        # Event ids by the minute of arrival they were first accepted in: forgotten a minute at
+        # a time once the horizon has passed. ``arrived_ms``: the newest arrival seen.
+        self.seen: dict[int, int] = {}
+        self.seen_by_minute: dict[int, list[int]] = {}
+        self.arrived_ms = 0
 
-    def offer(self, event: Event, digest: int) -> Verdict:
+    def is_repeat(self, digest: int) -> bool:
+        return digest in self.seen
+
+    def offer(
+        self,
+        site_id: str,
+        demonstration_id: str,
+        ts_ms: int,
+        arrival_ms: int,
+        digest: int,
+        metrics: dict[str, float],
+    ) -> Verdict:
         """Judge one event in partition order; accepted events are added to their windows."""
-        minute = minute_of(event.ts_ms)
-        ids = self.seen.get(minute)
-        if ids is not None and digest in ids:
+        if digest in self.seen:
             return Verdict.DUPLICATE
+        minute = minute_of(ts_ms)
         if minute + MINUTE_MS + self.lateness_ms <= self.watermark_ms or (
             minute + MINUTE_MS <= self.closed_through_ms
         ):
             return Verdict.LATE
-        self._add(event.site_id, minute, digest, event.metrics)
-        if event.ts_ms > self.watermark_ms:
-            self.watermark_ms = event.ts_ms
+        self._remember(digest, arrival_ms)
+        self._add(site_id, demonstration_id, minute, metrics)
+        self._move(ts_ms, arrival_ms)
         return Verdict.ACCEPTED
+
+    def _move(self, ts_ms: int, arrival_ms: int) -> None:
+        mark = min(ts_ms, arrival_ms + self.clock_tolerance_ms)
+        if mark > self.watermark_ms:
+            self.watermark_ms = mark
+
+    def _remember(self, digest: int, arrival_ms: int) -> None:
+        if arrival_ms > self.arrived_ms:
+            self.arrived_ms = arrival_ms
+        bucket = minute_of(arrival_ms)
+        self.seen[digest] = bucket
+        ids = self.seen_by_minute.get(bucket)
+        if ids is None:
+            self.seen_by_minute[bucket] = [digest]
+        else:
+            ids.append(digest)
+
+    def _add(
+        self, site_id: str, demonstration_id: str, minute: int, metrics: dict[str, float]
+    ) -> None:
+        windows = self.open.get(minute)
+        if windows is None:
+            windows = self.open[minute] = {}
+        for metric, value in metrics.items():
+            series = (site_id, demonstration_id, metric)
+            acc = windows.get(series)
+            if acc is None:
+                acc = windows[series] = Acc()
+            acc.add(value)
 
     def restore(self, entries: Iterable[JournalEntry], watermark_ms: int, closed_ms: int) -> None:
         """Rebuild from the journal: ids always, samples only for windows not yet emitted."""
         self.watermark_ms = max(self.watermark_ms, watermark_ms)
         self.closed_through_ms = max(self.closed_through_ms, closed_ms)
         for entry in entries:
+            self._remember(entry.id_hash, entry.arrival_ms)
             minute = minute_of(entry.ts_ms)
-            if minute + MINUTE_MS <= self.closed_through_ms:
-                self.seen.setdefault(minute, set()).add(entry.id_hash)
-            else:
-                self._add(entry.site_id, minute, entry.id_hash, entry.metrics)
-            self.watermark_ms = max(self.watermark_ms, entry.ts_ms)
-
-    def _add(self, site_id: str, minute: int, digest: int, metrics: dict[str, float]) -> None:
-        self.seen.setdefault(minute, set()).add(digest)
-        open_windows = self.open
-        for metric, value in metrics.items():
-            key = (site_id, metric, minute)
-            acc = open_windows.get(key)
-            if acc is None:
-                acc = open_windows[key] = Acc()
-            acc.add(value)
+            if minute + MINUTE_MS > self.closed_through_ms:
+                self._add(entry.site_id, entry.demonstration_id, minute, entry.metrics)
+            self._move(entry.ts_ms, entry.arrival_ms)
 
     def advance(self, watermark_ms: int) -> None:
         """Move event time forward without an event (the idle rule, driven by the wall clock)."""
@@ -171,25 +229,31 @@ class PartitionWindows:
         through = minute_of(self.watermark_ms - self.lateness_ms)
         if through <= self.closed_through_ms:
             return []
-        due = [key for key in self.open if key[2] + MINUTE_MS <= through]
-        due.sort(key=lambda key: (key[2], key[0], key[1]))
-        closed = [
-            ClosedWindow(site, metric, start, self.open.pop((site, metric, start)))
-            for site, metric, start in due
-        ]
+        closed: list[ClosedWindow] = []
+        for minute in sorted(m for m in self.open if m + MINUTE_MS <= through):
+            windows = self.open.pop(minute)
+            closed.extend(
+                ClosedWindow(site, demo, metric, minute, windows[(site, demo, metric)])
+                for site, demo, metric in sorted(windows)
+            )
         self.closed_through_ms = through
         self._forget_old_ids()
         return closed
 
-    def _forget_old_ids(self) -> None:
-        horizon = self.watermark_ms - self.dedup_horizon_ms
-        for minute in [m for m in self.seen if m + MINUTE_MS <= horizon]:
-            del self.seen[minute]
+    def open_windows(self) -> int:
+        return sum(len(windows) for windows in self.open.values())
 
-    def journal_is_obsolete(self, newest_ts_ms: int) -> bool:
-        """A journal chunk is no longer needed once its newest event is past both windows and
-        the de-duplication horizon."""
+    def _forget_old_ids(self) -> None:
+        horizon = self.arrived_ms - self.dedup_horizon_ms
+        for minute in [m for m in self.seen_by_minute if m + MINUTE_MS <= horizon]:
+            for digest in self.seen_by_minute.pop(minute):
+                if self.seen.get(digest) == minute:
+                    del self.seen[digest]
+
+    def journal_is_obsolete(self, newest_ts_ms: int, newest_arrival_ms: int) -> bool:
+        """A journal chunk is no longer needed once its events' windows are emitted and their
+        ids are past the de-duplication horizon."""
         return (
             minute_of(newest_ts_ms) + MINUTE_MS <= self.closed_through_ms
-            and minute_of(newest_ts_ms) + MINUTE_MS <= self.watermark_ms - self.dedup_horizon_ms
+            and minute_of(newest_arrival_ms) + MINUTE_MS <= self.arrived_ms - self.dedup_horizon_ms
         )

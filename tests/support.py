@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import time
 import uuid
@@ -16,7 +17,7 @@ import asyncpg
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.partitioner import DefaultPartitioner
 
-from hub import telemetry
+from hub import signing, telemetry
 from hub.settings import Settings
 from tests.conftest import run_hub_async
 
@@ -29,6 +30,36 @@ def partition_of(site_id: str, partitions: int) -> int:
     return int(DefaultPartitioner()(site_id.encode(), every, every))
 
 
+def test_key(device_id: str) -> bytes:
+    """The signing key tests give a device: derived from its id, the same in every database a
+    test loads (`install_test_keys` puts it there)."""
+    return hashlib.sha256(b"hub-test-key|" + device_id.encode()).digest()
+
+
+async def install_test_keys(database_url: str) -> None:
+    """Every registered device of the database gets its test key (as `hub access add-device`
+    would issue one)."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        devices = [r["device_id"] for r in await conn.fetch("SELECT device_id FROM devices")]
+        await conn.executemany(
+            "INSERT INTO device_keys (device_id, secret) VALUES ($1, $2) ON CONFLICT (device_id) "
+            "DO UPDATE SET secret = excluded.secret, revoked_at = NULL",
+            [(d, test_key(d)) for d in devices],
+        )
+    finally:
+        await conn.close()
+
+
+def signed(value: bytes) -> list[tuple[str, bytes]]:
+    """The headers of ``value`` as its device signs it (no signature if it names no device)."""
+    try:
+        device = json.loads(value).get("device_id")
+    except (ValueError, AttributeError):
+        return []
+    return signing.headers(test_key(device), value) if isinstance(device, str) else []
+
+
 def record(
     site: str,
     ts_ms: int,
@@ -36,7 +67,7 @@ def record(
     event_id: str | None = None,
     device: str | None = None,
 ) -> bytes:
-    """A telemetry v1 record from the site's test device."""
+    """A telemetry v1 record from the site's test device (send it with ``signed(value)``)."""
     return telemetry.encode(
         event_id=event_id or str(uuid.uuid4()),
         device_id=device or f"{site}-TST1",
@@ -134,6 +165,7 @@ async def scratch_database(stack: Settings, registry_dir: Path | None = None) ->
         args = ["registry", "load", *(["--dir", str(registry_dir)] if registry_dir else [])]
         loaded = await run_hub_async(*args, env={"HUB_DATABASE_URL": url})
         assert loaded.returncode == 0, loaded.stderr
+        await install_test_keys(url)
         yield url
     finally:
         admin = await asyncpg.connect(stack.database_url)

@@ -11,6 +11,7 @@ import yaml
 from jsonschema import Draft202012Validator
 
 from hub.registry.model import AGGREGATIONS, OPS, WINDOWS
+from hub.telemetry import Reason
 from hub.topics import contract_topics
 
 SCHEMAS = Path(__file__).resolve().parent.parent / "schemas"
@@ -51,7 +52,13 @@ def test_dlq_schema_has_the_contract_fields_and_reasons() -> None:
         "too_large",
         "clock_skew",
         "late",
+        "unauthenticated",
+        # The hub's own, documented in the schema (the contract allows further reasons).
+        "undeclared_metric",
+        "wrong_partition",
+        "unprocessable",
     }
+    assert set(schema["properties"]["reason"]["enum"]) == {str(r) for r in Reason}
 
 
 def expand(address: str, parameters: dict[str, Any]) -> set[str]:

@@ -233,7 +233,7 @@ def create_api(settings: Settings, registry: CollectorRegistry | None = None) ->
         return {
             **row,
             "devices": await queries.site_devices(conn, site_id, company),
-            "latest_aggregates": await queries.latest_aggregates(conn, site_id),
+            "latest_aggregates": await queries.latest_aggregates(conn, site_id, company),
             "kpi_statuses": await queries.latest_kpi_statuses(conn, site_id, company),
         }
 

@@ -33,6 +33,10 @@ class Device(BaseModel):
 
 
 class Aggregate(BaseModel):
+    demonstration_id: str = Field(
+        description="whose devices the window holds ('': written before aggregates were per "
+        "demonstration, at a site shared by several: not attributable)"
+    )
     metric: str
     bucket: datetime
     count: int
@@ -75,13 +79,18 @@ class ScorecardKpi(BaseModel):
     title: str
     metric: str
     aggregation: str
+    denominator: list[str] = Field(description="ratio: the metrics whose sums divide metric's")
     op: str
     threshold: float
     window: str
-    windows_judged: int
+    windows_judged: int = Field(description="(site, window) pairs judged inside the period")
     passed: int
     failed: int
     insufficient: int
+    not_attributable: int = Field(
+        description="windows judged before verdicts were per demonstration, at a shared site: "
+        "left out of every other figure"
+    )
     pass_rate_pct: float | None = Field(description="passed / (passed + failed), percent")
     latest_window_start: datetime | None
     latest_status: Status | None
@@ -94,7 +103,13 @@ class Scorecard(BaseModel):
     technology: str
     starts_on: date
     ends_on: date
+    period_start: datetime = Field(description="starts_on 00:00 Korean time")
+    period_end: datetime = Field(description="the day after ends_on, 00:00 Korean time")
     sites: int
+    minutes_outside_period: int = Field(
+        description="site-minutes its devices reported outside the period: aggregated, not "
+        "judged (KPIs are judged only on windows inside the period)"
+    )
     kpis: list[ScorecardKpi]
 
 

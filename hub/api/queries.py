@@ -48,14 +48,19 @@ async def site_devices(conn: Connection, site_id: str, company: str | None = Non
     return [dict(r) for r in rows]
 
 
-async def latest_aggregates(conn: Connection, site_id: str) -> list[Row]:
+async def latest_aggregates(
+    conn: Connection, site_id: str, company: str | None = None
+) -> list[Row]:
+    """The newest window of each metric of each demonstration at the site (a company: of its
+    own demonstrations only)."""
     rows = await conn.fetch(
-        """SELECT DISTINCT ON (metric) metric, bucket, count, sum, min, max,
-                  sum / count AS mean, p50, p95, p99
+        f"""SELECT DISTINCT ON (demonstration_id, metric) demonstration_id, metric, bucket,
+                  count, sum, min, max, sum / count AS mean, p50, p95, p99
              FROM site_aggregates
-            WHERE site_id = $1 AND bucket > now() - INTERVAL '7 days'
-            ORDER BY metric, bucket DESC""",
+            WHERE site_id = $1 AND bucket > now() - INTERVAL '7 days' AND {of_company("$2")}
+            ORDER BY demonstration_id, metric, bucket DESC""",
         site_id,
+        company,
     )
     return [dict(r) for r in rows]
 
@@ -78,12 +83,27 @@ async def latest_kpi_statuses(
 
 async def demonstration(conn: Connection, demonstration_id: str) -> Row | None:
     row = await conn.fetchrow(
-        """SELECT d.*, (SELECT count(DISTINCT site_id) FROM devices v
-                         WHERE v.demonstration_id = d.demonstration_id) AS sites
-             FROM demonstrations d WHERE demonstration_id = $1""",
+        """SELECT d.*, p.period_start, p.period_end,
+                  (SELECT count(DISTINCT site_id) FROM devices v
+                    WHERE v.demonstration_id = d.demonstration_id) AS sites
+             FROM demonstrations d JOIN demonstration_periods p USING (demonstration_id)
+            WHERE demonstration_id = $1""",
         demonstration_id,
     )
     return dict(row) if row else None
+
+
+async def minutes_outside_period(conn: Connection, demonstration_id: str) -> int:
+    """Site-minutes of the demonstration's devices aggregated outside its period (not judged)."""
+    return int(
+        await conn.fetchval(
+            """SELECT count(DISTINCT (a.site_id, a.bucket)) FROM site_aggregates a
+                 JOIN demonstration_periods p USING (demonstration_id)
+                WHERE a.demonstration_id = $1
+                  AND (a.bucket < p.period_start OR a.bucket >= p.period_end)""",
+            demonstration_id,
+        )
+    )
 
 
 async def scorecard_kpis(conn: Connection, demonstration_id: str) -> list[Row]:

@@ -26,7 +26,7 @@ from datetime import UTC, datetime, timedelta
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.partitioner import DefaultPartitioner
 
-from hub import telemetry, topics
+from hub import signing, telemetry, topics
 from hub.db import connect
 from hub.localrun import (
     Process,
@@ -43,6 +43,7 @@ from hub.simulate import SimulationOptions, load_sites, simulate
 from hub.simulate.fleet import Fleet
 
 LATENESS_S = 5
+BENCH_SITES = 3375  # Gwangju's, whose records are pre-loaded
 BENCH_WORKER_ENV = {
     "HUB_ALLOWED_LATENESS": str(LATENESS_S),
     "HUB_IDLE_TIMEOUT": "3",
@@ -101,7 +102,7 @@ async def preload(
     then one pusher per partition past the last window plus lateness. Returns each partition's
     offset range of the records, and the newest event time."""
     options = SimulationOptions(sites=0, rate_hz=rate_hz, duration_s=1, region="gwangju")
-    sites = await load_sites(settings, options)
+    sites, keys = await load_sites(settings, options)
     fleet = Fleet(sites, outage_per_hour=0.0, seed=int(base_s))
     producer = AIOKafkaProducer(
         bootstrap_servers=settings.kafka_bootstrap,
@@ -118,13 +119,18 @@ async def preload(
     try:
         while sent < count:
             batch = fleet.tick(stamp, 1 / rate_hz)[: count - sent]
-            for key, value in batch:
-                future = await producer.send(topics.TELEMETRY, value=value, key=key.encode())
+            for site_id, device_id, value in batch:
+                future = await producer.send(
+                    topics.TELEMETRY,
+                    value=value,
+                    key=site_id.encode(),
+                    headers=signing.headers(keys[device_id], value),
+                )
                 future.add_done_callback(_track(first, last))
             sent += len(batch)
             stamp += 1 / rate_hz
         await producer.flush()
-        await _push_every_partition(producer, settings, stamp + 60 + LATENESS_S + 1)
+        await _push_every_partition(producer, settings, stamp + 60 + LATENESS_S + 1, keys)
     finally:
         await producer.stop()
     ranges = {TopicPartition(topics.TELEMETRY, p): (first[p], last[p] + 1) for p in first}
@@ -141,7 +147,9 @@ def _track(first: dict[int, int], last: dict[int, int]) -> Callable[[object], No
     return done
 
 
-async def _push_every_partition(producer: AIOKafkaProducer, settings: Settings, ts: float) -> None:
+async def _push_every_partition(
+    producer: AIOKafkaProducer, settings: Settings, ts: float, keys: dict[str, bytes]
+) -> None:
     """A record per partition dated past the last window's end plus lateness: closes them all."""
     every = list(range(settings.partitions))
     partitioner = DefaultPartitioner()
@@ -156,9 +164,14 @@ async def _push_every_partition(producer: AIOKafkaProducer, settings: Settings, 
             site_id=site,
             ts=datetime.fromtimestamp(ts, UTC),
             kind="heartbeat",
-            metrics={"bench_push": 1},
+            metrics={"online": 1},
         )
-        await producer.send(topics.TELEMETRY, value=value, key=site.encode())
+        await producer.send(
+            topics.TELEMETRY,
+            value=value,
+            key=site.encode(),
+            headers=signing.headers(keys[devices[site]], value),
+        )
     await producer.flush()
 
 
@@ -207,6 +220,7 @@ async def raw_copy(settings: Settings, rows: int) -> float:
             (
                 now - timedelta(minutes=i // 3375),
                 f"GJ-BENCH-{i % 3375:04d}",
+                "DEMO-001",
                 "online",
                 60,
                 60.0,
@@ -218,7 +232,13 @@ async def raw_copy(settings: Settings, rows: int) -> float:
             )
             for i in range(rows)
         ]
-        columns = ["bucket", "site_id", "metric", "count", "sum", "min", "max", "p50", "p95", "p99"]
+        columns = [
+            "bucket",
+            "site_id",
+            "demonstration_id",
+            "metric",
+            *("count", "sum", "min", "max", "p50", "p95", "p99"),
+        ]
         started = time.perf_counter()
         await conn.copy_records_to_table(table, records=records, columns=columns)
         return rows / (time.perf_counter() - started)
@@ -277,16 +297,17 @@ def end_to_end(
     # Minutes of their own: a window another run wrote would be replaced, not added to.
     used = settings.home / "bench" / "last-event-time"
     last = float(used.read_text()) if used.exists() else 0.0
-    # The hub refuses events more than 5 minutes ahead of its clock: never start far ahead.
-    while last > time.time() + 60:
-        say(
-            f"waiting {last - time.time() - 60:.0f} s for the clock to pass an earlier run's events"
-        )
-        time.sleep(min(30.0, last - time.time() - 60))
-    # A second into a minute of its own: device-clock jitter (40 ms) never crosses into a minute
-    # an earlier run wrote, whose windows this run's would replace.
-    minute = (int(max(time.time() + 2, last)) // 60 + 1) * 60
+    # Event time already past when pre-loaded, closing record included: no record may move the
+    # watermark beyond its own arrival (the broker's time), so records dated ahead would keep
+    # their windows open until the wall clock caught up. A second into a minute of its own:
+    # device-clock jitter (40 ms) never crosses into a minute an earlier run wrote, whose windows
+    # this run's would replace.
+    span = options.records / BENCH_SITES / options.event_rate_hz + 60 + LATENESS_S + 10
+    minute = (int(max(time.time() - span - 60, last)) // 60 + 1) * 60
     base = minute + 1.0
+    if base + span > time.time():
+        say(f"waiting {base + span - time.time():.0f} s for event time {base:.0f} to be past")
+        time.sleep(base + span - time.time())
     say(f"pre-loading {options.records:,} records ...")
     asyncio.run(ensure_hub_topics(settings))
     ranges, newest = asyncio.run(preload(settings, options.records, base, options.event_rate_hz))

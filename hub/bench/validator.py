@@ -19,15 +19,16 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Literal
 
-from hub import telemetry
+from hub import signing, telemetry
 from hub.registry.files import read_registry
 from hub.simulate.fleet import Fleet, build_fleet
 from hub.topics import TELEMETRY
 from streams.processor import PartitionProcessor, ProcessorConfig, Record
-from streams.registry import SiteInfo, SiteKpi, Snapshot
+from streams.registry import Snapshot, build_snapshot
 
 
-def representative_records(n: int) -> list[bytes]:
+def representative_records(n: int) -> list[tuple[str, bytes]]:
+    """(the sending device, the record) from the simulator's device profiles, every site."""
     registry = read_registry()
     technology = {d.demonstration_id: d.technology for d in registry.demonstrations}
     sites = {s.site_id: s for s in registry.sites}
@@ -42,10 +43,10 @@ def representative_records(n: int) -> list[bytes]:
         for v in registry.devices
     ]
     fleet = Fleet(build_fleet(rows, 0, seed=7), outage_per_hour=0.0, seed=7)
-    records: list[bytes] = []
+    records: list[tuple[str, bytes]] = []
     now = time.time()
     while len(records) < n:
-        records.extend(value for _, value in fleet.tick(now, 1.0))
+        records.extend((device, value) for _, device, value in fleet.tick(now, 1.0))
         now += 1.0
     return records[:n]
 
@@ -79,42 +80,47 @@ def pydantic_validator() -> Callable[[bytes], object]:
 
 
 def registry_snapshot() -> Snapshot:
-    """What the worker loads from the database, built from the registry files instead."""
+    """What the worker loads from the database, built from the registry files instead, with a
+    key for every device (a key of 32 bytes, as `hub access add-device` issues)."""
     registry = read_registry()
-    kpis = {d.demonstration_id: d.kpis for d in registry.demonstrations}
-    by_site: dict[str, list[SiteKpi]] = {}
-    for device in registry.devices:
-        found = by_site.setdefault(device.site_id, [])
-        for kpi in kpis[device.demonstration_id]:
-            site_kpi = SiteKpi(device.demonstration_id, kpi)
-            if site_kpi not in found:
-                found.append(site_kpi)
-    return Snapshot(
-        registry.digest,
-        {d.device_id: d.site_id for d in registry.devices},
-        {s.site_id: SiteInfo(s.region, s.district) for s in registry.sites},
-        {site: tuple(k) for site, k in by_site.items()},
+    return build_snapshot(
+        registry, {d.device_id: d.device_id.encode().ljust(32, b"k") for d in registry.devices}
     )
 
 
-def processor_us_per_record(records: list[bytes], repeat: int) -> float:
+def signed_records(
+    records: list[tuple[str, bytes]], snapshot: Snapshot, partitions: int
+) -> list[Record]:
+    """As the worker receives them: keyed by site, on the site's partition, signed, stamped."""
+    stamp = int(time.time() * 1000)
+    out = []
+    for offset, (device_id, raw) in enumerate(records):
+        device = snapshot.devices[device_id]
+        key = device.key or b""
+        out.append(
+            Record(
+                TELEMETRY,
+                snapshot.partition_of(device.site_id, partitions),
+                offset,
+                device.site_id.encode(),
+                raw,
+                stamp,
+                signing.headers(key, raw),
+            )
+        )
+    return out
+
+
+def processor_us_per_record(records: list[tuple[str, bytes]], repeat: int) -> float:
     """A fresh partition processor per run, fed the records in batches of 500 as one partition.
     Every record must be accepted: a figure measured on a path of rejections would be false."""
     snapshot = registry_snapshot()
-
-    def key(raw: bytes) -> bytes | None:  # the site_id, as devices key their records
-        try:
-            return snapshot.devices[json.loads(raw)["device_id"]].encode()
-        except (ValueError, KeyError, TypeError):
-            return None
-
+    config = ProcessorConfig()
+    incoming = signed_records(records, snapshot, config.partitions)
     batch = 500
     best = math.inf
     for _ in range(repeat):
-        processor = PartitionProcessor(0, ProcessorConfig())
-        incoming = [
-            Record(TELEMETRY, 0, offset, key(raw), raw) for offset, raw in enumerate(records)
-        ]
+        processor = PartitionProcessor(0, config)
         now_ms = int(time.time() * 1000) + 60_000
         accepted = 0
         start = time.perf_counter()
@@ -144,13 +150,14 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=7)
     args = parser.parse_args()
     records = representative_records(args.records)
+    values = [raw for _, raw in records]
     now_ms = int(time.time() * 1000) + 3_600_000
     results = {
-        "msgspec": best_us_per_record(lambda r: telemetry.decode(r, now_ms), records, args.repeat),
-        "pydantic": best_us_per_record(pydantic_validator(), records, args.repeat),
+        "msgspec": best_us_per_record(lambda r: telemetry.decode(r, now_ms), values, args.repeat),
+        "pydantic": best_us_per_record(pydantic_validator(), values, args.repeat),
         "processor": processor_us_per_record(records, args.repeat),
     }
-    size = sum(map(len, records)) / len(records)
+    size = sum(map(len, values)) / len(values)
     for name, us in results.items():
         if name == "processor":
             print("whole processor (decode, validate, windows, journal, KPIs), one partition:")

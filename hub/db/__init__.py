@@ -22,12 +22,26 @@ async def connect(settings: Settings, *, timeout_s: float = 10.0) -> asyncpg.Con
         raise unavailable(settings, error) from None
 
 
+# A worker's session must not hold a transaction (and the locks fencing relies on) for ever
+# when its connection hangs half-way: the server ends it, and the worker retries.
+WORKER_SESSION = {"idle_in_transaction_session_timeout": "30000", "statement_timeout": "60000"}
+
+
 async def create_pool(
-    settings: Settings, *, min_size: int = 1, max_size: int = 4, timeout_s: float = 10.0
+    settings: Settings,
+    *,
+    min_size: int = 1,
+    max_size: int = 4,
+    timeout_s: float = 10.0,
+    server_settings: dict[str, str] | None = None,
 ) -> asyncpg.Pool:
     try:
         pool = await asyncpg.create_pool(
-            settings.database_url, min_size=min_size, max_size=max_size, timeout=timeout_s
+            settings.database_url,
+            min_size=min_size,
+            max_size=max_size,
+            timeout=timeout_s,
+            server_settings=server_settings,
         )
     except (OSError, TimeoutError, asyncpg.PostgresError) as error:
         raise unavailable(settings, error) from None

@@ -29,6 +29,7 @@ from hub.registry.model import (
     Demonstration,
     Device,
     Kpi,
+    Placement,
     Registry,
     Site,
 )
@@ -80,6 +81,15 @@ def read_registry(directory: Path = DATA_DIR) -> Registry:
     for name in FILES:
         digest.update((directory / name).read_bytes())
     return Registry(tuple(sites), tuple(devices), tuple(demonstrations), digest.hexdigest()[:16])
+
+
+def read_demonstrations(path: Path) -> list[Demonstration]:
+    """The catalogue alone (the registry generator places devices by it)."""
+    problems: list[Problem] = []
+    demonstrations = _demonstrations(path, problems)
+    if problems:
+        raise RegistryError(problems)
+    return demonstrations
 
 
 def _rows(
@@ -223,6 +233,50 @@ def _demonstration(entry: Any, seen: set[str]) -> Demonstration:
         starts.isoformat(),
         ends.isoformat(),
         tuple(kpis),
+        _metric_names(entry.get("metrics"), "metrics"),
+        _placement(entry.get("placement")),
+    )
+
+
+def _metric_names(value: Any, where: str) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise ValueError(f"{where}: expected a list of metric names")
+    for name in value:
+        if not isinstance(name, str) or not _metric_name.search(name):
+            raise ValueError(f"{where}: {name!r} is not a metric name")
+    if len(set(value)) != len(value):
+        raise ValueError(f"{where}: a metric is named twice")
+    return tuple(value)
+
+
+def _placement(raw: Any) -> Placement | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise ValueError("placement: expected a mapping")
+    region = raw.get("region")
+    if region is not None and region not in REGIONS:
+        raise ValueError(f"placement: region {region!r} is not one of {', '.join(REGIONS)}")
+    places = raw.get("place_types")
+    if not isinstance(places, list) or not places or any(p not in PLACE_TYPES for p in places):
+        raise ValueError(f"placement: place_types {places!r} must list known place types")
+    districts = raw.get("districts")
+    known = {d for r in REGIONS for d in DISTRICTS[r]}
+    if districts is not None and (
+        not isinstance(districts, list) or any(d not in known for d in districts)
+    ):
+        raise ValueError(f"placement: districts {districts!r} must list known districts")
+    prefix, model = raw.get("device_prefix"), raw.get("device_model")
+    if not isinstance(prefix, str) or not re.fullmatch(r"[A-Z]{2,5}", prefix):
+        raise ValueError(f"placement: device_prefix {prefix!r} must be 2-5 capital letters")
+    return Placement(
+        region,
+        tuple(places),
+        None if districts is None else tuple(districts),
+        prefix,
+        str(model or ""),
     )
 
 
@@ -264,6 +318,11 @@ def _kpi(raw: Any) -> Kpi:
     min_samples = raw.get("min_samples", 1)
     if isinstance(min_samples, bool) or not isinstance(min_samples, int) or min_samples < 0:
         raise ValueError(f"{where}: min_samples {min_samples!r} is not a whole number >= 0")
+    denominator = _metric_names(raw.get("denominator"), f"{where}: denominator")
+    if (raw["aggregation"] == "ratio") != bool(denominator):
+        raise ValueError(
+            f"{where}: a ratio takes a denominator (a list of metrics); nothing else does"
+        )
     return Kpi(
         kpi_id,
         str(raw.get("title") or kpi_id),
@@ -273,4 +332,5 @@ def _kpi(raw: Any) -> Kpi:
         float(threshold),
         raw["window"],
         min_samples,
+        denominator,
     )

@@ -1,10 +1,10 @@
-"""Generate the testbed registry files, deterministically (same seed, same bytes).
+"""Generate the testbed's sites and devices, deterministically (same seed, same bytes).
 
     python -m hub.registry.generate [--out hub/registry/data]
 
 3,375 Gwangju sites split over the five districts by population (largest remainder), South Jeolla
-sites in all 22 cities and counties, the demonstrations with their KPIs, and their devices per
-site. The files are the registry: edit them by hand or change this script and run it again.
+sites in all 22 cities and counties, and the devices of every demonstration of the catalogue
+(``demonstrations.yaml``, edited by hand) at the sites its ``placement`` takes.
 """
 
 from __future__ import annotations
@@ -13,17 +13,18 @@ import argparse
 import csv
 import math
 import random
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from hub.registry.files import read_demonstrations
 from hub.registry.model import (
     GWANGJU_DISTRICTS,
     GWANGJU_SITES,
     JEONNAM_CITIES,
     JEONNAM_MUNICIPALITIES,
+    Demonstration,
+    Placement,
 )
 
 SEED = 20261125
@@ -53,465 +54,6 @@ JEONNAM_PLACES_COASTAL = {
     "market": 2,
 }
 JEONNAM_PLACES_INLAND = {"farm": 6, "bus_stop": 4, "school_zone": 3, "market": 2}
-
-
-@dataclass(frozen=True)
-class DemoSpec:
-    """Which sites a demonstration runs at and what it brings there."""
-
-    demonstration_id: str
-    company: str
-    title: str
-    technology: str
-    region: str | None  # None: both regions
-    places: tuple[str, ...]
-    districts: tuple[str, ...] | None
-    device_prefix: str
-    device_model: str
-    starts_on: str
-    ends_on: str
-    kpis: tuple[dict[str, Any], ...]
-
-
-def kpi(
-    kpi_id: str,
-    title: str,
-    metric: str,
-    aggregation: str,
-    op: str,
-    threshold: float,
-    window: str,
-    min_samples: int,
-) -> dict[str, Any]:
-    return {
-        "kpi_id": kpi_id,
-        "title": title,
-        "metric": metric,
-        "aggregation": aggregation,
-        "op": op,
-        "threshold": threshold,
-        "window": window,
-        "min_samples": min_samples,
-    }
-
-
-DEMOS: tuple[DemoSpec, ...] = (
-    DemoSpec(
-        "DEMO-001",
-        "Company A",
-        "AI Safety Guardian for Children's Commute",
-        "traffic_hazard_detection",
-        "gwangju",
-        ("school_zone",),
-        None,
-        "CAM",
-        "Guardian Edge v2",
-        "2026-03-02",
-        "2027-02-26",
-        (
-            kpi(
-                "latency_p95",
-                "Hazard inference latency, 95th percentile",
-                "inference_latency_ms",
-                "p95",
-                "<=",
-                250,
-                "5m",
-                30,
-            ),
-            kpi(
-                "availability",
-                "Camera availability",
-                "online",
-                "availability",
-                ">=",
-                0.99,
-                "1h",
-                30,
-            ),
-            kpi(
-                "false_alarm_rate",
-                "False alarms per minute",
-                "false_alarms",
-                "rate",
-                "<=",
-                0.5,
-                "15m",
-                60,
-            ),
-        ),
-    ),
-    DemoSpec(
-        "DEMO-002",
-        "Nuri Vision",
-        "Smart Crosswalk Pedestrian Signal Assist",
-        "pedestrian_detection",
-        "gwangju",
-        ("crosswalk", "intersection"),
-        None,
-        "CAM",
-        "NV-Cross 3",
-        "2026-04-01",
-        "2027-03-31",
-        (
-            kpi(
-                "latency_p99",
-                "Detection latency, 99th percentile",
-                "inference_latency_ms",
-                "p99",
-                "<=",
-                300,
-                "5m",
-                30,
-            ),
-            kpi(
-                "availability",
-                "Device availability",
-                "online",
-                "availability",
-                ">=",
-                0.995,
-                "1h",
-                30,
-            ),
-        ),
-    ),
-    DemoSpec(
-        "DEMO-003",
-        "Mobility Lab Gwangju",
-        "AI Bus Arrival Prediction",
-        "transit_prediction",
-        "gwangju",
-        ("bus_stop",),
-        None,
-        "SEN",
-        "MLG Stop Sensor",
-        "2026-01-05",
-        "2026-12-31",
-        (
-            kpi(
-                "error_mean",
-                "Mean arrival prediction error (s)",
-                "prediction_error_s",
-                "mean",
-                "<=",
-                60,
-                "15m",
-                10,
-            ),
-            kpi(
-                "error_p95",
-                "Arrival prediction error, 95th percentile (s)",
-                "prediction_error_s",
-                "p95",
-                "<=",
-                180,
-                "1h",
-                30,
-            ),
-        ),
-    ),
-    DemoSpec(
-        "DEMO-004",
-        "CareSense AI",
-        "Fall Detection at Senior Centres",
-        "fall_detection",
-        "gwangju",
-        ("senior_center",),
-        None,
-        "CAM",
-        "CareSense Room",
-        "2026-05-01",
-        "2027-04-30",
-        (
-            kpi(
-                "latency_p95",
-                "Fall inference latency, 95th percentile",
-                "inference_latency_ms",
-                "p95",
-                "<=",
-                500,
-                "5m",
-                30,
-            ),
-            kpi(
-                "availability",
-                "Device availability",
-                "online",
-                "availability",
-                ">=",
-                0.99,
-                "1h",
-                30,
-            ),
-        ),
-    ),
-    DemoSpec(
-        "DEMO-005",
-        "ParkEye",
-        "Illegal Parking Detection",
-        "license_plate_recognition",
-        "gwangju",
-        ("parking_lot", "market"),
-        None,
-        "CAM",
-        "ParkEye LPR",
-        "2026-02-02",
-        "2027-01-29",
-        (
-            kpi(
-                "read_accuracy",
-                "Plate read accuracy (%)",
-                "read_accuracy_pct",
-                "mean",
-                ">=",
-                95,
-                "15m",
-                10,
-            ),
-            kpi(
-                "availability",
-                "Camera availability",
-                "online",
-                "availability",
-                ">=",
-                0.98,
-                "1h",
-                30,
-            ),
-        ),
-    ),
-    DemoSpec(
-        "DEMO-006",
-        "Clean Air Tech",
-        "Neighbourhood Air Quality Forecasting",
-        "air_quality_forecast",
-        "gwangju",
-        ("park", "public_building"),
-        None,
-        "AQS",
-        "CAT Air Node",
-        "2026-01-15",
-        "2027-01-14",
-        (
-            kpi(
-                "forecast_error_p50",
-                "Forecast error, median (%)",
-                "forecast_error_pct",
-                "p50",
-                "<=",
-                15,
-                "1h",
-                30,
-            ),
-            kpi(
-                "availability",
-                "Sensor availability",
-                "online",
-                "availability",
-                ">=",
-                0.97,
-                "1d",
-                60,
-            ),
-        ),
-    ),
-    DemoSpec(
-        "DEMO-007",
-        "Lumen AI",
-        "Adaptive Streetlight Energy Saving",
-        "smart_lighting",
-        "gwangju",
-        ("river_trail", "apartment_complex"),
-        None,
-        "LUM",
-        "Lumen Pole Controller",
-        "2026-06-01",
-        "2027-05-31",
-        (kpi("power_mean", "Mean power draw (W)", "power_w", "mean", "<=", 80, "15m", 10),),
-    ),
-    DemoSpec(
-        "DEMO-008",
-        "Firewatch",
-        "Traditional Market Fire Early Warning",
-        "fire_detection",
-        None,
-        ("market",),
-        None,
-        "SEN",
-        "Firewatch Smoke AI",
-        "2026-03-16",
-        "2027-03-15",
-        (
-            kpi(
-                "latency_max",
-                "Worst smoke inference latency (ms)",
-                "inference_latency_ms",
-                "max",
-                "<=",
-                1000,
-                "5m",
-                10,
-            ),
-            kpi("heartbeats", "Heartbeats per hour", "online", "count", ">=", 55, "1h", 1),
-        ),
-    ),
-    DemoSpec(
-        "DEMO-009",
-        "Crowd Insight",
-        "Public Building Crowd Analytics",
-        "crowd_analytics",
-        "gwangju",
-        ("library", "public_building"),
-        None,
-        "CAM",
-        "CI Counter",
-        "2026-07-01",
-        "2027-06-30",
-        (
-            kpi(
-                "latency_p50",
-                "Counting latency, median (ms)",
-                "inference_latency_ms",
-                "p50",
-                "<=",
-                120,
-                "1m",
-                5,
-            ),
-        ),
-    ),
-    DemoSpec(
-        "DEMO-010",
-        "Blue Ocean Robotics",
-        "Coastal Water Safety Monitoring",
-        "water_safety_detection",
-        "jeonnam",
-        ("harbor", "beach"),
-        None,
-        "CAM",
-        "BOR Shore Cam",
-        "2026-05-15",
-        "2027-05-14",
-        (
-            kpi(
-                "availability",
-                "Camera availability",
-                "online",
-                "availability",
-                ">=",
-                0.98,
-                "1h",
-                30,
-            ),
-            kpi(
-                "latency_p95",
-                "Detection latency, 95th percentile",
-                "inference_latency_ms",
-                "p95",
-                "<=",
-                400,
-                "5m",
-                30,
-            ),
-        ),
-    ),
-    DemoSpec(
-        "DEMO-011",
-        "AgriMind",
-        "Crop Disease Detection for Smart Farms",
-        "crop_disease_detection",
-        "jeonnam",
-        ("farm",),
-        None,
-        "CAM",
-        "AgriMind Leaf Scanner",
-        "2026-04-01",
-        "2026-12-31",
-        (
-            kpi(
-                "scan_rate",
-                "Leaf images scanned per minute",
-                "leaf_images",
-                "rate",
-                ">=",
-                1,
-                "15m",
-                10,
-            ),
-            kpi(
-                "availability",
-                "Scanner availability",
-                "online",
-                "availability",
-                ">=",
-                0.95,
-                "1d",
-                60,
-            ),
-        ),
-    ),
-    DemoSpec(
-        "DEMO-012",
-        "Honam Transit AI",
-        "Super-regional Commuter Bus Demand Prediction",
-        "transit_prediction",
-        None,
-        ("bus_stop",),
-        ("buk", "gwangsan", *JEONNAM_MUNICIPALITIES),
-        "SEN",
-        "HTA Demand Node",
-        "2026-09-01",
-        "2027-08-31",
-        (
-            kpi(
-                "error_mean",
-                "Mean arrival prediction error (s)",
-                "prediction_error_s",
-                "mean",
-                "<=",
-                90,
-                "15m",
-                10,
-            ),
-        ),
-    ),
-    DemoSpec(
-        "DEMO-013",
-        "Company A",
-        "AI Safety Guardian for Children's Commute: South Jeolla",
-        "traffic_hazard_detection",
-        "jeonnam",
-        ("school_zone",),
-        None,
-        "CAM",
-        "Guardian Edge v2",
-        "2026-09-01",
-        "2027-08-31",
-        (
-            kpi(
-                "latency_p95",
-                "Hazard inference latency, 95th percentile",
-                "inference_latency_ms",
-                "p95",
-                "<=",
-                250,
-                "5m",
-                30,
-            ),
-            kpi(
-                "availability",
-                "Camera availability",
-                "online",
-                "availability",
-                ">=",
-                0.99,
-                "1h",
-                30,
-            ),
-        ),
-    ),
-)
 
 
 def split_by_population(total: int, populations: dict[str, int]) -> dict[str, int]:
@@ -588,50 +130,38 @@ def generate_sites(rng: random.Random) -> list[dict[str, Any]]:
     return sites
 
 
-def runs_at(demo: DemoSpec, site: dict[str, Any]) -> bool:
+def runs_at(placement: Placement, site: dict[str, Any]) -> bool:
     return (
-        (demo.region is None or demo.region == site["region"])
-        and site["place_type"] in demo.places
-        and (demo.districts is None or site["district"] in demo.districts)
+        (placement.region is None or placement.region == site["region"])
+        and site["place_type"] in placement.place_types
+        and (placement.districts is None or site["district"] in placement.districts)
     )
 
 
-def generate_devices(rng: random.Random, sites: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def generate_devices(
+    rng: random.Random, sites: list[dict[str, Any]], demos: Sequence[Demonstration]
+) -> list[dict[str, Any]]:
+    """One device (a fifth of the time two) of every demonstration whose placement takes the
+    site."""
     devices: list[dict[str, Any]] = []
     for site in sites:
         numbers: dict[str, int] = {}
-        for demo in DEMOS:
-            if not runs_at(demo, site):
+        for demo in demos:
+            placement = demo.placement
+            if placement is None or not runs_at(placement, site):
                 continue
+            prefix = placement.device_prefix
             for _ in range(2 if rng.random() < 0.2 else 1):
-                numbers[demo.device_prefix] = numbers.get(demo.device_prefix, 0) + 1
+                numbers[prefix] = numbers.get(prefix, 0) + 1
                 devices.append(
                     {
-                        "device_id": f"{site['site_id']}-{demo.device_prefix}"
-                        f"{numbers[demo.device_prefix]}",
+                        "device_id": f"{site['site_id']}-{prefix}{numbers[prefix]}",
                         "site_id": site["site_id"],
                         "demonstration_id": demo.demonstration_id,
-                        "model": demo.device_model,
+                        "model": placement.device_model,
                     }
                 )
     return devices
-
-
-def demonstrations_document() -> dict[str, Any]:
-    return {
-        "demonstrations": [
-            {
-                "demonstration_id": d.demonstration_id,
-                "company": d.company,
-                "title": d.title,
-                "technology": d.technology,
-                "starts_on": d.starts_on,
-                "ends_on": d.ends_on,
-                "kpis": list(d.kpis),
-            }
-            for d in DEMOS
-        ]
-    }
 
 
 def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
@@ -641,24 +171,30 @@ def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
         writer.writerows(rows)
 
 
-def generate(out: Path) -> dict[str, int]:
+def generate(out: Path, catalogue: Path = DATA_DIR / "demonstrations.yaml") -> dict[str, int]:
+    demos = read_demonstrations(catalogue)
     rng = random.Random(SEED)
     sites = generate_sites(rng)
-    devices = generate_devices(rng, sites)
+    devices = generate_devices(rng, sites, demos)
     out.mkdir(parents=True, exist_ok=True)
     write_csv(out / "sites.csv", sites)
     write_csv(out / "devices.csv", devices)
-    header = "# Generated by `python -m hub.registry.generate`; the KPIs of every demonstration.\n"
-    (out / "demonstrations.yaml").write_text(
-        header + yaml.safe_dump(demonstrations_document(), sort_keys=False, allow_unicode=True)
-    )
-    return {"sites": len(sites), "devices": len(devices), "demonstrations": len(DEMOS)}
+    if catalogue.resolve() != (out / "demonstrations.yaml").resolve():
+        (out / "demonstrations.yaml").write_bytes(catalogue.read_bytes())
+    return {"sites": len(sites), "devices": len(devices), "demonstrations": len(demos)}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=DATA_DIR, help="where to write the files")
-    counts = generate(parser.parse_args().out)
+    parser.add_argument(
+        "--catalogue",
+        type=Path,
+        default=DATA_DIR / "demonstrations.yaml",
+        help="the demonstrations and where they run (copied to --out when elsewhere)",
+    )
+    args = parser.parse_args()
+    counts = generate(args.out, args.catalogue)
     print(", ".join(f"{n} {what}" for what, n in counts.items()))
 
 

@@ -47,7 +47,7 @@ class LoadReport:
 TABLES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "demonstrations": (
         ("demonstration_id",),
-        ("company", "title", "technology", "starts_on", "ends_on"),
+        ("company", "title", "technology", "starts_on", "ends_on", "metrics"),
     ),
     "sites": (("site_id",), ("region", "district", "place_type", "name", "lat", "lon")),
     "kpis": (
@@ -61,6 +61,7 @@ TABLES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
             '"window"',
             "window_seconds",
             "min_samples",
+            "denominator",
         ),
     ),
     "devices": (("device_id",), ("site_id", "demonstration_id", "model")),
@@ -77,6 +78,7 @@ def rows(registry: Registry) -> dict[str, list[tuple[object, ...]]]:
                 d.technology,
                 date.fromisoformat(d.starts_on),
                 date.fromisoformat(d.ends_on),
+                list(d.metrics),
             )
             for d in registry.demonstrations
         ],
@@ -96,6 +98,7 @@ def rows(registry: Registry) -> dict[str, list[tuple[object, ...]]]:
                 k.window,
                 k.window_s,
                 k.min_samples,
+                list(k.denominator),
             )
             for d in registry.demonstrations
             for k in d.kpis
@@ -173,8 +176,3 @@ async def load_files(settings: Settings, directory: Path = DATA_DIR) -> LoadRepo
         return await load_registry(conn, registry)
     finally:
         await conn.close()
-
-
-async def loaded_digest(conn: asyncpg.Connection) -> str | None:
-    value = await conn.fetchval("SELECT digest FROM registry_state")
-    return str(value) if value is not None else None

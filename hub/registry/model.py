@@ -83,6 +83,7 @@ AGGREGATIONS: Final = (
     "p99",
     "availability",
     "rate",
+    "ratio",
 )
 OPS: Final = ("<", "<=", ">", ">=")
 WINDOWS: Final[dict[str, int]] = {"1m": 60, "5m": 300, "15m": 900, "1h": 3600, "1d": 86400}
@@ -111,8 +112,9 @@ class Device:
 class Kpi:
     """One demonstration KPI: ``aggregation(metric) op threshold`` over ``window``.
 
-    ``min_samples``: fewer samples in the window than this and the window is judged
-    ``insufficient_data`` instead of pass or fail.
+    ``min_samples``: fewer samples of ``metric`` in the window than this and the window is
+    judged ``insufficient_data`` instead of pass or fail. ``denominator`` (``ratio`` only): the
+    metrics whose sums, added, divide the sum of ``metric`` (precision = tp / (tp + fp)).
     """
 
     kpi_id: str
@@ -123,10 +125,27 @@ class Kpi:
     threshold: float
     window: str
     min_samples: int
+    denominator: tuple[str, ...] = ()
 
     @property
     def window_s(self) -> int:
         return WINDOWS[self.window]
+
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        """Every metric whose windows this KPI reads, ``metric`` first."""
+        return (self.metric, *(m for m in self.denominator if m != self.metric))
+
+
+@dataclass(frozen=True, slots=True)
+class Placement:
+    """Where the registry generator puts a demonstration's devices (not loaded anywhere)."""
+
+    region: str | None  # None: both regions
+    place_types: tuple[str, ...]
+    districts: tuple[str, ...] | None
+    device_prefix: str
+    device_model: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +157,14 @@ class Demonstration:
     starts_on: str
     ends_on: str
     kpis: tuple[Kpi, ...]
+    # Every metric name its devices may report besides the KPIs' inputs.
+    metrics: tuple[str, ...] = ()
+    placement: Placement | None = None
+
+    @property
+    def declared_metrics(self) -> frozenset[str]:
+        """The names its devices may report: the declared ones and every KPI input."""
+        return frozenset(self.metrics).union(*(k.inputs for k in self.kpis))
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from hub import devicekeys
 from hub.db import connect
 from hub.device import DeviceClient
 from hub.errors import HubError
@@ -39,16 +40,22 @@ class SimulationOptions:
     seed: int = 1
 
 
-async def load_sites(settings: Settings, options: SimulationOptions) -> list[SimSite]:
+async def load_sites(
+    settings: Settings, options: SimulationOptions
+) -> tuple[list[SimSite], dict[str, bytes]]:
+    """The simulated sites, and their devices' signing keys (issued to devices that never had
+    one; a revoked device keeps sending with no valid key, and is rejected)."""
     conn = await connect(settings)
     try:
         rows = await conn.fetch(FLEET_QUERY, options.region)
+        if not rows:
+            where = f" in region {options.region}" if options.region else ""
+            raise RegistryNotLoaded(f"no registered devices{where}: run `hub registry load` first")
+        sites = build_fleet([tuple(r) for r in rows], options.sites, options.seed)
+        keys = await devicekeys.ensure(conn, [d.device_id for s in sites for d in s.devices])
     finally:
         await conn.close()
-    if not rows:
-        where = f" in region {options.region}" if options.region else ""
-        raise RegistryNotLoaded(f"no registered devices{where}: run `hub registry load` first")
-    return build_fleet([tuple(r) for r in rows], options.sites, options.seed)
+    return sites, keys
 
 
 async def simulate(
@@ -57,7 +64,7 @@ async def simulate(
     progress: Callable[[float, Tally], None] | None = None,
 ) -> Tally:
     """Publish for ``duration_s`` at ``rate_hz`` events per site per second; flush; tally."""
-    sites = await load_sites(settings, options)
+    sites, keys = await load_sites(settings, options)
     await ensure_topics(settings.kafka_bootstrap, settings.partitions)
     fleet = Fleet(sites, bad_fraction=options.bad_fraction, seed=options.seed)
     interval = 1.0 / options.rate_hz
@@ -67,15 +74,15 @@ async def simulate(
         next_tick = start
         last_report = start
         while (elapsed := loop.time() - start) < options.duration_s:
-            for key, value in fleet.tick(time.time(), interval):
-                await client.send_raw(key, value)
+            for site_id, device_id, value in fleet.tick(time.time(), interval):
+                await client.send_raw(site_id, value, keys.get(device_id))
             if progress and loop.time() - last_report >= 1.0:
                 last_report = loop.time()
                 progress(elapsed, fleet.tally)
             next_tick += interval
             await asyncio.sleep(max(0.0, next_tick - loop.time()))
-        for key, value in fleet.drain():
-            await client.send_raw(key, value)
+        for site_id, device_id, value in fleet.drain():
+            await client.send_raw(site_id, value, keys.get(device_id))
         await client.flush()
     if progress:
         progress(options.duration_s, fleet.tally)

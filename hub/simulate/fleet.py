@@ -7,6 +7,7 @@ would from a real fleet. A share of records can be deliberately bad, one contrac
 
 from __future__ import annotations
 
+import hashlib
 import random
 import uuid
 from collections import Counter
@@ -29,6 +30,8 @@ BAD_REASONS = (
     Reason.CLOCK_SKEW,
 )
 MAX_BUFFERED = 120
+# (site, the device that sends it, the record's bytes)
+Outgoing = tuple[str, str, bytes]
 
 
 @dataclass(slots=True)
@@ -52,12 +55,15 @@ class SimSite:
 
 @dataclass(slots=True)
 class Tally:
-    """What was sent: every record counted once, by kind, and the bad ones by reason."""
+    """What was sent: every record counted once, by kind, and the bad ones by reason. ``marked``:
+    the records sent as deliberate faults (a reason) or held back in an outage ("outage"), by
+    the digest of their bytes, so that what the hub rejected can be told apart from them."""
 
     sent: int = 0
     by_kind: Counter[str] = field(default_factory=Counter)
     bad: Counter[str] = field(default_factory=Counter)
     buffered_in_outages: int = 0
+    marked: dict[bytes, str] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -66,6 +72,11 @@ class Tally:
             "bad": {str(reason): n for reason, n in self.bad.items()},
             "buffered_in_outages": self.buffered_in_outages,
         }
+
+
+def digest(record: bytes) -> bytes:
+    """How a sent record is recognised in the DLQ (whose copy holds its bytes)."""
+    return hashlib.blake2b(record, digest_size=12).digest()
 
 
 def build_fleet(rows: list[tuple[str, str, str, str, str]], sites: int, seed: int) -> list[SimSite]:
@@ -99,9 +110,10 @@ class Fleet:
         self.rng = random.Random(seed)
         self.tally = Tally()
 
-    def tick(self, now: float, interval_s: float) -> list[tuple[str, bytes]]:
-        """One event per site (from its devices in turn), plus what reconnecting devices flush."""
-        out: list[tuple[str, bytes]] = []
+    def tick(self, now: float, interval_s: float) -> list[Outgoing]:
+        """One event per site (from its devices in turn), plus what reconnecting devices flush:
+        (site, the device that sends it, bytes)."""
+        out: list[Outgoing] = []
         rng = self.rng
         outage_chance = self.outage_per_hour * interval_s / 3600.0
         stamp = datetime.fromtimestamp(now, KST)
@@ -110,8 +122,10 @@ class Fleet:
             site.turn += 1
             if self.bad_fraction and rng.random() < self.bad_fraction:
                 reason = rng.choice(BAD_REASONS)
-                out.append((site.site_id, self.bad_record(reason, site, device, stamp)))
+                bad = self.bad_record(reason, site, device, stamp)
+                out.append((site.site_id, device.device_id, bad))
                 self.tally.bad[reason] += 1
+                self.tally.marked[digest(bad)] = str(reason)
                 continue
             kind, metrics = device.profile(rng, site.quality)
             jitter = timedelta(milliseconds=rng.uniform(-40.0, 40.0))
@@ -128,21 +142,22 @@ class Fleet:
                 if len(device.buffer) < MAX_BUFFERED:
                     device.buffer.append(record)
                     self.tally.buffered_in_outages += 1
+                    self.tally.marked[digest(record)] = "outage"
                 else:
                     self.tally.by_kind[kind] -= 1  # a full buffer drops, as real devices do
                 continue
             if device.buffer:
-                out.extend((site.site_id, held) for held in device.buffer)
+                out.extend((site.site_id, device.device_id, held) for held in device.buffer)
                 device.buffer.clear()
-            out.append((site.site_id, record))
+            out.append((site.site_id, device.device_id, record))
             if rng.random() < outage_chance:
                 device.offline_until = now + rng.uniform(20.0, 90.0)
         self.tally.sent += len(out)
         return out
 
-    def drain(self) -> list[tuple[str, bytes]]:
+    def drain(self) -> list[Outgoing]:
         """At the end, devices still offline reconnect and flush their buffers."""
-        out = [(d.site_id, r) for s in self.sites for d in s.devices for r in d.buffer]
+        out = [(d.site_id, d.device_id, r) for s in self.sites for d in s.devices for r in d.buffer]
         for site in self.sites:
             for device in site.devices:
                 device.buffer.clear()

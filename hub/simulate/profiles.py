@@ -32,9 +32,15 @@ def _poisson(rng: random.Random, mean: float) -> int:
 
 
 def _detector(
-    latency_median: float, sigma: float, counts: dict[str, float], detection: str | None = None
+    latency_median: float,
+    sigma: float,
+    counts: dict[str, float],
+    detection: str | None = None,
+    errors: dict[str, float] | None = None,
 ) -> Profile:
-    """Vision devices: an inference latency, some counts, and 'detection' events when they fire."""
+    """Vision devices: an inference latency, some counts, and 'detection' events when they fire.
+    ``errors``: ground-truth counts of mistakes (verified false positives, missed objects), more
+    frequent at a weak site."""
 
     def profile(rng: random.Random, quality: float) -> tuple[str, Metrics]:
         metrics: Metrics = {
@@ -43,6 +49,8 @@ def _detector(
         }
         for name, mean in counts.items():
             metrics[name] = _poisson(rng, mean)
+        for name, mean in (errors or {}).items():
+            metrics[name] = _poisson(rng, mean / quality)
         kind = "detection" if detection and metrics.get(detection, 0) > 0 else "measurement"
         return kind, metrics
 
@@ -103,11 +111,21 @@ def _crop(rng: random.Random, quality: float) -> tuple[str, Metrics]:
 
 
 PROFILES: Final[dict[str, Profile]] = {
+    # Ground truth: a share of detections verified on site (true positives) and the mistakes
+    # found (false positives, missed pedestrians), from which precision and recall are judged.
     "traffic_hazard_detection": _detector(
-        90.0, 0.35, {"hazards_detected": 0.05, "false_alarms": 0.005}, "hazards_detected"
+        90.0,
+        0.35,
+        {"hazards_detected": 0.05, "false_alarms": 0.005, "gt_true_positives": 0.05},
+        "hazards_detected",
+        {"gt_false_positives": 0.004},
     ),
     "pedestrian_detection": _detector(
-        110.0, 0.30, {"pedestrians_detected": 2.0, "signal_extensions": 0.1}
+        110.0,
+        0.30,
+        {"pedestrians_detected": 2.0, "signal_extensions": 0.1, "gt_true_positives": 0.2},
+        None,
+        {"gt_false_negatives": 0.005},
     ),
     "fall_detection": _detector(200.0, 0.40, {"falls_detected": 0.001}, "falls_detected"),
     "crowd_analytics": _detector(70.0, 0.30, {"occupancy": 40.0}),

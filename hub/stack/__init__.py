@@ -37,7 +37,14 @@ class Stack:
         return [part for name, part in self.parts.items() if not names or name in names]
 
     def status(self, names: Sequence[str] = ()) -> list[PartStatus]:
-        return [part.status() for part in self.select(names)]
+        """A row per part, and per broker of a replicated Kafka cluster."""
+        rows: list[PartStatus] = []
+        for part in self.select(names):
+            if isinstance(part, Kafka) and len(part.nodes) > 1:
+                rows.extend(part.statuses())
+            else:
+                rows.append(part.status())
+        return rows
 
     def up(self, say: Say, names: Sequence[str] = ()) -> list[PartStatus]:
         self.settings.home.mkdir(parents=True, exist_ok=True)

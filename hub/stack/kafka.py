@@ -1,9 +1,16 @@
-"""Apache Kafka 4.1 in KRaft mode, one combined broker+controller, from Maven Central's jars.
+"""Apache Kafka 4.1 in KRaft mode from Maven Central's jars: one combined broker+controller, or a
+replicated cluster of three (``HUB_KAFKA_BROKERS=3``), each node a broker and a controller.
 
 Jars are fetched once per version by ``mvn dependency:copy-dependencies`` over
-``deploy/kafka/pom.xml``; storage is formatted once (its ``meta.properties`` is the marker);
-the broker runs as ``java -cp libs/* kafka.Kafka server.properties`` with log4j2 writing to
-``$HUB_HOME/kafka/logs``.
+``deploy/kafka/pom.xml`` and shared by the nodes; each node's storage is formatted once (its
+``meta.properties`` is the marker) with the cluster's id; a node runs as
+``java -cp libs/* kafka.Kafka server.properties`` with log4j2 writing to its ``logs``.
+
+Node N (1, 2, 3) listens on the configured ports plus 100 x (N - 1): with the defaults 9092, 9192
+and 9292 (the hub's plaintext listener), 9093, 9193, 9293 (SASL) and 9094, 9194, 9294 (the
+controllers' quorum). Clients need only the first: they learn the others from it. A single node
+keeps the layout it always had (``$HUB_HOME/kafka``); a cluster's nodes live in
+``$HUB_HOME/kafka/node-N``.
 """
 
 from __future__ import annotations
@@ -14,15 +21,17 @@ import re
 import shutil
 import subprocess
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 from hub.settings import Settings, host_port
 from hub.stack import prereqs
 from hub.stack.errors import StackError
 from hub.stack.part import PartStatus, Say
-from hub.stack.process import owned_pid, port_in_use, spawn, terminate, wait_until
+from hub.stack.process import is_alive, owned_pid, port_in_use, spawn, terminate, wait_until
 
 JAVA_MAJOR = 17
+PORT_STEP = 100
 
 
 def pom_kafka_version(pom: Path) -> str:
@@ -38,66 +47,235 @@ def java_major(java: str) -> int:
     return int(match.group(1)) if match else 0
 
 
-def server_properties(settings: Settings, data_dir: Path) -> str:
-    host, port = host_port(settings.kafka_bootstrap.split(",")[0], "HUB_KAFKA_BOOTSTRAP")
-    sasl = settings.kafka_sasl_bootstrap.split(",")[0]
-    controller = f"{host}:{settings.kafka_controller_port}"
-    return "\n".join(
-        [
-            "# Written by `hub stack up`; edits are overwritten.",
-            "process.roles=broker,controller",
-            "node.id=1",
-            f"controller.quorum.voters=1@{controller}",
-            # The hub's own listener (loopback; its principal, ANONYMOUS, is the super user) and
-            # the one devices and partners use: SCRAM users, allowed only what their ACLs say.
-            f"listeners=PLAINTEXT://{host}:{port},SASL_PLAINTEXT://{sasl},"
-            f"CONTROLLER://{controller}",
-            f"advertised.listeners=PLAINTEXT://{host}:{port},SASL_PLAINTEXT://{sasl}",
-            "controller.listener.names=CONTROLLER",
-            "inter.broker.listener.name=PLAINTEXT",
-            "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT,"
-            "CONTROLLER:PLAINTEXT",
-            "sasl.enabled.mechanisms=SCRAM-SHA-512",
-            "listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config="
-            "org.apache.kafka.common.security.scram.ScramLoginModule required;",
-            "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer",
-            "super.users=User:ANONYMOUS",
-            "allow.everyone.if.no.acl.found=false",
-            f"log.dirs={data_dir}",
-            # The hub creates every topic it needs; a typo must not create a new one.
-            "auto.create.topics.enable=false",
-            "num.partitions=12",
-            "offsets.topic.replication.factor=1",
-            "transaction.state.log.replication.factor=1",
-            "transaction.state.log.min.isr=1",
-            "share.coordinator.state.topic.replication.factor=1",
-            "share.coordinator.state.topic.min.isr=1",
-            "group.initial.rebalance.delay.ms=0",
-            "log.retention.hours=168",
-            "",
-        ]
+@dataclass(frozen=True, slots=True)
+class NodeAddress:
+    """Where node ``node`` of the cluster listens."""
+
+    node: int
+    host: str
+    port: int  # the hub's plaintext listener
+    sasl_host: str
+    sasl_port: int
+    controller_port: int
+
+    @classmethod
+    def of(cls, settings: Settings, node: int) -> NodeAddress:
+        host, port = host_port(settings.kafka_bootstrap.split(",")[0], "HUB_KAFKA_BOOTSTRAP")
+        sasl_host, sasl_port = host_port(
+            settings.kafka_sasl_bootstrap.split(",")[0], "HUB_KAFKA_SASL_BOOTSTRAP"
+        )
+        step = PORT_STEP * (node - 1)
+        return cls(
+            node,
+            host,
+            port + step,
+            sasl_host,
+            sasl_port + step,
+            settings.kafka_controller_port + step,
+        )
+
+    @property
+    def bootstrap(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    @property
+    def controller(self) -> str:
+        return f"{self.host}:{self.controller_port}"
+
+
+def server_properties(settings: Settings, node: int, data_dir: Path) -> str:
+    brokers = settings.kafka_brokers
+    me = NodeAddress.of(settings, node)
+    voters = ",".join(
+        f"{n}@{NodeAddress.of(settings, n).controller}" for n in range(1, brokers + 1)
     )
+    replicated = brokers > 1
+    # One node: every internal topic has one copy. Three: three copies, and a write is
+    # acknowledged once two hold it (acks=all), so one broker may fail without loss or refusal.
+    copies, in_sync = (3, 2) if replicated else (1, 1)
+    lines = [
+        "# Written by `hub stack up`; edits are overwritten.",
+        "process.roles=broker,controller",
+        f"node.id={node}",
+        f"controller.quorum.voters={voters}",
+        # The hub's own listener (loopback; its principal, ANONYMOUS, is the super user) and
+        # the one devices and partners use: SCRAM users, allowed only what their ACLs say.
+        f"listeners=PLAINTEXT://{me.bootstrap},SASL_PLAINTEXT://{me.sasl_host}:{me.sasl_port},"
+        f"CONTROLLER://{me.controller}",
+        f"advertised.listeners=PLAINTEXT://{me.bootstrap},"
+        f"SASL_PLAINTEXT://{me.sasl_host}:{me.sasl_port}",
+        "controller.listener.names=CONTROLLER",
+        "inter.broker.listener.name=PLAINTEXT",
+        "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT,"
+        "CONTROLLER:PLAINTEXT",
+        "sasl.enabled.mechanisms=SCRAM-SHA-512",
+        "listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config="
+        "org.apache.kafka.common.security.scram.ScramLoginModule required;",
+        "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+        "super.users=User:ANONYMOUS",
+        "allow.everyone.if.no.acl.found=false",
+        f"log.dirs={data_dir}",
+        # The hub creates every topic it needs; a typo must not create a new one.
+        "auto.create.topics.enable=false",
+        "num.partitions=12",
+        f"offsets.topic.replication.factor={copies}",
+        f"transaction.state.log.replication.factor={copies}",
+        f"transaction.state.log.min.isr={in_sync}",
+        f"share.coordinator.state.topic.replication.factor={copies}",
+        f"share.coordinator.state.topic.min.isr={in_sync}",
+    ]
+    if replicated:
+        lines += [
+            f"default.replication.factor={copies}",
+            f"min.insync.replicas={in_sync}",
+        ]
+    lines += ["group.initial.rebalance.delay.ms=0", "log.retention.hours=168", ""]
+    return "\n".join(lines)
 
 
-async def _answers(bootstrap: str) -> bool:
+async def _answers(bootstrap: str, brokers: int) -> bool:
     from aiokafka import AIOKafkaClient
 
     client = AIOKafkaClient(bootstrap_servers=bootstrap, request_timeout_ms=3000)
     try:
         await client.bootstrap()
-        return bool(client.cluster.brokers())
+        return len(client.cluster.brokers()) >= brokers
     except Exception:
         return False
     finally:
         await client.close()
 
 
-def kafka_answers(bootstrap: str) -> bool:
-    """True once the broker answers a metadata request (an open port is not enough)."""
-    return asyncio.run(_answers(bootstrap))
+def kafka_answers(bootstrap: str, brokers: int = 1) -> bool:
+    """True once the broker answers a metadata request naming ``brokers`` brokers (an open port
+    is not enough)."""
+    return asyncio.run(_answers(bootstrap, brokers))
+
+
+class KafkaNode:
+    """One broker+controller process of the cluster."""
+
+    def __init__(self, settings: Settings, node: int, libs: Path, version: str) -> None:
+        self.settings = settings
+        self.node = node
+        self.libs = libs
+        self.version = version
+        root = settings.home / "kafka"
+        self.dir = root if settings.kafka_brokers == 1 else root / f"node-{node}"
+        self.data = self.dir / "data"
+        self.config = self.dir / "server.properties"
+        self.pidfile = self.dir / "kafka.pid"
+        self.logs = self.dir / "logs"
+        self.address = NodeAddress.of(settings, node)
+        self.name = "kafka" if settings.kafka_brokers == 1 else f"kafka-{node}"
+
+    def pid(self) -> int | None:
+        return owned_pid(self.pidfile, str(self.config))
+
+    def status(self) -> PartStatus:
+        pid = self.pid()
+        return PartStatus(
+            self.name,
+            "running" if pid else "stopped",
+            pid,
+            self.address.bootstrap,
+            f"Apache Kafka {self.version}",
+            f"node {self.node} of {self.settings.kafka_brokers}"
+            if self.settings.kafka_brokers > 1
+            else "",
+        )
+
+    def properties(self) -> str:
+        return server_properties(self.settings, self.node, self.data)
+
+    def check_ports(self) -> None:
+        a = self.address
+        for host, port in (
+            (a.host, a.port),
+            (a.host, a.controller_port),
+            (a.sasl_host, a.sasl_port),
+        ):
+            if port_in_use(host, port):
+                raise StackError(
+                    f"{self.name}: port {host}:{port} is taken by another process; stop it, or "
+                    "choose other ports with HUB_KAFKA_BOOTSTRAP / HUB_KAFKA_SASL_BOOTSTRAP / "
+                    "HUB_KAFKA_CONTROLLER_PORT"
+                )
+
+    def start(self, java: str, cluster_id: str, say: Say) -> int:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.config.write_text(self.properties())
+        self._format_storage(java, cluster_id, say)
+        return spawn(
+            command(
+                self.settings, self.libs, java, "kafka.Kafka", str(self.config), logs=self.logs
+            ),
+            self.logs / "stdout.log",
+            self.pidfile,
+        )
+
+    def stop(self, say: Say) -> None:
+        pid = self.pid()
+        if pid is not None:
+            terminate(pid, timeout_s=60)
+            say(f"{self.name}: stopped pid {pid}")
+        self.pidfile.unlink(missing_ok=True)
+
+    def outdated(self) -> bool:
+        written = self.config.read_text() if self.config.exists() else ""
+        return written != self.properties()
+
+    def _format_storage(self, java: str, cluster_id: str, say: Say) -> None:
+        if (self.data / "meta.properties").exists():
+            return
+        say(f"{self.name}: formatting KRaft storage (cluster {cluster_id})")
+        result = subprocess.run(
+            command(
+                self.settings,
+                self.libs,
+                java,
+                "kafka.tools.StorageTool",
+                "format",
+                "--ignore-formatted",
+                "-t",
+                cluster_id,
+                "-c",
+                str(self.config),
+                logs=self.logs,
+            ),
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if result.returncode != 0:
+            last = (result.stderr or result.stdout).strip().splitlines()[-1:] or ["no output"]
+            raise StackError(f"{self.name}: formatting storage failed: {last[0][:300]}")
+
+
+def command(
+    settings: Settings, libs: Path, java: str, main: str, *args: str, logs: Path
+) -> list[str]:
+    log4j = settings.deploy_dir / "kafka" / "log4j2.properties"
+    return [
+        java,
+        "-Xms256m",
+        "-Xmx1g",
+        "-XX:+UseG1GC",
+        "-XX:MaxGCPauseMillis=20",
+        "-Djava.awt.headless=true",
+        f"-Dlog4j2.configurationFile={log4j}",
+        f"-Dkafka.logs.dir={logs}",
+        "-cp",
+        f"{libs}/*",
+        main,
+        *args,
+    ]
 
 
 class Kafka:
+    """The local Kafka cluster: ``HUB_KAFKA_BROKERS`` nodes (1 or 3), started and stopped
+    together by pidfile."""
+
     name = "kafka"
 
     def __init__(self, settings: Settings) -> None:
@@ -106,48 +284,42 @@ class Kafka:
         self.pom = settings.deploy_dir / "kafka" / "pom.xml"
         self.version = pom_kafka_version(self.pom)
         self.libs = self.dir / f"libs-{self.version}"
-        self.data = self.dir / "data"
-        self.config = self.dir / "server.properties"
-        self.pidfile = self.dir / "kafka.pid"
-        self.log = self.dir / "logs" / "stdout.log"
-        self.host, self.port = host_port(
-            settings.kafka_bootstrap.split(",")[0], "HUB_KAFKA_BOOTSTRAP"
-        )
+        self.nodes = [
+            KafkaNode(settings, n, self.libs, self.version)
+            for n in range(1, settings.kafka_brokers + 1)
+        ]
+        self.host, self.port = self.nodes[0].address.host, self.nodes[0].address.port
 
     @property
     def address(self) -> str:
         return f"{self.host}:{self.port}"
 
-    def _pid(self) -> int | None:
-        return owned_pid(self.pidfile, str(self.config))
-
     def status(self) -> PartStatus:
-        pid = self._pid()
+        """The cluster as one part: running when every node is."""
+        nodes = [n.status() for n in self.nodes]
+        running = all(s.state == "running" for s in nodes)
+        detail = ""
+        if len(nodes) > 1:
+            detail = f"{sum(s.state == 'running' for s in nodes)} of {len(nodes)} brokers running"
         return PartStatus(
             self.name,
-            "running" if pid else "stopped",
-            pid,
+            "running" if running else "stopped",
+            nodes[0].pid,
             self.address,
             f"Apache Kafka {self.version}",
+            detail,
         )
 
+    def statuses(self) -> list[PartStatus]:
+        """Each broker, for ``hub stack status``."""
+        return [n.status() for n in self.nodes]
+
     def up(self, say: Say) -> PartStatus:
-        if self._pid() is not None:
+        stopped = [n for n in self.nodes if n.pid() is None]
+        if not stopped:
             return self.status()
-        sasl_host, sasl_port = host_port(
-            self.settings.kafka_sasl_bootstrap.split(",")[0], "HUB_KAFKA_SASL_BOOTSTRAP"
-        )
-        for host, port in (
-            (self.host, self.port),
-            (self.host, self.settings.kafka_controller_port),
-            (sasl_host, sasl_port),
-        ):
-            if port_in_use(host, port):
-                raise StackError(
-                    f"kafka: port {host}:{port} is taken by another process; stop it, or choose "
-                    "other ports with HUB_KAFKA_BOOTSTRAP / HUB_KAFKA_SASL_BOOTSTRAP / "
-                    "HUB_KAFKA_CONTROLLER_PORT"
-                )
+        for node in stopped:
+            node.check_ports()
         prereqs.ensure([prereqs.JAVA, prereqs.MAVEN], say)
         java = shutil.which("java") or "java"
         if (major := java_major(java)) < JAVA_MAJOR:
@@ -156,48 +328,60 @@ class Kafka:
                 "(apt-get install openjdk-17-jre-headless, or put it first on PATH)"
             )
         self._fetch_jars(say)
-        self.dir.mkdir(parents=True, exist_ok=True)
-        self.config.write_text(server_properties(self.settings, self.data))
-        self._format_storage(java, say)
-        pid = spawn(self._command(java, "kafka.Kafka", str(self.config)), self.log, self.pidfile)
+        cluster_id = self._cluster_id()
+        pids = [node.start(java, cluster_id, say) for node in stopped]
+        brokers = len(self.nodes)
         took = wait_until(
-            lambda: port_in_use(self.host, self.port) and kafka_answers(self.address),
-            what=f"kafka (pid {pid})",
+            lambda: (
+                all(port_in_use(n.address.host, n.address.port) for n in self.nodes)
+                and kafka_answers(self.address, brokers)
+            ),
+            what=f"kafka (pids {', '.join(map(str, pids))})",
             timeout_s=self.settings.stack_start_timeout_s,
-            alive=lambda: self._pid() is not None,
-            log=self.dir / "logs" / "server.log",
+            # By pid: a child just spawned may not have exec'd java yet (no marker to find).
+            alive=lambda: all(is_alive(pid) for pid in pids),
+            log=stopped[0].logs / "server.log",
         )
-        say(f"kafka: started Apache Kafka {self.version} in {took:.1f} s")
+        started = ", ".join(n.name for n in stopped)
+        say(f"{started}: started Apache Kafka {self.version} in {took:.1f} s")
         return self.status()
 
     def outdated(self) -> bool:
-        written = self.config.read_text() if self.config.exists() else ""
-        return written != server_properties(self.settings, self.data)
+        return any(n.outdated() for n in self.nodes)
 
     def down(self, say: Say) -> PartStatus:
-        pid = self._pid()
-        if pid is not None:
-            terminate(pid, timeout_s=60)
-            say(f"kafka: stopped pid {pid}")
-        self.pidfile.unlink(missing_ok=True)
+        for node in reversed(self.nodes):
+            node.stop(say)
         return self.status()
 
-    def _command(self, java: str, main: str, *args: str) -> list[str]:
-        log4j = self.settings.deploy_dir / "kafka" / "log4j2.properties"
-        return [
+    def active_controller(self) -> int | None:
+        """The node leading the KRaft quorum now (Kafka's MetadataQuorumCommand), None if no
+        quorum answers."""
+        java = shutil.which("java") or "java"
+        argv = self._command(
             java,
-            "-Xms256m",
-            "-Xmx1g",
-            "-XX:+UseG1GC",
-            "-XX:MaxGCPauseMillis=20",
-            "-Djava.awt.headless=true",
-            f"-Dlog4j2.configurationFile={log4j}",
-            f"-Dkafka.logs.dir={self.dir / 'logs'}",
-            "-cp",
-            f"{self.libs}/*",
-            main,
-            *args,
-        ]
+            "org.apache.kafka.tools.MetadataQuorumCommand",
+            "--bootstrap-server",
+            ",".join(n.address.bootstrap for n in self.nodes),
+            "describe",
+            "--status",
+        )
+        result = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
+        match = re.search(r"^LeaderId:\s+(\d+)", result.stdout, re.MULTILINE)
+        return int(match.group(1)) if match else None
+
+    def _command(self, java: str, main: str, *args: str) -> list[str]:
+        """A Kafka tool (or the broker) from the stack's jars."""
+        return command(self.settings, self.libs, java, main, *args, logs=self.dir / "logs")
+
+    def _cluster_id(self) -> str:
+        cluster_id_file = self.dir / "cluster.id"
+        if not cluster_id_file.exists():
+            # A Kafka cluster id is 16 random bytes in URL-safe base64 without padding.
+            self.dir.mkdir(parents=True, exist_ok=True)
+            raw = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+            cluster_id_file.write_text(raw + "\n")
+        return cluster_id_file.read_text().strip()
 
     def _fetch_jars(self, say: Say) -> None:
         marker = self.libs / ".complete"
@@ -230,32 +414,3 @@ class Kafka:
         shutil.rmtree(self.libs, ignore_errors=True)
         staging.rename(self.libs)
         marker.write_text(self.version + "\n")
-
-    def _format_storage(self, java: str, say: Say) -> None:
-        if (self.data / "meta.properties").exists():
-            return
-        cluster_id_file = self.dir / "cluster.id"
-        if not cluster_id_file.exists():
-            # A Kafka cluster id is 16 random bytes in URL-safe base64 without padding.
-            raw = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
-            cluster_id_file.write_text(raw + "\n")
-        cluster_id = cluster_id_file.read_text().strip()
-        say(f"kafka: formatting KRaft storage (cluster {cluster_id})")
-        result = subprocess.run(
-            self._command(
-                java,
-                "kafka.tools.StorageTool",
-                "format",
-                "--ignore-formatted",
-                "-t",
-                cluster_id,
-                "-c",
-                str(self.config),
-            ),
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if result.returncode != 0:
-            last = (result.stderr or result.stdout).strip().splitlines()[-1:] or ["no output"]
-            raise StackError(f"kafka: formatting storage failed: {last[0][:300]}")

@@ -22,7 +22,13 @@ from tests.conftest import run_hub_async
 from tests.support import scratch_database
 
 # The API tokens every scratch database gets, by the role they are issued for.
-ROLES = {"operator": "operator", "jeonnam": "partner:jeonnam", "company-a": "company:Company A"}
+ROLES = {
+    "operator": "operator",
+    "jeonnam": "partner:jeonnam",
+    "company-a": "company:Company A",
+    # ParkEye shares parking lots and markets with Firewatch: a company at shared sites.
+    "parkeye": "company:ParkEye",
+}
 
 
 @dataclass(frozen=True)

@@ -71,9 +71,9 @@ async def seeded(scratch: Scratch) -> Scratch:
         # The newer minute arrives first, the older one later: "latest" is by event time.
         for bucket, count in ((ago(5), 10), (ago(10), 20)):
             await conn.execute(
-                "INSERT INTO site_aggregates (bucket, site_id, metric, count, sum, min, max, p50,"
-                " p95, p99) VALUES ($1, $2, 'inference_latency_ms', $3, $4, 50, 150, 90,"
-                " 140, 149)",
+                "INSERT INTO site_aggregates (bucket, site_id, demonstration_id, metric, count,"
+                " sum, min, max, p50, p95, p99) VALUES ($1, $2, 'DEMO-001',"
+                " 'inference_latency_ms', $3, $4, 50, 150, 90, 140, 149)",
                 bucket,
                 DONG[0],
                 count,
@@ -147,7 +147,7 @@ def test_report_command_agrees_with_the_api(seeded: Scratch, api: ApiServer) -> 
     lines = as_csv.stdout.splitlines()
     assert lines[0].startswith("demonstration_id,company,title,technology,starts_on,ends_on,sites")
     row = next(line for line in lines if ",latency_p95," in line)
-    assert ",13,10,3,0,76.9,fail," in row
+    assert ",13,10,3,0,0,76.9,fail," in row
     unknown = run_hub("report", "DEMO-404", env=seeded.env)
     assert unknown.returncode == 1
     assert "DEMO-404" in unknown.stderr

@@ -127,6 +127,77 @@ def test_a_company_sees_its_demonstrations_only(alerts: Scratch, api: ApiServer)
     assert (status, [a["alert_id"] for a in seen]) == (200, ["roles-gj"])
 
 
+# A site where ParkEye's DEMO-005 and Firewatch's DEMO-008 both have devices.
+SHARED = sorted(
+    {d.site_id for d in REGISTRY.devices if d.demonstration_id == "DEMO-005"}
+    & {d.site_id for d in REGISTRY.devices if d.demonstration_id == "DEMO-008"}
+)[0]
+NEIGHBOUR = "DEMO-008"
+
+
+@pytest.fixture(scope="module")
+async def shared_rows(alerts: Scratch) -> Scratch:
+    """Both demonstrations' windows and KPI results at the shared site, the neighbour's failing."""
+    conn = await asyncpg.connect(alerts.url)
+    try:
+        for demo, value in (("DEMO-005", 1.0), (NEIGHBOUR, 999.0)):
+            await conn.execute(
+                "INSERT INTO site_aggregates (bucket, site_id, demonstration_id, metric, count,"
+                " sum, min, max) VALUES (date_trunc('minute', now()) - interval '2 minutes', $1,"
+                " $2, 'online', 60, $3, 1, 1)",
+                SHARED,
+                demo,
+                value,
+            )
+            await conn.execute(
+                "INSERT INTO kpi_results (window_start, window_end, demonstration_id, site_id,"
+                " kpi_id, value, threshold, status) VALUES (now() - interval '1 hour', now(),"
+                " $1, $2, 'availability', $3, 0.99, 'pass')",
+                demo,
+                SHARED,
+                value,
+            )
+    finally:
+        await conn.close()
+    return alerts
+
+
+def test_at_a_shared_site_a_company_sees_its_own_demonstrations_rows_only(
+    shared_rows: Scratch, api: ApiServer
+) -> None:
+    token = shared_rows.tokens["parkeye"]
+    status, site = get(api, f"/api/v1/sites/{SHARED}", token)
+    assert status == 200
+    assert {d["demonstration_id"] for d in site["devices"]} == {"DEMO-005"}
+    assert {a["demonstration_id"] for a in site["latest_aggregates"]} == {"DEMO-005"}
+    assert {k["demonstration_id"] for k in site["kpi_statuses"]} == {"DEMO-005"}
+    assert NEIGHBOUR not in json.dumps(site)
+    assert "999" not in json.dumps(site)
+    status, everything = get(api, f"/api/v1/sites/{SHARED}")
+    assert status == 200
+    assert {a["demonstration_id"] for a in everything["latest_aggregates"]} == {
+        "DEMO-005",
+        NEIGHBOUR,
+    }
+
+
+async def test_hub_report_answers_a_company_token_as_the_api_does(
+    shared_rows: Scratch,
+) -> None:
+    token = shared_rows.tokens["parkeye"]
+    own = await run_hub_async("report", "DEMO-005", "--token", token, env=shared_rows.env)
+    assert own.returncode == 0, own.stderr
+    assert NEIGHBOUR not in own.stdout
+    other = await run_hub_async("report", NEIGHBOUR, "--token", token, env=shared_rows.env)
+    assert other.returncode == 1
+    assert "not in the registry" in other.stderr
+    partner = await run_hub_async(
+        "report", "DEMO-005", "--token", shared_rows.tokens["jeonnam"], env=shared_rows.env
+    )
+    assert partner.returncode == 1
+    assert "may not read scorecards" in partner.stderr
+
+
 def test_the_operator_sees_everything(alerts: Scratch, api: ApiServer) -> None:
     status, seen = get(api, "/api/v1/alerts")
     assert status == 200

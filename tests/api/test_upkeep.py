@@ -24,8 +24,8 @@ async def test_retention_drops_only_chunks_past_it_and_the_hourly_rollup_stays(
     try:
         for start, n in minutes.items():
             await conn.executemany(
-                "INSERT INTO site_aggregates (bucket, site_id, metric, count, sum, min, max)"
-                " VALUES ($1, 'GJ-BUK-0001', 'online', 2, 2, 1, 1)",
+                "INSERT INTO site_aggregates (bucket, site_id, demonstration_id, metric, count,"
+                " sum, min, max) VALUES ($1, 'GJ-BUK-0001', 'DEMO-001', 'online', 2, 2, 1, 1)",
                 [(start + timedelta(minutes=i),) for i in range(n)],
             )
         chunks_before = await conn.fetchval("SELECT count(*) FROM show_chunks('site_aggregates')")

@@ -14,6 +14,6 @@ def test_the_processor_floor_is_measured_on_accepted_records() -> None:
 
 def test_the_processor_floor_refuses_to_measure_rejections() -> None:
     records = representative_records(2000)
-    records[7] = b"{not telemetry"
+    records[7] = (records[7][0], b"{not telemetry")
     with pytest.raises(RuntimeError, match="accepted 1,999 of 2,000"):
         processor_us_per_record(records, repeat=1)

@@ -65,7 +65,7 @@ async def test_an_edit_changes_exactly_that_row_and_reloading_restores_it(
     try:
         result = run_hub("registry", "load", "--dir", str(edited))
         assert result.returncode == 0, result.stderr
-        assert "kpis 24 (+0 ~1 -0)" in result.stdout
+        assert "kpis 27 (+0 ~1 -0)" in result.stdout
         after = await snapshot(loaded)
         changed = [(a, b) for a, b in zip(before["kpis"], after["kpis"], strict=True) if a != b]
         assert len(changed) == 1

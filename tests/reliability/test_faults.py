@@ -9,7 +9,7 @@ import signal
 
 from hub.settings import Settings
 from tests.conftest import WorkerProcess, run_hub_async
-from tests.reliability.conftest import IsolatedHub
+from tests.isolated import IsolatedHub
 from tests.reliability.workload import Workload, account, two_sites_per_partition
 from tests.support import eventually
 

@@ -8,14 +8,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from hub.settings import Settings
-from tests.reliability.conftest import IsolatedHub, start_hub, stop_hub
+from tests.isolated import IsolatedHub, start_hub, stop_hub
 from tests.reliability.workload import Workload, account, two_sites_per_partition
 from tests.support import eventually, fetch
 
 # What the hub writes, without the column that says when it wrote it; only the rows of the
 # stream's own windows (a hub left running idle goes on judging later windows as no data).
 TABLES = {
-    "site_aggregates": ("closed_at", "bucket <= $1", "site_id, metric, bucket"),
+    "site_aggregates": ("closed_at", "bucket <= $1", "site_id, demonstration_id, metric, bucket"),
     "kpi_results": (
         "judged_at",
         "window_end <= $1",

@@ -15,24 +15,29 @@ from hub.settings import Settings
 from hub.telemetry import Rejected
 from hub.topics import TELEMETRY, ensure_topics
 from streams.intake import admit
+from streams.processor import Record
 from streams.registry import load_snapshot
 from tests.conftest import run_hub_async
 
 
 async def read_new_records(
     consumer: AIOKafkaConsumer, start: dict[TopicPartition, int], end: dict[TopicPartition, int]
-) -> list[tuple[bytes | None, bytes | None]]:
+) -> list[Record]:
     """Everything appended to the topic between two sets of end offsets."""
     for tp in end:
         consumer.seek(tp, start.get(tp, 0))
     want = sum(end[tp] - start.get(tp, 0) for tp in end)
-    records: list[tuple[bytes | None, bytes | None]] = []
+    records: list[Record] = []
     deadline = time.monotonic() + 60
     while len(records) < want:
         assert time.monotonic() < deadline, f"read {len(records)} of {want}"
         batch = await consumer.getmany(timeout_ms=2000)
         for tp, messages in batch.items():
-            records.extend((m.key, m.value) for m in messages if m.offset < end[tp])
+            records.extend(
+                Record(m.topic, m.partition, m.offset, m.key, m.value, m.timestamp, m.headers)
+                for m in messages
+                if m.offset < end[tp]
+            )
     return records
 
 
@@ -71,19 +76,18 @@ async def test_simulated_records_all_validate_and_bad_ones_fail_as_announced(
 
     conn = await asyncpg.connect(settings.database_url)
     try:
-        devices = (await load_snapshot(conn)).devices  # what the database holds now
+        snapshot = await load_snapshot(conn)  # what the database holds now, device keys too
     finally:
         await conn.close()
-    now_ms = int(time.time() * 1000)
     good: Counter[str] = Counter()
     bad: Counter[str] = Counter()
-    for key, value in records:
+    for record in records:
         try:
-            event = admit(value, key, now_ms, devices)
+            admitted = admit(record, record.timestamp, snapshot, settings.partitions)
         except Rejected as error:
             bad[str(error.reason)] += 1
         else:
-            good[event.kind] += 1
+            good[admitted.event.kind] += 1
     assert dict(bad) == tally["bad"]
     assert dict(good) == {k: v for k, v in tally["by_kind"].items() if v}
     assert sum(bad.values()) > 0

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import pytest
 
 from hub.registry.model import Kpi
 from streams import kpi as kpis
 from streams.kpi import KpiState
+from streams.registry import KST
 from streams.windows import MINUTE_MS, Acc
 
 T0 = 1_795_600_200_000 - 1_795_600_200_000 % 300_000  # a 5-minute boundary
@@ -26,8 +29,13 @@ def kpi(
     window: str = "5m",
     min_samples: int = 1,
     metric: str = "m",
+    denominator: tuple[str, ...] = (),
 ) -> Kpi:
-    return Kpi("k", "k", metric, aggregation, op, threshold, window, min_samples)
+    return Kpi("k", "k", metric, aggregation, op, threshold, window, min_samples, denominator)
+
+
+def merge(state: KpiState, k: Kpi, minute: int, a: Acc, metric: str | None = None) -> bool:
+    return kpis.merge_minute(state, k, metric or k.metric, minute, a)
 
 
 @pytest.mark.parametrize(
@@ -42,32 +50,65 @@ def kpi(
     ],
 )
 def test_aggregations_over_merged_minutes(aggregation: str, expected: float) -> None:
+    k = kpi(aggregation)
     state = KpiState(T0, observed_from_ms=T0)
-    kpis.merge_minute(state, T0, acc(10.0, 20.0))
-    kpis.merge_minute(state, T0 + MINUTE_MS, acc(30.0, 40.0))
-    assert kpis.value_of(kpi(aggregation), state) == pytest.approx(expected)
+    merge(state, k, T0, acc(10.0, 20.0))
+    merge(state, k, T0 + MINUTE_MS, acc(30.0, 40.0))
+    assert kpis.value_of(k, state) == pytest.approx(expected)
+
+
+def test_a_ratio_divides_the_sum_of_its_metric_by_the_sums_of_its_denominator() -> None:
+    """Precision = true positives / (true positives + false positives) over the window."""
+    k = kpi("ratio", ">=", 0.9, metric="tp", denominator=("tp", "fp"))
+    state = KpiState(T0, observed_from_ms=T0)
+    merge(state, k, T0, acc(3.0, 4.0), "tp")
+    merge(state, k, T0, acc(1.0), "fp")
+    merge(state, k, T0 + MINUTE_MS, acc(2.0), "tp")
+    merge(state, k, T0 + MINUTE_MS, acc(0.0, 0.0), "fp")
+    merge(state, k, T0, acc(99.0), "other")  # not an input: ignored
+    assert kpis.value_of(k, state) == pytest.approx(9.0 / 10.0)
+    assert kpis.judge(k, state).status == "pass"
+    state.sums["fp"] = 3.0
+    assert kpis.judge(k, state).status == "fail"  # 9 / 12
+
+
+def test_a_ratio_without_a_denominator_has_no_value() -> None:
+    k = kpi("ratio", ">=", 0.9, metric="tp", denominator=("tp", "fp"))
+    state = KpiState(T0, observed_from_ms=T0)
+    merge(state, k, T0, acc(0.0, 0.0), "tp")
+    merge(state, k, T0, acc(0.0), "fp")
+    assert kpis.value_of(k, state) is None
+    assert kpis.judge(k, state).status == "insufficient_data"
 
 
 def test_availability_is_the_share_of_minutes_reported_up() -> None:
+    k = kpi("availability")
     state = KpiState(T0, observed_from_ms=T0)
     for minute in range(3):
-        kpis.merge_minute(state, T0 + minute * MINUTE_MS, acc(1.0))
-    kpis.merge_minute(state, T0 + 3 * MINUTE_MS, acc(0.0))  # reported, but down
+        merge(state, k, T0 + minute * MINUTE_MS, acc(1.0))
+    merge(state, k, T0 + 3 * MINUTE_MS, acc(0.0))  # reported, but down
     # Minute 5 missing entirely: 3 of 5 minutes up.
-    assert kpis.value_of(kpi("availability"), state) == pytest.approx(0.6)
+    assert kpis.value_of(k, state) == pytest.approx(0.6)
 
 
-def test_availability_of_a_first_partial_window_counts_only_observed_minutes() -> None:
+def test_a_first_partial_window_is_judged_over_its_observed_minutes() -> None:
+    k = kpi("availability", ">=", 0.9, min_samples=50)
     state = KpiState(T0, observed_from_ms=T0 + 3 * MINUTE_MS)
-    kpis.merge_minute(state, T0 + 3 * MINUTE_MS, acc(1.0))
-    kpis.merge_minute(state, T0 + 4 * MINUTE_MS, acc(1.0))
-    assert kpis.value_of(kpi("availability"), state) == pytest.approx(1.0)
+    merge(state, k, T0 + 3 * MINUTE_MS, acc(*[1.0] * 10))
+    merge(state, k, T0 + 4 * MINUTE_MS, acc(*[1.0] * 10))
+    assert kpis.value_of(k, state) == pytest.approx(1.0)
+    # Two of five minutes observed: 20 samples are enough where 50 would be for a whole window.
+    assert kpis.samples_needed(k, state) == 20
+    assert kpis.judge(k, state).status == "pass"
 
 
-def test_a_minute_is_merged_once() -> None:
+def test_a_minute_is_merged_once_and_only_into_its_window() -> None:
+    k = kpi("max")
     state = KpiState(T0, observed_from_ms=T0)
-    assert kpis.merge_minute(state, T0, acc(5.0))
-    assert not kpis.merge_minute(state, T0, acc(5.0))
+    assert merge(state, k, T0, acc(5.0))
+    assert not merge(state, k, T0, acc(5.0))
+    assert not merge(state, k, T0 - MINUTE_MS, acc(5.0))
+    assert not merge(state, k, T0 + 5 * MINUTE_MS, acc(5.0))  # the next window's
     assert state.acc.count == 1
 
 
@@ -85,10 +126,11 @@ def test_a_minute_is_merged_once() -> None:
 def test_judgement(
     values: list[float], op: str, threshold: float, min_samples: int, status: str
 ) -> None:
+    k = kpi("max", op, threshold, min_samples=min_samples)
     state = KpiState(T0, observed_from_ms=T0)
     if values:
-        kpis.merge_minute(state, T0, acc(*values))
-    judgement = kpis.judge(kpi("max", op, threshold, min_samples=min_samples), state)
+        merge(state, k, T0, acc(*values))
+    judgement = kpis.judge(k, state)
     assert judgement.status == status
     assert (judgement.window_start_ms, judgement.window_end_ms) == (T0, T0 + 300_000)
 
@@ -99,7 +141,7 @@ def test_status_changes_raise_breach_no_data_and_recovered() -> None:
     seen = []
     for values in ([50.0], [150.0], [150.0], [], [50.0], [60.0]):
         if values:
-            kpis.merge_minute(state, state.window_start_ms, acc(*values))
+            merge(state, k, state.window_start_ms, acc(*values))
         judgement, transition = kpis.close_window("D", k, "S", state)
         seen.append((judgement.status, transition.transition if transition else None))
     assert seen == [
@@ -112,9 +154,26 @@ def test_status_changes_raise_breach_no_data_and_recovered() -> None:
     ]
 
 
-def test_a_site_silent_from_the_start_raises_no_alert() -> None:
-    assert kpis.transition_for(None, "insufficient_data", None) is None
-    assert kpis.transition_for("insufficient_data", "pass", None) is None
+def test_a_site_silent_from_the_start_raises_no_data() -> None:
+    assert kpis.transition_for(None, "insufficient_data", None) == "no_data"
+    assert kpis.transition_for("insufficient_data", "insufficient_data", "no_data") is None
+    assert kpis.transition_for("insufficient_data", "pass", "no_data") == "recovered"
+    assert kpis.transition_for(None, "pass", None) is None
+
+
+def test_day_windows_are_korean_calendar_days() -> None:
+    day = kpi("count", window="1d")
+    noon = int(datetime(2026, 11, 30, 12, 0, tzinfo=KST).timestamp() * 1000)
+    midnight = int(datetime(2026, 11, 30, 0, 0, tzinfo=KST).timestamp() * 1000)
+    assert kpis.window_start(noon, day) == midnight
+    assert kpis.window_start(noon, kpi("count", window="5m")) == noon
+
+
+def test_the_first_window_of_a_demonstration_starting_later_is_its_first_whole_one() -> None:
+    k = kpi("count", window="1h")
+    starts = int(datetime(2026, 12, 1, tzinfo=KST).timestamp() * 1000)
+    assert kpis.first_window(starts - 5 * MINUTE_MS, starts, k) == starts
+    assert kpis.first_window(starts + 90 * MINUTE_MS, starts, k) == starts + 60 * MINUTE_MS
 
 
 def test_alert_ids_are_stable() -> None:

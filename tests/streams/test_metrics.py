@@ -23,8 +23,6 @@ def test_a_batch_result_is_counted_with_bounded_labels() -> None:
     result.counts.update(
         {
             "accepted": 5,
-            "accepted:gwangju:buk": 4,
-            "accepted:jeonnam:mokpo": 1,
             "rejected:late": 2,
             "duplicate": 1,
             "windows_closed": 1,
@@ -32,9 +30,10 @@ def test_a_batch_result_is_counted_with_bounded_labels() -> None:
             "alert:breach": 1,
         }
     )
+    result.accepted_by_district.update({("gwangju", "buk"): 4, ("jeonnam", "mokpo"): 1})
     bucket = datetime.fromtimestamp(datetime.now(UTC).timestamp() - 180, UTC)
     result.aggregate_rows.append(
-        AggregateRow(bucket, "GJ-BUK-0001", "online", 4, 4.0, 1.0, 1.0, 1.0, 1.0, 1.0)
+        AggregateRow(bucket, "GJ-BUK-0001", "DEMO-001", "online", 4, 4.0, 1.0, 1.0, 1.0, 1.0, 1.0)
     )
     runtime._count(PartitionProcessor(3, ProcessorConfig()), result)
 

@@ -29,9 +29,11 @@ from tests.support import (
     end_offsets,
     eventually,
     fetch,
+    install_test_keys,
     partition_of,
     read_since,
     record,
+    signed,
 )
 
 LATENESS_MS = int(FAST_WORKER_ENV["HUB_ALLOWED_LATENESS"]) * 1000
@@ -81,7 +83,9 @@ async def publish(settings: Settings, records: list[tuple[str, bytes]]) -> None:
     await producer.start()
     try:
         for key, value in records:
-            await producer.send_and_wait(topics.TELEMETRY, value=value, key=key.encode())
+            await producer.send_and_wait(
+                topics.TELEMETRY, value=value, key=key.encode(), headers=signed(value)
+            )
     finally:
         await producer.stop()
 
@@ -459,7 +463,17 @@ async def test_a_registry_fix_is_picked_up_and_a_replayed_record_counts_once(
 
     async def rejected() -> bool | None:
         listed = await run_hub_async(
-            "dlq", "list", "--reason", "unknown_device", "--json", "--since", "5m", "--limit", "0"
+            "dlq",
+            "list",
+            "--reason",
+            "unknown_device",
+            "--json",
+            "--since",
+            "5m",
+            "--limit",
+            "0",
+            "--hub",
+            worker.env["HUB_APP_ID"],
         )
         values = [
             base64.b64decode(json.loads(line)["value_b64"]) for line in listed.stdout.splitlines()
@@ -471,9 +485,10 @@ async def test_a_registry_fix_is_picked_up_and_a_replayed_record_counts_once(
     fixed = registry_dir_with_test_demo(tmp_path / "registry")
     with (fixed / "devices.csv").open("a") as out:
         out.write(f"{device},{site},{TEST_DEMO},test\n")
-    loaded_before = worker.metrics().get("hub_registry_loaded_timestamp_seconds", 0)
     load = await run_hub_async("registry", "load", "--dir", str(fixed))
     assert load.returncode == 0, load.stderr
+    await install_test_keys(settings.database_url)  # its key, as `hub access add-device` issues
+    loaded_before = time.time()
 
     async def refreshed() -> bool | None:
         now = worker.metrics().get("hub_registry_loaded_timestamp_seconds", 0)
@@ -483,7 +498,14 @@ async def test_a_registry_fix_is_picked_up_and_a_replayed_record_counts_once(
     try:
         for _ in range(2):  # the second replay is a repeat of the same event_id
             replay = await run_hub_async(
-                "dlq", "replay", "--reason", "unknown_device", "--since", "5m"
+                "dlq",
+                "replay",
+                "--reason",
+                "unknown_device",
+                "--since",
+                "5m",
+                "--hub",
+                worker.env["HUB_APP_ID"],
             )
             assert replay.returncode == 0, replay.stderr
             assert "replayed" in replay.stdout
@@ -511,6 +533,6 @@ async def test_dlq_list_skips_what_is_not_a_rejected_record(stack: Settings) -> 
         await producer.send_and_wait(topics.DLQ, b'{"not": "a rejected record"}', partition=0)
     finally:
         await producer.stop()
-    listed = await run_hub_async("dlq", "list", "--limit", "1")
+    listed = await run_hub_async("dlq", "list", "--limit", "1", "--hub", "any")
     assert listed.returncode == 0, listed.stderr
     assert "not rejected records" in listed.stderr

@@ -4,50 +4,98 @@ from __future__ import annotations
 
 import base64
 import json
+from dataclasses import replace
 from datetime import UTC, datetime
+from typing import Any
 
-from hub import telemetry, topics
-from hub.registry.model import Kpi
+import pytest
+
+from hub import signing, telemetry, topics
+from hub.registry.model import Demonstration, Device, Kpi, Registry, Site
 from streams.processor import BatchResult, PartitionProcessor, ProcessorConfig, Record
-from streams.registry import SiteInfo, SiteKpi, Snapshot
-from streams.windows import MINUTE_MS
+from streams.registry import KST, build_snapshot
+from streams.windows import MINUTE_MS, id_hash
 
-T0 = 1_795_600_200_000 - 1_795_600_200_000 % 300_000
-SNAPSHOT = Snapshot(
-    digest="test",
-    devices={"GJ-BUK-0001-CAM1": "GJ-BUK-0001", "JN-MOKPO-0001-CAM1": "JN-MOKPO-0001"},
-    sites={
-        "GJ-BUK-0001": SiteInfo("gwangju", "buk"),
-        "JN-MOKPO-0001": SiteInfo("jeonnam", "mokpo"),
-    },
-    kpis_by_site={
-        site: (SiteKpi("DEMO-X", Kpi("lat", "latency", "latency_ms", "max", "<=", 100.0, "5m", 1)),)
-        for site in ("GJ-BUK-0001", "JN-MOKPO-0001")
-    },
+T0 = 1_795_600_200_000 - 1_795_600_200_000 % 300_000  # a 5-minute boundary
+LATENCY = Kpi("lat", "latency", "latency_ms", "max", "<=", 100.0, "5m", 1)
+PRECISION = Kpi("precision", "p", "tp", "ratio", ">=", 0.9, "5m", 1, ("tp", "fp"))
+
+
+def demo(demo_id: str, company: str, *kpis: Kpi, starts: str = "2026-01-01") -> Demonstration:
+    return Demonstration(
+        demo_id, company, demo_id, "t", starts, "2027-12-31", kpis, ("latency_ms", "online")
+    )
+
+
+def site(site_id: str, region: str, district: str) -> Site:
+    return Site(site_id, region, district, "school_zone", "", 35.1, 126.9)
+
+
+REGISTRY = Registry(
+    (
+        site("GJ-BUK-0001", "gwangju", "buk"),
+        site("GJ-BUK-0002", "gwangju", "buk"),
+        site("JN-MOKPO-0001", "jeonnam", "mokpo"),
+    ),
+    (
+        Device("GJ-BUK-0001-CAM1", "GJ-BUK-0001", "DEMO-A", ""),
+        Device("JN-MOKPO-0001-CAM1", "JN-MOKPO-0001", "DEMO-A", ""),
+        # A site two companies share: each company's devices judge its own KPIs only.
+        Device("GJ-BUK-0002-CAM1", "GJ-BUK-0002", "DEMO-A", ""),
+        Device("GJ-BUK-0002-SEN1", "GJ-BUK-0002", "DEMO-B", ""),
+    ),
+    (demo("DEMO-A", "Company A", LATENCY, PRECISION), demo("DEMO-B", "Company B", LATENCY)),
+    "test",
 )
+KEYS = {d.device_id: d.device_id.encode().ljust(32, b"k") for d in REGISTRY.devices}
+SNAPSHOT = build_snapshot(REGISTRY, KEYS)
 
 
 def record(
     offset: int,
-    site: str,
+    site_id: str,
     ts_ms: int,
     latency: float,
     event_id: str | None = None,
     key: str | None = None,
+    device: str | None = None,
+    signing_key: bytes | None = None,
+    metrics: dict[str, float] | None = None,
+    arrival_ms: int | None = None,
 ) -> Record:
+    """A signed record from the site's CAM1 device, arriving when it was made."""
+    device = device or f"{site_id}-CAM1"
     value = telemetry.encode(
         event_id=event_id or f"e{offset}",
-        device_id=f"{site}-CAM1",
-        site_id=site,
+        device_id=device,
+        site_id=site_id,
         ts=datetime.fromtimestamp(ts_ms / 1000, UTC),
         kind="measurement",
-        metrics={"latency_ms": latency},
+        metrics=metrics or {"latency_ms": latency},
     )
-    return Record(topics.TELEMETRY, 0, offset, (key or site).encode(), value)
+    sign_with = signing_key or KEYS.get(device, b"unknown device key")
+    return Record(
+        topics.TELEMETRY,
+        0,
+        offset,
+        (key or site_id).encode(),
+        value,
+        ts_ms if arrival_ms is None else arrival_ms,
+        signing.headers(sign_with, value),
+    )
 
 
-def processor() -> PartitionProcessor:
-    return PartitionProcessor(0, ProcessorConfig(lateness_ms=120_000, dedup_horizon_ms=600_000))
+def raw(offset: int, value: bytes, key: bytes = b"GJ-BUK-0001") -> Record:
+    return Record(topics.TELEMETRY, 0, offset, key, value, T0)
+
+
+def processor(partitions: int = 1) -> PartitionProcessor:
+    config = ProcessorConfig(lateness_ms=120_000, dedup_horizon_ms=600_000, partitions=partitions)
+    return PartitionProcessor(0, config)
+
+
+def dlq(result: BatchResult) -> list[dict[str, object]]:
+    return [json.loads(o.value) for o in result.outgoing if o.topic == topics.DLQ]
 
 
 def test_a_known_stream_gives_exact_rows_results_and_partner_copies() -> None:
@@ -59,43 +107,142 @@ def test_a_known_stream_gives_exact_rows_results_and_partner_copies() -> None:
     result = p.process(records, SNAPSHOT, now_ms=T0 + 7 * MINUTE_MS)
 
     buk = sorted(
-        (r[0].timestamp() * 1000, r[3], r[4])
+        (r.bucket.timestamp() * 1000, r.demonstration_id, r.count_, r.sum)
         for r in result.aggregate_rows
-        if r[1] == "GJ-BUK-0001"
+        if r.site_id == "GJ-BUK-0001"
     )
     # 15 events 20 s apart: 3 per minute over 5 minutes, latencies 50..64.
     assert buk == [
-        (T0 + m * MINUTE_MS, 3, sum(50.0 + i for i in range(3 * m, 3 * m + 3))) for m in range(5)
+        (T0 + m * MINUTE_MS, "DEMO-A", 3, sum(50.0 + i for i in range(3 * m, 3 * m + 3)))
+        for m in range(5)
     ]
-    statuses = {(r.site_id, r.status) for r in result.kpi_rows}
-    assert statuses == {("GJ-BUK-0001", "pass"), ("JN-MOKPO-0001", "fail")}
-    assert [(a.site_id, a.transition, a.status) for a in result.alert_rows] == [
-        ("JN-MOKPO-0001", "breach", "open")
-    ]
+    statuses = {(r.site_id, r.kpi_id, r.status) for r in result.kpi_rows}
+    assert ("GJ-BUK-0001", "lat", "pass") in statuses
+    assert ("JN-MOKPO-0001", "lat", "fail") in statuses
+    breaches = [(a.site_id, a.kpi_id) for a in result.alert_rows if a.transition == "breach"]
+    assert breaches == [("JN-MOKPO-0001", "lat")]
 
     by_topic: dict[str, list[dict[str, object]]] = {}
     for out in result.outgoing:
         by_topic.setdefault(out.topic, []).append(json.loads(out.value))
-    assert {m["site_id"] for m in by_topic["partner.gwangju.kpi-results.v1"]} == {"GJ-BUK-0001"}
+    gwangju = {m["site_id"] for m in by_topic["partner.gwangju.kpi-results.v1"]}
+    assert gwangju <= {"GJ-BUK-0001", "GJ-BUK-0002"}
     assert {m["site_id"] for m in by_topic["partner.jeonnam.kpi-results.v1"]} == {"JN-MOKPO-0001"}
-    assert {m["site_id"] for m in by_topic["partner.jeonnam.kpi-alerts.v1"]} == {"JN-MOKPO-0001"}
-    assert "partner.gwangju.kpi-alerts.v1" not in by_topic
     assert len(by_topic[topics.SITE_AGGREGATES]) == len(result.aggregate_rows)
+    assert {m["demonstration_id"] for m in by_topic[topics.SITE_AGGREGATES]} == {"DEMO-A"}
 
 
-def test_rejections_go_to_the_dlq_with_original_bytes_and_source() -> None:
+def test_at_a_shared_site_each_demonstration_is_judged_on_its_own_devices_only() -> None:
+    """Company B's devices fail the latency KPI at GJ-BUK-0002, Company A's pass it: neither
+    verdict, nor any aggregate, mixes the two."""
+    p = processor()
+    records = []
+    for i in range(10):
+        ts = T0 + i * 20_000
+        records.append(record(2 * i, "GJ-BUK-0002", ts, 40.0, event_id=f"a{i}"))
+        records.append(
+            record(2 * i + 1, "GJ-BUK-0002", ts, 900.0, event_id=f"b{i}", device="GJ-BUK-0002-SEN1")
+        )
+    records.append(record(99, "GJ-BUK-0002", T0 + 8 * MINUTE_MS, 40.0, event_id="push"))
+    result = p.process(records, SNAPSHOT, now_ms=T0 + 8 * MINUTE_MS)
+
+    rows = {(r.demonstration_id, r.bucket.timestamp() * 1000): r for r in result.aggregate_rows}
+    assert {(d, r.count_, r.max) for (d, _), r in rows.items() if _ == T0} == {
+        ("DEMO-A", 3, 40.0),
+        ("DEMO-B", 3, 900.0),
+    }
+    verdicts = {
+        (r.demonstration_id, r.kpi_id): (r.status, r.value)
+        for r in result.kpi_rows
+        if r.site_id == "GJ-BUK-0002" and r.window_start.timestamp() * 1000 == T0
+    }
+    assert verdicts[("DEMO-A", "lat")] == ("pass", 40.0)
+    assert verdicts[("DEMO-B", "lat")] == ("fail", 900.0)
+    # Counted exactly, whatever the demonstration: 10 + 10 + 1 accepted, every one in a row.
+    assert result.counts["accepted"] == 21
+
+
+def test_a_ratio_kpi_is_judged_from_its_metrics_windows() -> None:
+    p = processor()
+    records = [
+        record(i, "GJ-BUK-0001", T0 + i * 10_000, 0.0, metrics={"tp": 1.0, "fp": 0.0})
+        for i in range(19)
+    ]
+    records.append(record(19, "GJ-BUK-0001", T0 + 200_000, 0.0, metrics={"tp": 0.0, "fp": 1.0}))
+    records.append(record(20, "GJ-BUK-0001", T0 + 8 * MINUTE_MS, 10.0))
+    result = p.process(records, SNAPSHOT, now_ms=T0 + 8 * MINUTE_MS)
+    precision = [
+        r for r in result.kpi_rows if r.kpi_id == "precision" and r.site_id == "GJ-BUK-0001"
+    ]
+    assert [(r.window_start.timestamp() * 1000, r.value, r.status) for r in precision] == [
+        (T0, 19 / 20, "pass")
+    ]
+
+
+def test_rejections_go_to_the_dlq_with_original_bytes_headers_and_source() -> None:
     p = processor()
     good = record(1, "GJ-BUK-0001", T0, 10.0)
     wrong_key = record(2, "GJ-BUK-0001", T0, 10.0, key="JN-MOKPO-0001")
-    garbage = Record(topics.TELEMETRY, 0, 3, b"GJ-BUK-0001", b"\xff not json")
+    garbage = raw(3, b"\xff not json")
     result = p.process([good, wrong_key, garbage], SNAPSHOT, now_ms=T0)
-    dlq = [json.loads(o.value) for o in result.outgoing if o.topic == topics.DLQ]
-    assert [(d["reason"], d["offset"]) for d in dlq] == [
-        ("site_mismatch", 2),
-        ("malformed_json", 3),
+    rejected = dlq(result)
+    assert [(d["reason"], d["offset"], d["origin"]) for d in rejected] == [
+        ("site_mismatch", 2, f"{topics.TELEMETRY}/0/2"),
+        ("malformed_json", 3, f"{topics.TELEMETRY}/0/3"),
     ]
-    assert base64.b64decode(dlq[1]["value_b64"]) == b"\xff not json"
+    assert base64.b64decode(str(rejected[1]["value_b64"])) == b"\xff not json"
+    name, value = rejected[0]["headers"][0]  # type: ignore[index]
+    assert (name, base64.b64decode(value)) == wrong_key.headers[0]
     assert result.counts["accepted"] == 1
+
+
+def test_a_record_is_counted_only_when_signed_by_the_device_it_names() -> None:
+    p = processor()
+    competitor = KEYS["GJ-BUK-0002-SEN1"]  # Company B's credential posing as A's camera
+    records = [
+        replace(record(1, "GJ-BUK-0002", T0, 1.0), headers=()),
+        record(2, "GJ-BUK-0002", T0, 1.0, signing_key=competitor),
+        record(3, "GJ-BUK-0002", T0, 1.0, device="GJ-BUK-0002-SEN1"),  # its own: accepted
+    ]
+    result = p.process(records, SNAPSHOT, now_ms=T0)
+    assert [(d["reason"], d["offset"]) for d in dlq(result)] == [
+        ("unauthenticated", 1),
+        ("unauthenticated", 2),
+    ]
+    assert result.counts["accepted"] == 1
+
+
+def test_undeclared_metrics_out_of_range_values_and_wrong_partitions_are_rejected() -> None:
+    p = processor(partitions=12)
+    assert SNAPSHOT.partition_of("GJ-BUK-0001", 12) != 0  # its records belong elsewhere
+    on_wrong_partition = record(1, "GJ-BUK-0001", T0, 1.0)
+    p2 = processor()
+    flood = record(2, "GJ-BUK-0001", T0, 1.0, metrics={"latency_ms": 1.0, "anything_new": 1.0})
+    poison = record(3, "GJ-BUK-0001", T0, 1.0, metrics={"latency_ms": 1.7976931348623157e308})
+    result = p.process([on_wrong_partition], SNAPSHOT, now_ms=T0)
+    rest = p2.process([flood, poison], SNAPSHOT, now_ms=T0)
+    assert [d["reason"] for d in dlq(result)] == ["wrong_partition"]
+    assert [(d["reason"], d["detail"]) for d in dlq(rest)] == [
+        ("undeclared_metric", "metrics.anything_new: not declared by demonstration DEMO-A"),
+        (
+            "schema_violation",
+            "metrics.latency_ms: 1.7976931348623157e+308 is outside the accepted range -1e15..1e15",
+        ),
+    ]
+
+
+def test_a_future_dated_record_makes_no_other_site_late() -> None:
+    """One record dated now+290 s, then other sites' on-time records: all accepted."""
+    p = processor()
+    now = T0 + 30_000
+    ahead = record(0, "GJ-BUK-0001", now + 290_000, 1.0, arrival_ms=now)
+    on_time = [
+        record(i, "JN-MOKPO-0001", now - 60_000 + i * 1000, 1.0, arrival_ms=now + i * 1000)
+        for i in range(1, 30)
+    ]
+    result = p.process([ahead, *on_time], SNAPSHOT, now_ms=now + 30_000)
+    assert (result.counts["accepted"], dlq(result)) == (30, [])
+    assert p.clock_ahead == {"GJ-BUK-0001-CAM1": 290_000}
 
 
 def test_restore_from_its_own_state_writes_continues_exactly() -> None:
@@ -103,19 +250,23 @@ def test_restore_from_its_own_state_writes_continues_exactly() -> None:
     batch (its offsets were not committed) and writes nothing twice, not even to the DLQ."""
     first = processor()
     batch = [record(i, "GJ-BUK-0001", T0 + i * 1000, 20.0) for i in range(10)]
-    batch.append(Record(topics.TELEMETRY, 0, 10, b"GJ-BUK-0001", b"not json"))
+    batch.append(raw(10, b"not json"))
     result = first.process(batch, SNAPSHOT, now_ms=T0 + 10_000)
     table = {k: v for k, v in result.state_writes if v is not None}
 
     second = processor()
-    second.restore(table.items(), now_ms=T0 + 20_000)
+    second.restore(table.items(), SNAPSHOT, now_ms=T0 + 20_000)
     replay = second.process(batch, SNAPSHOT, now_ms=T0 + 20_000)
     assert replay.counts["redelivered"] == 11
     assert (replay.counts["accepted"], replay.outgoing) == (0, [])
     final = second.process(
         [record(50, "GJ-BUK-0001", T0 + 8 * MINUTE_MS, 1.0)], SNAPSHOT, now_ms=T0 + 8 * MINUTE_MS
     )
-    rows = {(r.bucket.timestamp() * 1000, r.metric): r.count_ for r in final.aggregate_rows}
+    rows = {
+        (r.bucket.timestamp() * 1000, r.metric): r.count_
+        for r in final.aggregate_rows
+        if r.site_id == "GJ-BUK-0001"
+    }
     assert rows == {(T0, "latency_ms"): 10}
 
 
@@ -128,7 +279,7 @@ def test_a_crash_between_journal_and_progress_still_counts_once() -> None:
     journal = [(k, v) for k, v in result.state_writes if v is not None and b"|j|" in k]
 
     second = processor()
-    second.restore(journal, now_ms=T0 + 20_000)
+    second.restore(journal, SNAPSHOT, now_ms=T0 + 20_000)
     replay = second.process(batch, SNAPSHOT, now_ms=T0 + 20_000)
     assert (replay.counts["duplicate"], replay.counts["accepted"]) == (10, 0)
 
@@ -141,10 +292,54 @@ def test_an_idle_partition_runs_on_with_the_wall_clock_but_never_past_it() -> No
     closing = p.tick(SNAPSHOT, now_ms=T0 + 1000 + MINUTE_MS + 120_000)
     assert [(r.site_id, r.count_) for r in closing.aggregate_rows] == [("GJ-BUK-0001", 1)]
 
-    ahead = processor()  # events dated two minutes ahead of the wall clock
-    ahead.process([record(1, "GJ-BUK-0001", T0 + 120_000, 10.0)], SNAPSHOT, now_ms=T0)
-    ahead.tick(SNAPSHOT, now_ms=T0 + 60_000)
-    assert ahead.windows.watermark_ms == T0 + 120_000
+
+def test_a_site_that_never_reports_is_judged_insufficient_with_a_no_data_alert() -> None:
+    """A partition where only one site reports: the other sites' KPIs are judged anyway."""
+    p = processor()
+    p.process([record(1, "GJ-BUK-0001", T0 + 1000, 10.0)], SNAPSHOT, now_ms=T0 + 1000)
+    result = p.tick(SNAPSHOT, now_ms=T0 + 1000 + 10 * MINUTE_MS)
+    silent = {
+        (r.demonstration_id, r.site_id, r.kpi_id, r.status)
+        for r in result.kpi_rows
+        if r.window_start.timestamp() * 1000 == T0
+    }
+    assert ("DEMO-B", "GJ-BUK-0002", "lat", "insufficient_data") in silent
+    assert ("DEMO-A", "JN-MOKPO-0001", "lat", "insufficient_data") in silent
+    no_data = {(a.demonstration_id, a.site_id, a.kpi_id) for a in result.alert_rows}
+    assert ("DEMO-B", "GJ-BUK-0002", "lat") in no_data
+    assert ("DEMO-A", "GJ-BUK-0001", "lat") not in no_data
+
+
+def test_kpis_are_judged_inside_the_demonstration_period_only() -> None:
+    """A one-day demonstration: its devices' records before, during and after the day are all
+    aggregated; only the KPI windows inside the day are judged, and then its state goes."""
+    day = Registry(
+        REGISTRY.sites,
+        (Device("GJ-BUK-0001-CAM1", "GJ-BUK-0001", "DEMO-D", ""),),
+        (
+            Demonstration(
+                "DEMO-D", "D", "D", "t", "2026-12-01", "2026-12-01", (LATENCY,), ("latency_ms",)
+            ),
+        ),
+        "day",
+    )
+    snapshot = build_snapshot(day, KEYS)
+    starts = int(datetime(2026, 12, 1, tzinfo=KST).timestamp() * 1000)
+    ends = starts + 24 * 3600_000
+    p = processor()
+    times = [starts - 10 * MINUTE_MS + i * MINUTE_MS for i in range(20)]
+    times += [ends - 10 * MINUTE_MS + i * MINUTE_MS for i in range(20)]
+    results = [
+        p.process([record(i, "GJ-BUK-0001", ts, 10.0)], snapshot, now_ms=ts)
+        for i, ts in enumerate(times)
+    ]
+    results.append(p.tick(snapshot, now_ms=ends + 60 * MINUTE_MS))
+    judged = sorted(r.window_start.timestamp() * 1000 for res in results for r in res.kpi_rows)
+    assert (judged[0], judged[-1] + 300_000, len(judged)) == (starts, ends, 288)
+    aggregated = {r.bucket.timestamp() * 1000 for res in results for r in res.aggregate_rows}
+    assert set(times) <= aggregated  # every minute aggregated, in the period or not
+    assert p.kpi_states == {}  # the ended demonstration's state is released
+    assert any(v is None and b"|k|" in k for res in results for k, v in res.state_writes)
 
 
 def test_records_a_previous_owner_already_rejected_are_not_rejected_again() -> None:
@@ -155,19 +350,18 @@ def test_records_a_previous_owner_already_rejected_are_not_rejected_again() -> N
     durable = {k: v for k, v in done.state_writes if v is not None}
     lost = [
         record(1, "GJ-BUK-0001", T0 + 1_000, 20.0),
-        Record(topics.TELEMETRY, 0, 2, b"GJ-BUK-0001", b"not json"),
-        Record(topics.TELEMETRY, 0, 3, b"GJ-BUK-0001", b"not json either"),
+        raw(2, b"not json"),
+        raw(3, b"not json either"),
     ]
     sent = first.process(lost, SNAPSHOT, now_ms=T0 + 2_000)
     assert [o.partition for o in sent.outgoing if o.topic == topics.DLQ] == [0, 0]
 
     second = processor()
-    second.restore(durable.items(), now_ms=T0 + 20_000)
+    second.restore(durable.items(), SNAPSHOT, now_ms=T0 + 20_000)
     assert (second.next_offset, second.progress_ms) == (1, T0 + 1_000)
     second.rejected_before = {2}  # what the runtime read back from the DLQ
     replay = second.process(lost, SNAPSHOT, now_ms=T0 + 20_000)
-    dlq = [json.loads(o.value)["offset"] for o in replay.outgoing if o.topic == topics.DLQ]
-    assert dlq == [3]
+    assert [d["offset"] for d in dlq(replay)] == [3]
     assert (replay.counts["accepted"], replay.counts["redelivered"]) == (1, 1)
 
 
@@ -201,5 +395,26 @@ def test_last_seen_held_back_at_a_crash_is_written_by_the_next_owner() -> None:
     result = first.process([record(2, "GJ-BUK-0001", T0 + 2000, 1.0)], SNAPSHOT, now_ms=T0 + 2000)
     assert last_seen(result) == {}  # held back, then the worker dies
     second = processor()
-    second.restore(((k, v) for k, v in result.state_writes if v is not None), now_ms=T0 + 9000)
+    state = ((k, v) for k, v in result.state_writes if v is not None)
+    second.restore(state, SNAPSHOT, now_ms=T0 + 9000)
     assert last_seen(second.tick(SNAPSHOT, now_ms=T0 + 9000)) == {"GJ-BUK-0001": T0 + 2000}
+
+
+def test_a_record_whose_processing_fails_is_rejected_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whatever fails for one record (here: the windows, for one event id) sends that record
+    to the DLQ as unprocessable; the batch and the partition go on."""
+    p = processor()
+    offer = p.windows.offer
+
+    def failing(site: str, demo: str, ts: int, arrival: int, digest: int, metrics: Any) -> Any:
+        if digest == id_hash("cursed"):
+            raise OverflowError("math range error")
+        return offer(site, demo, ts, arrival, digest, metrics)
+
+    monkeypatch.setattr(p.windows, "offer", failing)
+    ids = ["e0", "cursed", "e2", "e3"]
+    records = [record(i, "GJ-BUK-0001", T0 + i, 1.0, event_id=e) for i, e in enumerate(ids)]
+    result = p.process(records, SNAPSHOT, now_ms=T0)
+    assert [(d["reason"], d["offset"]) for d in dlq(result)] == [("unprocessable", 1)]
+    assert "OverflowError" in str(dlq(result)[0]["detail"])
+    assert result.counts["accepted"] == 3

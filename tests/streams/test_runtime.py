@@ -34,9 +34,22 @@ class FlakyProducer:
         return done
 
 
+class NoRejectionsYet:
+    """The DLQ read-back of a partition no one owned before: nothing in it."""
+
+    async def rejected(self, *_: object) -> set[int]:
+        return set()
+
+
 async def test_a_batch_that_fails_part_way_is_redone_from_the_written_state() -> None:
     registry = CollectorRegistry()
     runtime = WorkerRuntime(Settings(), worker_metrics(registry), ProcessorConfig())
+    runtime.refill = NoRejectionsYet()  # type: ignore[assignment]
+
+    async def claim(partition: int) -> int:
+        return 1
+
+    runtime._claim = claim  # type: ignore[method-assign]
     runtime.table = {}
     runtime.producer = producer = FlakyProducer()
     runtime.partitions[topics.DLQ] = 12
@@ -51,5 +64,5 @@ async def test_a_batch_that_fails_part_way_is_redone_from_the_written_state() ->
     ]
     assert registry.get_sample_value("hub_batch_failures_total") == 1
     written = PartitionProcessor(5, runtime.config)
-    written.restore(runtime.table.items(), now_ms=0)
+    written.restore(runtime.table.items(), runtime.snapshot, now_ms=0)
     assert written.next_offset == 104

@@ -4,80 +4,126 @@ from __future__ import annotations
 
 import pytest
 
-from hub.telemetry import Event
 from streams.windows import MINUTE_MS, JournalEntry, PartitionWindows, Verdict, id_hash
 
 T0 = 1_795_600_000_000 - 1_795_600_000_000 % MINUTE_MS  # a minute boundary
 LATENESS = 120_000
-
-
-def event(event_id: str, ts_ms: int, site: str = "S1", **metrics: float) -> Event:
-    return Event(event_id, "D1", site, ts_ms, "measurement", metrics or {"m": 1.0})
+HORIZON = 600_000
 
 
 def windows() -> PartitionWindows:
-    return PartitionWindows(lateness_ms=LATENESS, dedup_horizon_ms=600_000)
+    return PartitionWindows(lateness_ms=LATENESS, dedup_horizon_ms=HORIZON)
 
 
-def offer(w: PartitionWindows, e: Event) -> Verdict:
-    return w.offer(e, id_hash(e.event_id))
+def offer(
+    w: PartitionWindows,
+    event_id: str,
+    ts_ms: int,
+    site: str = "S1",
+    demo: str = "D1",
+    arrival_ms: int | None = None,
+    **metrics: float,
+) -> Verdict:
+    """One event; it arrives when it was made unless ``arrival_ms`` says otherwise."""
+    arrival = ts_ms if arrival_ms is None else arrival_ms
+    return w.offer(site, demo, ts_ms, arrival, id_hash(event_id), metrics or {"m": 1.0})
 
 
-def test_counts_sums_and_extremes_per_site_metric_minute() -> None:
+def test_counts_sums_and_extremes_per_site_demonstration_metric_minute() -> None:
     w = windows()
     for i, value in enumerate([3.0, 1.0, 2.0]):
-        assert offer(w, event(f"e{i}", T0 + i * 1000, m=value)) is Verdict.ACCEPTED
-    offer(w, event("other-site", T0 + 5, site="S2", m=10.0))
-    offer(w, event("next-minute", T0 + MINUTE_MS, m=7.0))
-    acc = w.open[("S1", "m", T0)]
+        assert offer(w, f"e{i}", T0 + i * 1000, m=value) is Verdict.ACCEPTED
+    offer(w, "other-site", T0 + 5, site="S2", m=10.0)
+    offer(w, "other-demonstration", T0 + 6, demo="D2", m=100.0)
+    offer(w, "next-minute", T0 + MINUTE_MS, m=7.0)
+    acc = w.open[T0][("S1", "D1", "m")]
     assert (acc.count, acc.sum, acc.min, acc.max) == (3, 6.0, 1.0, 3.0)
-    assert w.open[("S2", "m", T0)].count == 1
-    assert w.open[("S1", "m", T0 + MINUTE_MS)].count == 1
+    assert w.open[T0][("S2", "D1", "m")].count == 1
+    assert w.open[T0][("S1", "D2", "m")].sum == 100.0  # never mixed with D1's devices
+    assert w.open[T0 + MINUTE_MS][("S1", "D1", "m")].count == 1
 
 
 def test_a_repeated_event_id_counts_once() -> None:
     w = windows()
-    assert offer(w, event("same", T0 + 1000)) is Verdict.ACCEPTED
-    assert offer(w, event("same", T0 + 1000)) is Verdict.DUPLICATE
-    assert w.open[("S1", "m", T0)].count == 1
+    assert offer(w, "same", T0 + 1000) is Verdict.ACCEPTED
+    assert offer(w, "same", T0 + 1000) is Verdict.DUPLICATE
+    assert w.open[T0][("S1", "D1", "m")].count == 1
+
+
+def test_a_retry_stamped_into_another_minute_is_still_a_repeat() -> None:
+    """A device retry that re-stamps the event (now-70 s, then now-5 s) is the same event."""
+    w = windows()
+    assert offer(w, "retried", T0 + 10_000, arrival_ms=T0 + 80_000) is Verdict.ACCEPTED
+    assert offer(w, "retried", T0 + 75_000, arrival_ms=T0 + 80_500) is Verdict.DUPLICATE
+    assert sum(acc.count for minute in w.open.values() for acc in minute.values()) == 1
+
+
+def test_ids_are_remembered_for_the_horizon_of_arrival_time() -> None:
+    w = windows()
+    offer(w, "first", T0, arrival_ms=T0)
+    # Nine minutes of arrivals later (within the 10-minute horizon) it is still a repeat.
+    offer(w, "later", T0 + 9 * MINUTE_MS)
+    w.close_due()
+    assert offer(w, "first", T0 + 9 * MINUTE_MS, arrival_ms=T0 + 9 * MINUTE_MS) is Verdict.DUPLICATE
+    # Past the horizon it is forgotten (memory stays bounded).
+    offer(w, "much-later", T0 + 12 * MINUTE_MS)
+    w.close_due()
+    assert not w.is_repeat(id_hash("first"))
 
 
 def test_out_of_order_within_lateness_is_accepted_beyond_it_is_late() -> None:
     w = windows()
-    offer(w, event("new", T0 + 3 * MINUTE_MS))  # watermark: T0 + 3 min
+    offer(w, "new", T0 + 3 * MINUTE_MS)  # watermark: T0 + 3 min
     # The window [T0, T0+1m) closes at T0 + 1m + 2m lateness = T0 + 3m: already too late.
-    assert offer(w, event("old", T0 + 30_000)) is Verdict.LATE
+    assert offer(w, "old", T0 + 30_000, arrival_ms=T0 + 3 * MINUTE_MS) is Verdict.LATE
     # [T0+1m, T0+2m) closes at T0 + 4m: still open.
-    assert offer(w, event("ok", T0 + MINUTE_MS + 30_000)) is Verdict.ACCEPTED
+    assert offer(w, "ok", T0 + MINUTE_MS + 30_000, arrival_ms=T0 + 3 * MINUTE_MS) is (
+        Verdict.ACCEPTED
+    )
+
+
+def test_an_event_from_the_future_moves_event_time_no_further_than_its_arrival() -> None:
+    """A device clock 290 s ahead: accepted into its own window, but everybody else's on-time
+    events stay on time."""
+    w = windows()
+    now = T0 + 30_000
+    assert offer(w, "ahead", now + 290_000, site="FAST", arrival_ms=now) is Verdict.ACCEPTED
+    assert w.watermark_ms == now + w.clock_tolerance_ms
+    for i in range(10):
+        assert offer(w, f"on-time-{i}", now - 20_000 + i, site=f"S{i}", arrival_ms=now) is (
+            Verdict.ACCEPTED
+        )
 
 
 def test_windows_close_when_the_watermark_passes_end_plus_lateness() -> None:
     w = windows()
-    offer(w, event("a", T0 + 1000))
-    offer(w, event("b", T0 + MINUTE_MS + LATENESS - 1))
+    offer(w, "a", T0 + 1000)
+    offer(w, "b", T0 + MINUTE_MS + LATENESS - 1)
     assert w.close_due() == []
-    offer(w, event("c", T0 + MINUTE_MS + LATENESS))
+    offer(w, "c", T0 + MINUTE_MS + LATENESS)
     closed = w.close_due()
-    assert [(c.site_id, c.start_ms, c.acc.count) for c in closed] == [("S1", T0, 1)]
+    assert [(c.site_id, c.demonstration_id, c.start_ms, c.acc.count) for c in closed] == [
+        ("S1", "D1", T0, 1)
+    ]
     # Once emitted, a window never takes another event: a straggler is late.
-    assert offer(w, event("straggler", T0 + 2000)) is Verdict.LATE
+    assert offer(w, "straggler", T0 + 2000, arrival_ms=T0 + 4 * MINUTE_MS) is Verdict.LATE
 
 
 def test_verdicts_do_not_depend_on_batching() -> None:
     """The same sequence gives the same verdicts whether windows were closed in between or not."""
     sequence = [
-        event("a", T0),
-        event("b", T0 + 200_000),
-        event("c", T0 + 10_000),
-        event("d", T0 + 100_000),
-        event("a", T0),
+        ("a", T0),
+        ("b", T0 + 200_000),
+        ("c", T0 + 10_000),
+        ("d", T0 + 100_000),
+        ("a", T0),
     ]
     closing_often, closing_never = windows(), windows()
     often = []
-    for e in sequence:
-        often.append(offer(closing_often, e))
+    for event_id, ts in sequence:
+        often.append(offer(closing_often, event_id, ts, arrival_ms=T0 + 200_000))
         closing_often.close_due()
-    never = [offer(closing_never, e) for e in sequence]
+    never = [offer(closing_never, e, ts, arrival_ms=T0 + 200_000) for e, ts in sequence]
     assert (
         often
         == never
@@ -87,38 +133,48 @@ def test_verdicts_do_not_depend_on_batching() -> None:
 
 def test_idle_advance_closes_windows_without_new_events() -> None:
     w = windows()
-    offer(w, event("a", T0 + 1000))
+    offer(w, "a", T0 + 1000)
     w.advance(T0 + MINUTE_MS + LATENESS)
     assert [c.start_ms for c in w.close_due()] == [T0]
 
 
 def test_restore_rebuilds_open_windows_and_remembers_ids() -> None:
     journal = [
-        JournalEntry("S1", T0 + 1000, id_hash("a"), {"m": 2.0}),
-        JournalEntry("S1", T0 + 2000, id_hash("b"), {"m": 4.0}),
+        JournalEntry("S1", "D1", T0 + 1000, T0 + 1000, id_hash("a"), {"m": 2.0}),
+        JournalEntry("S1", "D1", T0 + 2000, T0 + 2000, id_hash("b"), {"m": 4.0}),
     ]
     w = windows()
     w.restore(journal, watermark_ms=T0 + 2000, closed_ms=0)
-    assert w.open[("S1", "m", T0)].count == 2
+    assert w.open[T0][("S1", "D1", "m")].count == 2
     # A record re-consumed after the crash is recognised, not counted again.
-    assert offer(w, event("b", T0 + 2000)) is Verdict.DUPLICATE
+    assert offer(w, "b", T0 + 2000) is Verdict.DUPLICATE
 
 
 def test_restore_skips_windows_already_emitted_but_keeps_their_ids() -> None:
-    journal = [JournalEntry("S1", T0 + 1000, id_hash("a"), {"m": 2.0})]
+    journal = [JournalEntry("S1", "D1", T0 + 1000, T0 + 1000, id_hash("a"), {"m": 2.0})]
     w = windows()
     w.restore(journal, watermark_ms=T0 + 4 * MINUTE_MS, closed_ms=T0 + MINUTE_MS)
-    assert ("S1", "m", T0) not in w.open
-    assert offer(w, event("a", T0 + 1000)) is Verdict.DUPLICATE
+    assert T0 not in w.open
+    assert offer(w, "a", T0 + 1000) is Verdict.DUPLICATE
 
 
 def test_quantiles_are_within_the_sketch_error_bound() -> None:
     w = windows()
     values = [float(v) for v in range(1, 1001)]
     for i, v in enumerate(values):
-        offer(w, event(f"e{i}", T0 + i, m=v))
-    acc = w.open[("S1", "m", T0)]
+        offer(w, f"e{i}", T0 + i, m=v)
+    acc = w.open[T0][("S1", "D1", "m")]
     for q, exact in ((0.5, 500.0), (0.95, 950.0), (0.99, 990.0)):
         estimate = acc.quantile(q)
         assert estimate is not None
         assert estimate == pytest.approx(exact, rel=0.01 + 1e-9)
+
+
+def test_extreme_values_at_the_edge_of_the_accepted_range_still_give_quantiles() -> None:
+    w = windows()
+    for i, v in enumerate((1e15, -1e15, 5e-324, 0.0)):
+        offer(w, f"x{i}", T0 + i, m=v)
+    acc = w.open[T0][("S1", "D1", "m")]
+    assert (acc.count, acc.min, acc.max) == (4, -1e15, 1e15)
+    for q in (0.5, 0.95, 0.99):
+        assert acc.quantile(q) is not None

@@ -16,10 +16,10 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hub import topics
+from hub import signing, topics
 from hub.telemetry import Reason
 from streams.processor import PartitionProcessor, ProcessorConfig, Record
-from tests.streams.test_processor import SNAPSHOT
+from tests.streams.test_processor import KEYS, SNAPSHOT
 
 NOW_MS = 1_795_600_000_000
 SITE = "GJ-BUK-0001"
@@ -81,13 +81,27 @@ values = st.one_of(
 keys = st.one_of(st.none(), st.binary(max_size=20), st.just(SITE.encode()))
 
 
+def signed(value: bytes) -> list[tuple[str, bytes]]:
+    """Signed as the device it names would sign it, so that what follows intake's identity check
+    is tried too (an unsigned record stops there)."""
+    try:
+        device = json.loads(value).get("device_id")
+    except (ValueError, AttributeError, RecursionError):
+        return []
+    key = KEYS.get(device) if isinstance(device, str) else None
+    return signing.headers(key, value) if key else []
+
+
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.tuples(keys, values), min_size=1, max_size=12))
 def test_every_record_is_accepted_repeated_or_rejected_with_its_bytes(
     batch: list[tuple[bytes | None, bytes]],
 ) -> None:
-    processor = PartitionProcessor(0, ProcessorConfig())
-    records = [Record(topics.TELEMETRY, 0, n, key, value) for n, (key, value) in enumerate(batch)]
+    processor = PartitionProcessor(0, ProcessorConfig(partitions=1))
+    records = [
+        Record(topics.TELEMETRY, 0, n, key, value, NOW_MS, signed(value))
+        for n, (key, value) in enumerate(batch)
+    ]
 
     result = processor.process(records, SNAPSHOT, NOW_MS)
 

@@ -27,6 +27,8 @@ FAR_FUTURE_MS = 2**62  # no clock skew in this comparison: the schema cannot kno
 
 metric_names = st.from_regex(r"\A[a-z][a-z0-9_]{0,63}\Z")
 finite = st.floats(allow_nan=False, allow_infinity=False) | st.integers(-(2**53), 2**53)
+# What a metric may hold: -1e15 to 1e15 (the broken records and arbitrary JSON try the rest).
+in_range = st.floats(min_value=-1e15, max_value=1e15) | st.integers(-(10**15), 10**15)
 offsets = st.integers(-23 * 60 - 59, 23 * 60 + 59).map(lambda m: timezone(timedelta(minutes=m)))
 timestamps = st.builds(
     lambda dt, tz, digits: _rfc3339(dt.replace(tzinfo=UTC).astimezone(tz), digits),
@@ -50,7 +52,7 @@ valid_records = st.fixed_dictionaries(
         "site_id": ids,
         "ts": timestamps,
         "kind": st.sampled_from(telemetry.KINDS),
-        "metrics": st.dictionaries(metric_names, finite, min_size=1, max_size=64),
+        "metrics": st.dictionaries(metric_names, in_range, min_size=1, max_size=64),
     },
     optional={"firmware": st.text(max_size=10)},
 )

@@ -1,0 +1,174 @@
+"""The layout of a partition's durable state and its codecs, versioned explicitly.
+
+One state table (one changelog topic) holds, per telemetry partition ``P``:
+
+    P|j|<seq>                 a journal chunk: accepted events, enough to rebuild windows and ids
+    P|k|<demo>|<kpi>|<site>   a KPI state
+    P|p                       the progress record: watermark, what is closed, offsets done
+
+A batch writes its journal chunks, then its KPI states, then the progress record, so that any
+durable prefix of its writes is consistent. Every value starts with a version byte; the first
+format (no version byte, written before per-demonstration windows) is still read: its journal
+entries carry no demonstration (``LEGACY_DEMO`` until the processor attributes them).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Final
+
+import msgspec
+
+from streams.kpi import KpiState
+from streams.windows import Acc, JournalEntry, decode_sketch, encode_sketch
+
+V2: Final = b"\x02"
+# A v1 journal entry's demonstration, and a v1 KPI state's merge guard, before attribution.
+LEGACY_DEMO: Final = "\x00v1"
+
+
+class _Entry(msgspec.Struct, array_like=True, frozen=True):
+    site_id: str
+    demonstration_id: str
+    ts_ms: int
+    arrival_ms: int
+    id_hash: int
+    metrics: dict[str, float]
+
+
+class _Kpi(msgspec.Struct, array_like=True, frozen=True):
+    window_start_ms: int
+    observed_from_ms: int
+    count: int
+    sum: float
+    min: float
+    max: float
+    sketch: bytes
+    sums: dict[str, float]
+    merged: dict[str, int]
+    minutes_up: int
+    last_status: str | None
+    open_alert: str | None
+
+
+class Progress(msgspec.Struct, array_like=True, frozen=True):
+    """What a partition has done, durably: written last in every batch."""
+
+    watermark_ms: int
+    closed_through_ms: int
+    next_seq: int  # the next journal chunk's sequence number
+    next_offset: int  # the offset after the last record processed
+    written_ms: int  # when (the writer's clock): a new owner reads the DLQ back from here
+    observed_from_ms: int = 0  # the first minute of event time the partition saw
+
+
+_pack = msgspec.msgpack.Encoder().encode
+_unpack = msgspec.msgpack.Decoder().decode
+_entries = msgspec.msgpack.Decoder(list[_Entry])
+_kpi = msgspec.msgpack.Decoder(_Kpi)
+_progress = msgspec.msgpack.Decoder(Progress)
+
+
+@dataclass(frozen=True, slots=True)
+class Layout:
+    """The keys of one partition's entries in the state table."""
+
+    partition: int
+
+    @property
+    def prefix(self) -> bytes:
+        return f"{self.partition}|".encode()
+
+    def owns(self, key: bytes) -> bool:
+        return key.startswith(self.prefix)
+
+    def journal(self, seq: int) -> bytes:
+        return self.prefix + b"j|" + f"{seq:012d}".encode()
+
+    def kpi(self, key: tuple[str, str, str]) -> bytes:
+        return self.prefix + b"k|" + "|".join(key).encode()
+
+    @property
+    def progress(self) -> bytes:
+        return self.prefix + b"p"
+
+    def kind(self, key: bytes) -> tuple[bytes, bytes]:
+        """(``j``, ``k`` or ``p``, the rest of the key)."""
+        kind, _, rest = key[len(self.prefix) :].partition(b"|")
+        return kind, rest
+
+
+def encode_journal(entries: Iterable[JournalEntry]) -> bytes:
+    return V2 + _pack(
+        [
+            _Entry(e.site_id, e.demonstration_id, e.ts_ms, e.arrival_ms, e.id_hash, e.metrics)
+            for e in entries
+        ]
+    )
+
+
+def decode_journal(raw: bytes) -> list[JournalEntry]:
+    if raw[:1] == V2:
+        return [
+            JournalEntry(e.site_id, e.demonstration_id, e.ts_ms, e.arrival_ms, e.id_hash, e.metrics)
+            for e in _entries.decode(raw[1:])
+        ]
+    # v1: [site, ts, id hash, metrics]; the event time stands in for the arrival.
+    return [JournalEntry(s, LEGACY_DEMO, t, t, h, m) for s, t, h, m in _unpack(raw)]
+
+
+def encode_kpi_state(state: KpiState) -> bytes:
+    acc = state.acc
+    return V2 + _pack(
+        _Kpi(
+            state.window_start_ms,
+            state.observed_from_ms,
+            acc.count,
+            acc.sum,
+            acc.min,
+            acc.max,
+            encode_sketch(acc.sketch) if acc.count else b"",
+            state.sums,
+            state.merged,
+            state.minutes_up,
+            state.last_status,
+            state.open_alert,
+        )
+    )
+
+
+def decode_kpi_state(raw: bytes) -> KpiState:
+    if raw[:1] == V2:
+        k = _kpi.decode(raw[1:])
+        acc = Acc(k.count, k.sum, k.min, k.max)
+        if k.sketch:
+            acc.sketch = decode_sketch(k.sketch)
+        return KpiState(
+            k.window_start_ms,
+            k.observed_from_ms,
+            acc,
+            dict(k.sums),
+            dict(k.merged),
+            k.minutes_up,
+            k.last_status,
+            k.open_alert,
+        )
+    start, merged, count, total, low, high, sketch, up, last, open_alert, observed = _unpack(raw)
+    acc = Acc(count, total, low, high)
+    if sketch:
+        acc.sketch = decode_sketch(sketch)
+    # v1 guarded merges for its one metric: the processor applies it to the KPI's inputs.
+    return KpiState(start, observed, acc, {}, {LEGACY_DEMO: merged}, up, last, open_alert)
+
+
+def encode_progress(progress: Progress) -> bytes:
+    return V2 + _pack(progress)
+
+
+def decode_progress(raw: bytes) -> Progress:
+    if raw[:1] == V2:
+        return _progress.decode(raw[1:])
+    fields = list(_unpack(raw))  # v1: watermark, closed, next_seq[, next_offset[, written]]
+    fields += [0] * (5 - len(fields))
+    return Progress(*fields[:5])

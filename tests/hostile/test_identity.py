@@ -1,0 +1,151 @@
+"""A device's credential publishes only as that device: tried with a third-party client
+(confluent-kafka, a current librdkafka) over the SASL listener, as a competitor would."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import pytest
+from aiokafka import AIOKafkaProducer
+from confluent_kafka import KafkaError as RdKafkaError
+from confluent_kafka import Producer
+
+from hub import signing, topics
+from hub.access import KafkaTools
+from hub.registry.files import read_registry
+from hub.settings import Settings
+from tests.conftest import run_hub_async
+from tests.hostile.conftest import HostileHub, now_ms
+from tests.support import end_offsets, install_test_keys, record
+
+
+@dataclass(frozen=True)
+class Issued:
+    username: str
+    password: str
+    key: bytes
+
+
+@pytest.fixture
+async def access(hostile: HostileHub) -> AsyncIterator[HostileHub]:
+    """Keys `hub access` issues or revokes here replace the devices' test keys: put back."""
+    yield hostile
+    await install_test_keys(hostile.hub.database_url)
+
+
+async def hub_access(hostile: HostileHub, *args: str) -> str:
+    env = {"HUB_DATABASE_URL": hostile.hub.database_url}
+    result = await run_hub_async("access", *args, env=env, timeout_s=180)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+async def add_device(hostile: HostileHub, device_id: str) -> Issued:
+    out = await hub_access(hostile, "add-device", device_id)
+    fields = dict(line.split(None, 1) for line in out.splitlines() if line[:1].isalpha())
+    return Issued(fields["username"], fields["password"], bytes.fromhex(fields["signing"]))
+
+
+def produce(
+    settings: Settings, login: Issued, items: list[tuple[str, bytes, bytes | None]]
+) -> list[str | None]:
+    """(site, value, signing key or None) sent with confluent-kafka as ``login``: each delivery's
+    error name, or None. librdkafka must be told to use Kafka's default (murmur2) partitioner."""
+    producer = Producer(
+        {
+            "bootstrap.servers": settings.kafka_sasl_bootstrap,
+            "security.protocol": "SASL_PLAINTEXT",
+            "sasl.mechanisms": "SCRAM-SHA-512",
+            "sasl.username": login.username,
+            "sasl.password": login.password,
+            "partitioner": "murmur2_random",
+            "enable.idempotence": True,
+            "message.timeout.ms": 15_000,
+        }
+    )
+    errors: list[str | None] = []
+
+    def report(error: RdKafkaError | None, _: object) -> None:
+        errors.append(None if error is None else str(error.name()))
+
+    for site, value, key in items:
+        headers: dict[str, str | bytes | None] | None = None
+        if key is not None:
+            headers = {signing.HEADER: signing.signature(key, value)}
+        producer.produce(
+            topics.TELEMETRY, value, site.encode(), headers=headers, on_delivery=report
+        )
+    producer.flush(30)
+    return errors
+
+
+def shared_site() -> tuple[str, str, str]:
+    """A site where two companies' devices report, and a device of each."""
+    by_site: dict[str, dict[str, str]] = {}
+    for device in read_registry().devices:
+        by_site.setdefault(device.site_id, {})[device.demonstration_id] = device.device_id
+    site, demos = next((s, d) for s, d in sorted(by_site.items()) if len(d) >= 2)
+    first, second = sorted(demos)[:2]
+    return site, demos[first], demos[second]
+
+
+def b64(value: bytes) -> str:
+    return base64.b64encode(value).decode()
+
+
+async def test_a_device_cannot_publish_as_another_and_revoking_ends_both(
+    access: HostileHub,
+) -> None:
+    hostile = access
+    settings = hostile.settings
+    site, victim, competitor = shared_site()
+    mine = await add_device(hostile, competitor)
+    start = await end_offsets(settings, topics.DLQ)
+    settled = hostile.settled()
+    accepted = hostile.counter("hub_records_accepted_total")
+
+    def event(device: str) -> bytes:
+        return record(site, now_ms(), {"online": 1}, device=device)
+
+    forged, unsigned, own = event(victim), event(victim), event(competitor)
+    sends = [(site, forged, mine.key), (site, unsigned, None), (site, own, mine.key)]
+    # The broker takes them all: the login is valid, and it may write telemetry.
+    assert await asyncio.to_thread(produce, settings, mine, sends) == [None, None, None]
+    await hostile.settle(settled, 3)
+    rejected = {r["value_b64"]: r for r in await hostile.rejected(start)}
+    assert [rejected[b64(v)]["reason"] for v in (forged, unsigned)] == ["unauthenticated"] * 2
+    assert f"not signed with the key of device {victim}" in str(rejected[b64(forged)]["detail"])
+    assert b64(own) not in rejected
+    assert hostile.counter("hub_records_accepted_total") - accepted == 1
+
+    await hub_access(hostile, "revoke", mine.username)
+    after = await asyncio.to_thread(produce, settings, mine, [(site, event(competitor), mine.key)])
+    assert after != [None], "a revoked login still publishes"
+    # A copy of the revoked key, used another way in, is refused too.
+    start = await end_offsets(settings, topics.DLQ)
+    settled = hostile.settled()
+    copy = event(competitor)
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
+    await producer.start()
+    try:
+        headers = signing.headers(mine.key, copy)
+        await producer.send_and_wait(topics.TELEMETRY, copy, site.encode(), headers=headers)
+    finally:
+        await producer.stop()
+    await hostile.settle(settled, 1)
+    rejected = {r["value_b64"]: r for r in await hostile.rejected(start)}
+    assert rejected[b64(copy)]["reason"] == "unauthenticated"
+
+
+async def test_add_device_sets_a_produce_quota_and_revoke_lifts_it(access: HostileHub) -> None:
+    device = read_registry().devices[1].device_id
+    issued = await add_device(access, device)
+    tools = KafkaTools(access.settings)
+    described = await asyncio.to_thread(tools.user_config, issued.username, "--describe")
+    assert "producer_byte_rate=65536" in described
+    await hub_access(access, "revoke", issued.username)
+    described = await asyncio.to_thread(tools.user_config, issued.username, "--describe")
+    assert "producer_byte_rate" not in described
