@@ -197,13 +197,14 @@ def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
         from hub.bench.soak import as_json as soak_json
         from hub.bench.soak import run_soak
 
-        samples, result = run_soak(settings, args.soak, progress)
+        samples, result = run_soak(settings, args.soak, progress, kill_at_min=args.kill_at)
         verdict = (
             f"memory {result.rss_growth_mb:+.1f} MB, consumer lag lowest (late) "
             f"{result.lag_low_late:,.0f}, highest {result.lag_high_early:,.0f} -> "
             f"{result.lag_high_late:,.0f} records, window close lag "
-            f"{result.close_lag_early_s} -> {result.close_lag_late_s} s: "
-            + ("flat" if result.flat else "NOT flat")
+            f"{result.close_lag_early_s} -> {result.close_lag_late_s} s, acks pending (late) "
+            f"at most {result.acks_pending_high_late:,.0f}, uncommitted at the end "
+            f"{result.commit_lag_end:,.0f} records: " + ("flat" if result.flat else "NOT flat")
         )
         print(soak_json(samples, result) if args.json else verdict)
         return 0 if result.flat else 1
@@ -559,6 +560,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="instead: every Gwangju site at 1 Hz for MINUTES (30 for the record) with one "
         "worker on the default settings, sampling its memory and window close lag every 30 s "
         "and its consumer lag every second; exits 1 unless they stay flat",
+    )
+    bench.add_argument(
+        "--kill-at",
+        type=_positive_float,
+        metavar="MINUTES",
+        help="with --soak: SIGKILL the worker at this minute and start it again on the same "
+        "directory (it drops its local state and restores from the changelog); the verdict "
+        "then also requires its commits to keep reaching the log end",
     )
     bench.add_argument("--json", action="store_true", help="one JSON line on stdout")
     bench.set_defaults(handler=cmd_bench)

@@ -31,6 +31,8 @@ class Process:
 
     def __init__(self, name: str, argv: list[str], log: Path, env: dict[str, str]) -> None:
         self.name = name
+        self.argv = argv
+        self.env = env
         self.log = log
         with log.open("ab") as out:
             self.proc = subprocess.Popen(

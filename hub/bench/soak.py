@@ -8,18 +8,28 @@ windows were written, and the rate. The consumer lag is also read every second: 
 little; the lowest and highest reading of each interval say whether the worker keeps catching up.
 The verdict compares the last third of the run with the first third after warm-up: a leak or a
 backlog shows as growth.
+
+``--kill-at MINUTES`` kills the worker (SIGKILL) at that minute and starts it again on the same
+directory: an unclean stop, so it drops its local state and restores from the changelog, the
+path on which Faust's fetcher can skip offsets. The run then also shows that its commits keep
+reaching the log end (the group's committed offsets, read every interval) and that offsets
+acknowledged but not committable do not pile up (``hub_consumer_acks_pending``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import statistics
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from hub import topics
 from hub.bench.e2e import ports
 from hub.localrun import Process, drop_hub_topics, fresh_hub, scrape, total, wait_for
 from hub.settings import Settings
@@ -41,6 +51,10 @@ class Sample:
     # The lowest and highest consumer lag read (every second) during the interval.
     lag_low: float = 0.0
     lag_high: float = 0.0
+    # Processed offsets not yet committable, and records between the group's committed offsets
+    # and the log end (what a restart would read again).
+    acks_pending: float = 0.0
+    commit_lag: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,7 +67,9 @@ class Verdict:
     lag_high_late: float
     close_lag_early_s: float
     close_lag_late_s: float
-    flat: bool
+    acks_pending_high_late: float = 0.0
+    commit_lag_end: float = 0.0
+    flat: bool = False
 
 
 def verdict(samples: list[Sample], warmup: float) -> Verdict:
@@ -80,11 +96,18 @@ def verdict(samples: list[Sample], warmup: float) -> Verdict:
     low_late = mean([s.lag_low for s in late])
     high_early, high_late = mean([s.lag_high for s in early]), mean([s.lag_high for s in late])
     rate = mean([s.received_per_s for s in steady])
+    acks_early = max(s.acks_pending for s in early)
+    acks_late = max(s.acks_pending for s in late)
+    commit_lag_end = samples[-1].commit_lag
     flat = (
         rss_late <= rss_early * 1.1 + 16
         and low_late <= rate
         and high_late <= high_early * 1.25 + rate
         and close_late <= close_early + 10
+        # Commits keep up: pending acknowledgements do not grow, and the group's committed
+        # offsets stay within ten seconds of load of the log end.
+        and acks_late <= acks_early * 1.25 + 5 * rate
+        and commit_lag_end <= 10 * rate
     )
     return Verdict(
         round(rss_late - rss_early, 1),
@@ -95,6 +118,8 @@ def verdict(samples: list[Sample], warmup: float) -> Verdict:
         round(high_late, 1),
         round(close_early, 2),
         round(close_late, 2),
+        round(acks_late, 1),
+        round(commit_lag_end, 1),
         flat,
     )
 
@@ -104,6 +129,7 @@ def run_soak(
     minutes: float,
     say: Callable[[str], None],
     interval_s: float = 30.0,
+    kill_at_min: float | None = None,
 ) -> tuple[list[Sample], Verdict]:
     app_id = f"soak-{uuid.uuid4().hex[:8]}"
     logs = settings.home / "bench"
@@ -140,16 +166,21 @@ def run_soak(
         processes.append(simulator)
         started = time.monotonic()
         previous = (started, scrape(port, ("hub_", "process_")))
+        killed = kill_at_min is None
         while simulator.proc.poll() is None:
             deadline = time.monotonic() + interval_s
             lags: list[float] = []
             while time.monotonic() < deadline and simulator.proc.poll() is None:
+                if not killed and time.monotonic() - started >= (kill_at_min or 0) * 60:
+                    killed = True
+                    processes[0] = _kill_and_restart(processes[0], say)
                 processes[0].check()
                 lags.append(total([scrape(port, ("hub_consumer_lag",))], "hub_consumer_lag"))
                 time.sleep(1)
             now = time.monotonic()
             current = scrape(port, ("hub_", "process_"))
-            sample = _sample(now - started, previous, (now, current), lags)
+            behind = asyncio.run(commit_lag(settings, app_id))
+            sample = _sample(now - started, previous, (now, current), lags, behind)
             previous = (now, current)
             samples.append(sample)
             say(
@@ -158,6 +189,7 @@ def run_soak(
                 f"({sample.lag_low:,.0f}-{sample.lag_high:,.0f})  "
                 f"window close lag "
                 + ("-" if sample.close_lag_s is None else f"{sample.close_lag_s:.1f} s")
+                + f"  acks pending {sample.acks_pending:,.0f}  uncommitted {behind:,.0f}"
             )
         if simulator.proc.returncode:
             simulator.check()
@@ -168,11 +200,35 @@ def run_soak(
     return samples, verdict(samples, warmup_s(settings))
 
 
+def _kill_and_restart(worker: Process, say: Callable[[str], None]) -> Process:
+    """SIGKILL, then the same worker again on the same directory (an unclean stop)."""
+    worker.proc.send_signal(signal.SIGKILL)
+    worker.proc.wait(timeout=30)
+    say(f"killed worker (pid {worker.proc.pid}); starting it again on the same directory")
+    return Process(worker.name, worker.argv, worker.log, worker.env)
+
+
+async def commit_lag(settings: Settings, group: str) -> float:
+    """Records between the group's committed offsets and the telemetry topic's log end."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap, group_id=group, enable_auto_commit=False
+    )
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topics.TELEMETRY, p) for p in range(settings.partitions)]
+        end = await consumer.end_offsets(tps)
+        committed = {tp: await consumer.committed(tp) or 0 for tp in tps}
+    finally:
+        await consumer.stop()
+    return float(sum(max(0, end[tp] - committed[tp]) for tp in tps))
+
+
 def _sample(
     at_s: float,
     before: tuple[float, dict[str, float]],
     after: tuple[float, dict[str, float]],
     lags: list[float],
+    commit_behind: float = 0.0,
 ) -> Sample:
     (t0, a), (t1, b) = before, after
     received = total([b], "hub_records_received_total") - total([a], "hub_records_received_total")
@@ -191,6 +247,8 @@ def _sample(
         round(lag_sum / count, 2) if count else None,
         min(lags, default=lag),
         max(lags, default=lag),
+        b.get("hub_consumer_acks_pending", 0.0),
+        commit_behind,
     )
 
 

@@ -16,6 +16,8 @@ def run(
     high: float = 0.0,
     close: float = 0.0,
     minutes: int = 30,
+    acks: float = 0.0,
+    uncommitted: float = 5000.0,
 ) -> list[Sample]:
     """Samples every 30 s growing by ``rss`` MB, ``low`` and ``high`` records of the lag's lowest
     and highest reading and ``close`` s per sample. The lag is a sawtooth: 0 to 6,000 records."""
@@ -28,6 +30,8 @@ def run(
             123.0 + close * i,
             lag_low=low * i,
             lag_high=6000 + high * i,
+            acks_pending=3000 + acks * i,
+            commit_lag=uncommitted,
         )
         for i in range(1, minutes * 2 + 1)
     ]
@@ -42,6 +46,9 @@ def test_a_leak_a_backlog_or_later_and_later_windows_are_not_flat() -> None:
     assert not verdict(run(low=150.0), WARMUP_S).flat  # the consumer no longer catches up
     assert not verdict(run(high=500.0), WARMUP_S).flat  # its peaks grow by 1,000 a minute
     assert not verdict(run(close=1.0), WARMUP_S).flat  # windows written later and later
+    # A commit stall: acknowledged offsets pile up behind a hole, commits fall behind.
+    assert not verdict(run(acks=2000.0), WARMUP_S).flat
+    assert not verdict(run(uncommitted=200_000.0), WARMUP_S).flat
 
 
 def test_warm_up_is_left_out() -> None:
