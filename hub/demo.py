@@ -23,11 +23,11 @@ import msgspec
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from hub import topics
-from hub.api.page import district_label
 from hub.db import connect
 from hub.dlq import DlqRecord
 from hub.dlq import decode as decode_dlq
 from hub.localrun import Process, drop_hub_topics, fresh_hub, scrape, total, wait_for
+from hub.registry.model import district_label
 from hub.settings import Settings
 from hub.simulate import SimulationOptions, simulate
 from hub.simulate.fleet import Tally, digest

@@ -1,4 +1,5 @@
-"""A demonstration's KPI scorecard: what a procurement officer reads (`hub report`, the API)."""
+"""``hub report``: a demonstration's KPI scorecard as text, CSV or JSON, for a procurement file
+(the scorecard itself is ``hub.management.scorecard``, which the API serves too)."""
 
 from __future__ import annotations
 
@@ -6,15 +7,11 @@ import csv
 import io
 import json
 
-from hub.api import queries
-from hub.api.models import Scorecard, ScorecardKpi
 from hub.db import Connection
 from hub.errors import HubError
+from hub.management import queries
+from hub.management.scorecard import Scorecard, ScorecardKpi, UnknownDemonstration
 from hub.tokens import authenticate
-
-
-class UnknownDemonstration(HubError):
-    pass
 
 
 class ReportRefused(HubError):
@@ -32,26 +29,6 @@ async def check_scope(conn: Connection, token: str, demonstration_id: str) -> No
     demo = await queries.demonstration(conn, demonstration_id)
     if principal.company is not None and (demo is None or demo["company"] != principal.company):
         raise UnknownDemonstration(f"demonstration {demonstration_id!r} is not in the registry")
-
-
-async def build_scorecard(conn: Connection, demonstration_id: str) -> Scorecard:
-    demo = await queries.demonstration(conn, demonstration_id)
-    if demo is None:
-        raise UnknownDemonstration(f"demonstration {demonstration_id!r} is not in the registry")
-    kpis = [ScorecardKpi(**row) for row in await queries.scorecard_kpis(conn, demonstration_id)]
-    return Scorecard(
-        demonstration_id=demo["demonstration_id"],
-        company=demo["company"],
-        title=demo["title"],
-        technology=demo["technology"],
-        starts_on=demo["starts_on"],
-        ends_on=demo["ends_on"],
-        period_start=demo["period_start"],
-        period_end=demo["period_end"],
-        sites=demo["sites"],
-        minutes_outside_period=await queries.minutes_outside_period(conn, demonstration_id),
-        kpis=kpis,
-    )
 
 
 CSV_COLUMNS = (

@@ -22,7 +22,7 @@ from fastapi.routing import APIRoute
 from fastapi.security import HTTPBearer
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from hub.api import models, queries
+from hub.api import models
 from hub.api.auth import (
     COOKIE,
     DEMONSTRATION_ROLES,
@@ -34,8 +34,9 @@ from hub.api.auth import (
 from hub.api.page import render_login, render_main, render_page
 from hub.db import create_pool
 from hub.db.migrate import migrate
+from hub.management import queries
+from hub.management.scorecard import UnknownDemonstration, build_scorecard
 from hub.metrics import process_metrics
-from hub.report import UnknownDemonstration, build_scorecard
 from hub.settings import Settings
 from hub.tokens import Principal
 from hub.upkeep import run_upkeep

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import datetime
 from typing import Literal
 
 from pydantic import BaseModel, Field
+
+from hub.management.scorecard import Scorecard, ScorecardKpi
+
+__all__ = ["Scorecard", "ScorecardKpi"]
 
 Status = Literal["pass", "fail", "insufficient_data"]
 Lifecycle = Literal["open", "acknowledged", "resolved"]
@@ -72,45 +76,6 @@ class Site(BaseModel):
     devices: list[Device]
     latest_aggregates: list[Aggregate] = Field(description="the newest window of each metric")
     kpi_statuses: list[KpiStatus] = Field(description="the newest judged window of each KPI")
-
-
-class ScorecardKpi(BaseModel):
-    kpi_id: str
-    title: str
-    metric: str
-    aggregation: str
-    denominator: list[str] = Field(description="ratio: the metrics whose sums divide metric's")
-    op: str
-    threshold: float
-    window: str
-    windows_judged: int = Field(description="(site, window) pairs judged inside the period")
-    passed: int
-    failed: int
-    insufficient: int
-    not_attributable: int = Field(
-        description="windows judged before verdicts were per demonstration, at a shared site: "
-        "left out of every other figure"
-    )
-    pass_rate_pct: float | None = Field(description="passed / (passed + failed), percent")
-    latest_window_start: datetime | None
-    latest_status: Status | None
-
-
-class Scorecard(BaseModel):
-    demonstration_id: str
-    company: str
-    title: str
-    technology: str
-    starts_on: date
-    ends_on: date
-    period_start: datetime = Field(description="starts_on 00:00 Korean time")
-    period_end: datetime = Field(description="the day after ends_on, 00:00 Korean time")
-    sites: int
-    minutes_outside_period: int = Field(
-        description="site-minutes its devices reported outside the period: aggregated, not "
-        "judged (KPIs are judged only on windows inside the period)"
-    )
-    kpis: list[ScorecardKpi]
 
 
 class DemonstrationSummary(BaseModel):

@@ -12,23 +12,9 @@ from datetime import datetime
 from html import escape
 from typing import Any
 
-from hub.registry.model import GWANGJU_DISTRICTS, JEONNAM_MUNICIPALITIES
+from hub.registry.model import GWANGJU_DISTRICTS, JEONNAM_MUNICIPALITIES, district_label
 
 Row = dict[str, Any]
-
-GWANGJU_NAMES = {
-    "dong": "Dong-gu",
-    "seo": "Seo-gu",
-    "nam": "Nam-gu",
-    "buk": "Buk-gu",
-    "gwangsan": "Gwangsan-gu",
-}
-
-
-def district_label(region: str, district: str) -> str:
-    if region == "gwangju":
-        return GWANGJU_NAMES.get(district, district)
-    return district.replace("_", " ").title()
 
 
 def colour(compliance: float | None) -> str:

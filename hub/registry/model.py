@@ -49,6 +49,22 @@ JEONNAM_MUNICIPALITIES: Final[dict[str, tuple[float, float, float]]] = {
 }
 JEONNAM_CITIES: Final = ("mokpo", "yeosu", "suncheon", "naju", "gwangyang")
 
+GWANGJU_NAMES: Final = {
+    "dong": "Dong-gu",
+    "seo": "Seo-gu",
+    "nam": "Nam-gu",
+    "buk": "Buk-gu",
+    "gwangsan": "Gwangsan-gu",
+}
+
+
+def district_label(region: str, district: str) -> str:
+    """A district as people write it: Buk-gu, Naju."""
+    if region == "gwangju":
+        return GWANGJU_NAMES.get(district, district)
+    return district.replace("_", " ").title()
+
+
 DISTRICTS: Final[dict[str, tuple[str, ...]]] = {
     "gwangju": tuple(GWANGJU_DISTRICTS),
     "jeonnam": tuple(JEONNAM_MUNICIPALITIES),

@@ -1,0 +1,75 @@
+"""The ``hub`` command: one entry point, one sub-command per job of the contract, a module each.
+
+Handlers import their machinery lazily so ``hub --help`` and ``hub stack status`` stay fast.
+Every failure the user can fix ends as one line on stderr and a non-zero exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from hub.cli import (
+    access,
+    api,
+    bench,
+    demo,
+    dlq,
+    registry,
+    report,
+    simulate,
+    stack,
+    upkeep,
+    worker,
+)
+from hub.cli.common import EXIT_FAILED, Handler
+from hub.errors import HubError
+from hub.settings import Settings
+
+# In the order `hub --help` lists them.
+COMMANDS = (stack, registry, simulate, worker, dlq, access, api, report, upkeep, bench, demo)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hub",
+        description="Telemetry hub of the Gwangju / South Jeolla AI testbed.",
+        epilog="Configuration comes from HUB_* environment variables (see README.md).",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for command in COMMANDS:
+        command.add(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from aiokafka.errors import KafkaConnectionError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        settings = Settings.from_env()
+        handler: Handler = args.handler
+        return handler(args, settings)
+    except HubError as error:
+        print(f"hub {args.command}: error: {error}", file=sys.stderr, flush=True)
+        return EXIT_FAILED
+    except KafkaConnectionError as error:
+        print(
+            f"hub {args.command}: error: Kafka did not answer ({error}); start the local stack "
+            "with `hub stack up` or set HUB_KAFKA_BOOTSTRAP",
+            file=sys.stderr,
+            flush=True,
+        )
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        # `hub dlq list | head`: the reader left; say nothing more.
+        sys.stderr.close()
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,109 @@
+"""``hub access``: broker users for devices and partners, and API tokens."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+
+from hub.cli.common import Commands
+from hub.settings import Settings
+from hub.topics import TELEMETRY as TELEMETRY_TOPIC
+
+
+def add(commands: Commands) -> None:
+    access_parser = commands.add_parser(
+        "access",
+        help="broker users for devices and partners; API tokens",
+        description="Users of the broker's SASL listener (HUB_KAFKA_SASL_BOOTSTRAP, "
+        "SCRAM-SHA-512): a device may only produce telemetry; a partner may only read its "
+        "region's partner topics. add-device and add-partner print the username and a new "
+        "password (again for an existing user: its password is replaced). Bearer tokens of the "
+        "management API and web page: add-token prints a token once (only its hash is kept).",
+    )
+    access_actions = access_parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+    device = access_actions.add_parser(
+        "add-device", help="a device that may only produce to testbed.telemetry.v1"
+    )
+    device.add_argument("device_id", help="a registered device, e.g. GJ-BUK-0012-CAM1")
+    partner = access_actions.add_parser(
+        "add-partner", help="a partner that may only read partner.<region>.* topics"
+    )
+    partner.add_argument("region", choices=["gwangju", "jeonnam"])
+    partner.add_argument("name", help="the partner's name; its consumer groups are NAME.*")
+    revoke = access_actions.add_parser("revoke", help="remove a user: new connections fail")
+    revoke.add_argument("username", help="as printed by add-device / add-partner")
+    token = access_actions.add_parser(
+        "add-token",
+        help="a bearer token for the management API and its web page (printed once)",
+        description="operator sees everything; partner:<region> only that region's sites, "
+        "alerts and overview rows; company:<company> only its demonstrations' scorecards, "
+        "sites and alerts.",
+    )
+    token.add_argument(
+        "role", help="operator, partner:gwangju, partner:jeonnam or company:<company>"
+    )
+    token.add_argument("name", help="who holds it, e.g. jeonnam-office (unique)")
+    revoke_token = access_actions.add_parser(
+        "revoke-token", help="withdraw an API token: its requests answer 401"
+    )
+    revoke_token.add_argument("name", help="as given to add-token")
+    access_actions.add_parser("list-tokens", help="the API tokens issued: name, role, when")
+    access_parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    from hub import access
+
+    if args.action in ("add-token", "revoke-token", "list-tokens"):
+        return asyncio.run(_tokens(settings, args))
+    if args.action == "revoke":
+        access.revoke(settings, args.username)
+        print(f"revoked {args.username}: its password and ACLs are gone, new connections fail")
+        return 0
+    if args.action == "add-device":
+        created = access.add_device(settings, args.device_id)
+        allowed = (
+            f"produce to {TELEMETRY_TOPIC} (at most {settings.device_byte_rate:,} bytes/s), "
+            "as this device only; read nothing"
+        )
+    else:
+        created = access.add_partner(settings, args.region, args.name)
+        allowed = f"read partner.{args.region}.* in consumer groups named {args.name}.*"
+    print(f"username   {created.username}")
+    print(f"password   {created.password}")
+    if created.signing_key is not None:
+        print(f"signing    {created.signing_key.hex()}")
+        print(
+            "           (HMAC-SHA256 of each record's value under this key, as header "
+            "hub-signature: v1=<hex>; docs/security.md)"
+        )
+    print(f"bootstrap  {settings.kafka_sasl_bootstrap} (SASL_PLAINTEXT, {access.MECHANISM})")
+    print(f"may        {allowed}")
+    return 0
+
+
+async def _tokens(settings: Settings, args: argparse.Namespace) -> int:
+    from hub import tokens
+    from hub.db import connect
+    from hub.db.migrate import migrate
+
+    conn = await connect(settings)
+    try:
+        await migrate(conn)
+        if args.action == "add-token":
+            token = await tokens.add_token(conn, args.role, args.name)
+            base = f"http://127.0.0.1:{settings.api_port}"
+            print(f"token      {token}")
+            print(f"role       {args.role} (shown once: only a hash of the token is stored)")
+            print(f"API        curl -H 'Authorization: Bearer {token}' {base}/api/v1/overview")
+            print(f"web page   {base}/#token={token}")
+        elif args.action == "revoke-token":
+            if not await tokens.revoke_token(conn, args.name):
+                raise tokens.TokenError(f"no token named {args.name!r} (hub access list-tokens)")
+            print(f"revoked token {args.name}: requests with it answer 401 from now on")
+        else:
+            for name, role, issued in await tokens.list_tokens(conn):
+                print(f"{name:<24} {role:<32} {issued}")
+    finally:
+        await conn.close()
+    return 0
