@@ -21,6 +21,7 @@ lint: $(STAMP)            ## ruff (lint + format check) and mypy, as CI expects 
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 format: $(STAMP)
 	$(VENV)/bin/ruff check --fix .

@@ -91,12 +91,10 @@ def wait_for(
 
 async def ensure_hub_topics(settings: Settings) -> None:
     """The contract's topics and the clock's: on a fresh broker no worker has created them yet."""
-    from streams.app import TICKS
-
     await topics.ensure_topics(
         settings.kafka_bootstrap,
         settings.partitions,
-        [*topics.contract_topics(), TICKS],
+        [*topics.contract_topics(), topics.TICKS],
         replication_factor=settings.replication_factor,
     )
 
@@ -106,8 +104,6 @@ async def fresh_hub(
 ) -> None:
     """A new, independent hub (consumer group ``app_id``) that starts reading the telemetry at
     ``starts`` (else at its end) and the ticks at their end: no state or backlog of earlier runs."""
-    from streams.app import TICKS
-
     await ensure_hub_topics(settings)
     consumer = AIOKafkaConsumer(
         bootstrap_servers=settings.kafka_bootstrap, group_id=app_id, enable_auto_commit=False
@@ -116,7 +112,7 @@ async def fresh_hub(
     try:
         tps = [
             TopicPartition(t, p)
-            for t in (topics.TELEMETRY, TICKS)
+            for t in (topics.TELEMETRY, topics.TICKS)
             for p in range(settings.partitions)
         ]
         consumer.assign(tps)

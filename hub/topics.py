@@ -15,6 +15,8 @@ DLQ: Final = "testbed.telemetry.dlq.v1"
 SITE_AGGREGATES: Final = "testbed.site-aggregates.v1"
 KPI_RESULTS: Final = "testbed.kpi-results.v1"
 KPI_ALERTS: Final = "testbed.kpi-alerts.v1"
+# Internal: one tick per owned partition, from the workers' timer, drives the idle rule.
+TICKS: Final = "hub.internal.ticks"
 
 
 # A telemetry record of 256 KiB, with up to 1 KiB of key, headers and batch framing: larger ones

@@ -13,8 +13,8 @@ from hub.db import connect
 from hub.db.migrate import migrate
 from hub.errors import HubError
 from hub.settings import Settings
-from hub.topics import DLQ, TELEMETRY, contract_topics, ensure_topics, partition_counts
-from streams.app import TICKS, WorkerOptions, create_app
+from hub.topics import DLQ, TELEMETRY, TICKS, contract_topics, ensure_topics, partition_counts
+from streams.app import WorkerOptions, create_app
 from streams.localstate import mark_clean_stop, open_local_state
 from streams.registry import Snapshot, load_snapshot
 

@@ -36,8 +36,6 @@ from streams.runtime import WorkerRuntime, now_ms
 
 log = logging.getLogger("hub.worker")
 
-TICKS = "hub.internal.ticks"
-
 # RocksDB per state partition. Faust's defaults (3 x 64 MiB memtables, a 2 GiB block cache, per
 # partition) let a worker's memory grow for the better part of an hour at 1 Hz x 3,375 sites before
 # the first flush (found by `hub bench --soak`). The state is written once and read back only on a
@@ -114,7 +112,7 @@ def create_app(
     )
     raw: dict[str, Any] = {"key_serializer": "raw", "value_serializer": "raw"}
     telemetry = app.topic(topics.TELEMETRY, **raw)
-    ticks = app.topic(TICKS, partitions=settings.partitions, retention=3600.0, **raw)
+    ticks = app.topic(topics.TICKS, partitions=settings.partitions, retention=3600.0, **raw)
     for name in topics.contract_topics()[1:]:
         app.topic(name, partitions=settings.partitions, **raw)
     runtime.table = app.Table(
