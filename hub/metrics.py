@@ -221,3 +221,27 @@ def worker_metrics(registry: CollectorRegistry) -> WorkerMetrics:
             registry=registry,
         ),
     )
+
+
+@dataclass(frozen=True, slots=True)
+class ApiMetrics:
+    requests: Counter
+    seconds: Histogram
+    open_alerts: Gauge
+    db_up: Gauge
+
+
+def api_metrics(registry: CollectorRegistry) -> ApiMetrics:
+    process_metrics(registry)
+    return ApiMetrics(
+        requests=Counter(
+            "hub_api_requests", "API requests", ["route", "status"], registry=registry
+        ),
+        seconds=Histogram(
+            "hub_api_request_seconds", "API request time", ["route"], registry=registry
+        ),
+        open_alerts=Gauge(
+            "hub_open_alerts", "Open KPI alerts", ["demonstration"], registry=registry
+        ),
+        db_up=Gauge("hub_api_database_up", "1 if the database answered", registry=registry),
+    )

@@ -1,0 +1,1 @@
+"""The API's routes, a router per part of the management view."""

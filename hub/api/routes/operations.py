@@ -1,0 +1,73 @@
+"""What probes and Prometheus read: ``/healthz`` and ``/metrics`` (open, no token)."""
+
+from __future__ import annotations
+
+import asyncio
+from contextlib import suppress
+
+import asyncpg
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import generate_latest
+
+from hub.api import models
+from hub.settings import Settings
+
+router = APIRouter()
+
+
+@router.get(
+    "/healthz",
+    response_model=models.Health,
+    tags=["operations"],
+    responses={503: {"model": models.Health, "description": "a dependency is down"}},
+)
+async def healthz(request: Request) -> JSONResponse:
+    """200 when Kafka and the database answer, 503 otherwise, saying which failed."""
+    state = request.app.state
+    checks = {
+        "database": await _check_database(state.pool),
+        "kafka": await _check_kafka(state.settings),
+    }
+    state.metrics.db_up.set(1 if checks["database"] == "ok" else 0)
+    ok = all(value == "ok" for value in checks.values())
+    body = {"status": "ok" if ok else "unavailable", "checks": checks}
+    return JSONResponse(body, status_code=200 if ok else 503)
+
+
+@router.get("/metrics", include_in_schema=False)
+async def prometheus_metrics(request: Request) -> Response:
+    state = request.app.state
+    with suppress(OSError, asyncpg.PostgresError, TimeoutError):
+        async with state.pool.acquire(timeout=2) as conn:
+            rows = await conn.fetch(
+                "SELECT d.demonstration_id, count(a.alert_id) AS n FROM demonstrations d "
+                "LEFT JOIN kpi_alerts a ON a.demonstration_id = d.demonstration_id "
+                "AND a.status = 'open' GROUP BY 1"
+            )
+        for row in rows:
+            state.metrics.open_alerts.labels(row["demonstration_id"]).set(row["n"])
+    return Response(generate_latest(state.registry), media_type="text/plain; version=0.0.4")
+
+
+async def _check_database(pool: asyncpg.Pool) -> str:
+    try:
+        async with pool.acquire(timeout=2) as conn:
+            await conn.fetchval("SELECT 1", timeout=2)
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as error:
+        return f"error: {type(error).__name__}: {error}"
+    return "ok"
+
+
+async def _check_kafka(settings: Settings) -> str:
+    from aiokafka import AIOKafkaClient
+
+    client = AIOKafkaClient(bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=2000)
+    try:
+        async with asyncio.timeout(3):
+            await client.bootstrap()
+    except Exception as error:  # any failure to talk to the broker is what health reports
+        return f"error: {type(error).__name__}: {error}"
+    finally:
+        await client.close()
+    return "ok"

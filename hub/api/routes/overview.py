@@ -1,0 +1,33 @@
+"""The overview per region and district."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from fastapi import APIRouter, HTTPException
+
+from hub.api import models
+from hub.api.auth import (
+    OVERVIEW_ROLES,
+    forbid_unless,
+)
+from hub.api.deps import UNAUTHORIZED, Conn, Who
+from hub.management import queries
+
+router = APIRouter()
+
+
+@router.get(
+    "/api/v1/overview",
+    response_model=list[models.OverviewRow],
+    responses=UNAUTHORIZED,
+    tags=["overview"],
+)
+async def overview(
+    conn: Conn, who: Who, region: Literal["gwangju", "jeonnam"] | None = None
+) -> list[dict[str, Any]]:
+    """The management_overview rows, one per region and district (a partner: its region's)."""
+    forbid_unless(who, *OVERVIEW_ROLES)
+    if who.region and region not in (None, who.region):
+        raise HTTPException(403, f"a {who.label} token reads {who.region} only")
+    return await queries.overview(conn, who.region or region)
