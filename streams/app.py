@@ -81,8 +81,6 @@ def create_app(
         partitions=partitions.get(topics.TELEMETRY, settings.partitions),
         clock_tolerance_ms=int(settings.clock_tolerance_s * 1000),
     )
-    runtime = WorkerRuntime(settings, worker_metrics(registry), config)
-    runtime.partitions.update(partitions)
     app = faust.App(
         settings.app_id,
         broker=f"kafka://{settings.kafka_bootstrap}",
@@ -115,7 +113,7 @@ def create_app(
     ticks = app.topic(topics.TICKS, partitions=settings.partitions, retention=3600.0, **raw)
     for name in topics.contract_topics()[1:]:
         app.topic(name, partitions=settings.partitions, **raw)
-    runtime.table = app.Table(
+    table = app.Table(
         "state",
         default=None,
         partitions=settings.partitions,
@@ -124,7 +122,6 @@ def create_app(
         help="journal of accepted events, KPI states and progress, per partition",
         options=dict(ROCKSDB_OPTIONS),
     )
-    runtime.producer = app.producer
 
     def highwater(partition: int) -> int | None:
         try:
@@ -133,7 +130,15 @@ def create_app(
             return None
         return int(value) if value is not None else None
 
-    runtime.highwater = highwater
+    runtime = WorkerRuntime(
+        settings,
+        worker_metrics(registry),
+        config,
+        table=table,
+        producer=app.producer,
+        highwater=highwater,
+        partitions=dict(partitions),
+    )
 
     async def intake(last: Message, records: Sequence[ConsumerRecord]) -> Sequence[int] | None:
         """One partition's fetched records. Table writes go to the changelog partition of the

@@ -20,21 +20,20 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Final
 
-from hub import topics
 from hub.registry.model import Kpi
 from hub.telemetry import Reason, Rejected
 from streams import kpi as kpis
 from streams import routing, state
+from streams.counts import Counts
 from streams.intake import KafkaRecord, admit
 from streams.kpi import KpiState
+from streams.outputs import Outputs
 from streams.registry import DemoInfo, SiteInfo, Snapshot
-from streams.routing import Outgoing
-from streams.sink import AggregateRow, AlertRow, Fence, KpiRow, LastSeenRow
+from streams.sink import Fence, LastSeenRow
 from streams.state import LEGACY_DEMO, Layout, Progress
 from streams.windows import (
     CLOCK_TOLERANCE_MS,
     MINUTE_MS,
-    ClosedWindow,
     JournalEntry,
     PartitionWindows,
     Verdict,
@@ -81,16 +80,13 @@ class ProcessorConfig:
 
 
 @dataclass(slots=True)
-class BatchResult:
-    outgoing: list[Outgoing] = field(default_factory=list)
-    aggregate_rows: list[AggregateRow] = field(default_factory=list)
-    kpi_rows: list[KpiRow] = field(default_factory=list)
-    alert_rows: list[AlertRow] = field(default_factory=list)
+class BatchResult(Outputs):
+    """Everything one batch or tick produced: its rows and messages (``Outputs``), the sites'
+    newest event times, its state-table writes (in order) and its counts."""
+
     last_seen_rows: list[LastSeenRow] = field(default_factory=list)
     state_writes: list[tuple[bytes, bytes | None]] = field(default_factory=list)
-    counts: Counter[str] = field(default_factory=Counter)
-    # Accepted events per (region, district) of their site.
-    accepted_by_district: Counter[tuple[str, str]] = field(default_factory=Counter)
+    counts: Counts = field(default_factory=Counts)
 
     @property
     def rows(self) -> int:
@@ -216,14 +212,14 @@ class PartitionProcessor:
         clock_ahead = self.clock_ahead
         for record in records:
             if record.offset < self.next_offset:
-                result.counts["redelivered"] += 1
+                result.counts.redelivered += 1
                 continue
             self.next_offset = record.offset + 1
             if record.offset in self.rejected_before:
                 # A previous owner rejected it and sent it to the DLQ, then lost its progress
                 # record (a crash between the two): its verdict stands, once.
                 self.rejected_before.discard(record.offset)
-                result.counts["redelivered"] += 1
+                result.counts.redelivered += 1
                 continue
             # The broker's log-append time, never later than now (a forged create time).
             arrival = min(record.timestamp, now_ms) if record.timestamp > 0 else now_ms
@@ -271,7 +267,7 @@ class PartitionProcessor:
                     )
                 )
             elif verdict is Verdict.DUPLICATE:
-                result.counts["duplicate"] += 1
+                result.counts.duplicate += 1
             else:
                 start = minute_of(event.ts_ms)
                 detail = (
@@ -284,9 +280,9 @@ class PartitionProcessor:
         sites = snapshot.sites
         for site_id, n in Counter(entry.site_id for entry in accepted).items():
             site = sites.get(site_id, UNKNOWN_SITE)
-            result.accepted_by_district[(site.region, site.district)] += n
+            result.counts.accepted_by_district[(site.region, site.district)] += n
         self._note_seen(accepted)
-        result.counts["accepted"] += len(accepted)
+        result.counts.accepted += len(accepted)
         if records:
             self.last_arrival_ms = now_ms
             self.watermark_at_arrival_ms = windows.watermark_ms
@@ -346,7 +342,7 @@ class PartitionProcessor:
     def _reject(
         self, result: BatchResult, record: KafkaRecord, reason: str, detail: str, now_ms: int
     ) -> None:
-        result.counts[f"rejected:{reason}"] += 1
+        result.counts.rejected[reason] += 1
         result.outgoing.append(
             routing.dlq_record(
                 reason=reason,
@@ -375,7 +371,7 @@ class PartitionProcessor:
         self._lay_out_states(snapshot, dirty, released)
         closed = self.windows.close_due()
         for window in closed:
-            self._aggregate(result, window, snapshot, now_ms)
+            result.window(window, snapshot.sites.get(window.site_id, UNKNOWN_SITE), now_ms)
             for kpi in snapshot.kpi_inputs.get((window.demonstration_id, window.metric), ()):
                 key = (window.demonstration_id, kpi.kpi_id, window.site_id)
                 kpi_state = self.kpi_states.get(key)
@@ -396,7 +392,7 @@ class PartitionProcessor:
                     continue
                 self._judge_until(result, key, due_kpi, kpi_state, snapshot, now_ms, through)
                 (dirty if key in self.kpi_states else released).add(key)
-        result.counts["windows_closed"] += len(closed)
+        result.counts.windows_closed += len(closed)
         for key in sorted(dirty - released):
             result.state_writes.append(
                 (self.layout.kpi(key), state.encode_kpi_state(self.kpi_states[key]))
@@ -419,29 +415,6 @@ class PartitionProcessor:
             self.observed_from_ms,
         )
         result.state_writes.append((self.layout.progress, state.encode_progress(progress)))
-
-    def _aggregate(
-        self, result: BatchResult, window: ClosedWindow, snapshot: Snapshot, now_ms: int
-    ) -> None:
-        site = snapshot.sites.get(window.site_id, UNKNOWN_SITE)
-        message = routing.aggregate_message(window, site, now_ms)
-        result.outgoing.append(routing.aggregate_out(message))
-        acc = window.acc
-        result.aggregate_rows.append(
-            AggregateRow(
-                _dt(window.start_ms),
-                window.site_id,
-                window.demonstration_id,
-                window.metric,
-                acc.count,
-                acc.sum,
-                acc.min,
-                acc.max,
-                message["p50"],
-                message["p95"],
-                message["p99"],
-            )
-        )
 
     def _lay_out_states(
         self, snapshot: Snapshot, dirty: set[KpiKey], released: set[KpiKey]
@@ -519,40 +492,11 @@ class PartitionProcessor:
     ) -> None:
         demo, _, site_id = key
         judgement, transition = kpis.close_window(demo, kpi, site_id, kpi_state)
-        message = routing.kpi_result_message(demo, kpi, site_id, site, judgement, now_ms)
-        result.outgoing.extend(routing.routed(topics.KPI_RESULTS, "kpi-results", message))
-        result.kpi_rows.append(
-            KpiRow(
-                _dt(judgement.window_start_ms),
-                _dt(judgement.window_end_ms),
-                demo,
-                site_id,
-                kpi.kpi_id,
-                judgement.value,
-                kpi.threshold,
-                judgement.status,
-                judgement.samples,
-            )
-        )
-        result.counts[f"kpi:{judgement.status}"] += 1
-        if transition is None:
-            return
-        alert = routing.alert_message(demo, kpi, site_id, site, judgement, transition)
-        result.outgoing.extend(routing.routed(topics.KPI_ALERTS, "kpi-alerts", alert))
-        result.alert_rows.append(
-            AlertRow(
-                transition.alert_id,
-                _dt(judgement.window_end_ms),
-                demo,
-                site_id,
-                kpi.kpi_id,
-                transition.transition,
-                judgement.value,
-                kpi.threshold,
-                "resolved" if transition.transition == "recovered" else "open",
-            )
-        )
-        result.counts[f"alert:{transition.transition}"] += 1
+        result.judgement(demo, kpi, site_id, site, judgement, now_ms)
+        result.counts.kpi[judgement.status] += 1
+        if transition is not None:
+            result.alert(demo, kpi, site_id, site, judgement, transition)
+            result.counts.alerts[transition.transition] += 1
 
 
 def snapshot_kpi(snapshot: Snapshot, key: KpiKey) -> Kpi | None:

@@ -1,9 +1,13 @@
 """The worker's I/O around the pure processor: registry refresh, state table, sink, producer.
 
-One ``PartitionProcessor`` per assigned partition, created (and restored from the state table)
-on first use and dropped when the partition is revoked. Batches and wall-clock ticks of a
-partition are serialised by a per-partition lock; everything a batch produced is written before
-the batch returns, i.e. before Faust may commit its offsets.
+One ``PartitionProcessor`` per assigned partition, created (restored from the state table, and
+its rows claimed) on first use and dropped when the partition is revoked or assigned anew.
+Batches and wall-clock ticks of a partition are serialised by a per-partition lock; everything a
+batch produced is written (database, then Kafka, then the state table) before the batch returns,
+i.e. before its offsets may be committed.
+
+What it writes to and reads from comes in through the constructor: Faust's table and producer
+and the consumer's high-water marks in the worker, plain stand-ins in tests.
 """
 
 from __future__ import annotations
@@ -11,23 +15,21 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import socket
 import time
-from collections.abc import Awaitable, Callable, Sequence
-from contextlib import suppress
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import Any, Protocol
 
-import asyncpg
 from aiokafka import TopicPartition
 
 from hub import topics
-from hub.db import WORKER_SESSION, create_pool
 from hub.metrics import WorkerMetrics
 from hub.settings import Settings
+from streams.database import WorkerDatabase
 from streams.intake import KafkaRecord
+from streams.observe import Observer
 from streams.processor import BatchResult, PartitionProcessor, ProcessorConfig
 from streams.refill import Refill
-from streams.registry import EMPTY, Snapshot, current_digest, load_snapshot
+from streams.registry import EMPTY, Snapshot
 from streams.sink import (
     DATABASE_UNAVAILABLE,
     Fence,
@@ -35,7 +37,6 @@ from streams.sink import (
     LastSeenRow,
     SinkBatch,
     TimescaleSink,
-    claim,
 )
 
 log = logging.getLogger("hub.worker")
@@ -53,6 +54,53 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
+class StateTable(Protocol):
+    """The partitions' state (Faust's changelog-backed table)."""
+
+    def items(self) -> Iterable[tuple[bytes, bytes | None]]: ...
+    def __setitem__(self, key: bytes, value: bytes) -> None: ...
+    def pop(self, key: Any, default: Any, /) -> Any: ...
+
+
+class OutputProducer(Protocol):
+    """Sends to a topic (Faust's producer): returns a future that completes once the broker
+    acknowledged the record."""
+
+    async def send(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        partition: int | None,
+        timestamp: float | None,
+        headers: Any,
+    ) -> Awaitable[Any]: ...
+
+
+class ReadBack(Protocol):
+    """Reads Kafka where the stream cannot be trusted to (``streams.refill.Refill``)."""
+
+    async def read(self, topic: str, partition: int, start: int, end: int) -> list[Any]: ...
+    async def rejected(
+        self,
+        dlq: TopicPartition,
+        since_ms: int,
+        hub: str,
+        source: TopicPartition,
+        start: int,
+    ) -> set[int]: ...
+    async def close(self) -> None: ...
+
+
+class Database(Protocol):
+    """The worker's database (``streams.database.WorkerDatabase``)."""
+
+    async def sink(self) -> TimescaleSink: ...
+    async def claim(self, partition: int) -> int: ...
+    async def snapshot_if_changed(self, digest: str) -> Snapshot | None: ...
+    async def close(self) -> None: ...
+
+
 class NotAssigned(Exception):
     """Work for a partition this worker does not own (now): nothing to do."""
 
@@ -62,56 +110,53 @@ class NotAssigned(Exception):
 
 
 class WorkerRuntime:
-    def __init__(self, settings: Settings, metrics: WorkerMetrics, config: ProcessorConfig) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        metrics: WorkerMetrics,
+        config: ProcessorConfig,
+        *,
+        table: StateTable,
+        producer: OutputProducer,
+        highwater: Callable[[int], int | None],
+        partitions: dict[str, int],
+        database: Database | None = None,
+        refill: ReadBack | None = None,
+    ) -> None:
+        """``highwater``: a partition's log-end offset as the consumer last saw it (None if not
+        known); ``partitions``: the partition counts of the topics written to a chosen one."""
         self.settings = settings
         self.metrics = metrics
         self.config = config
+        self.table = table
+        self.producer = producer
+        self.highwater = highwater
+        self.partitions = partitions
+        self.database: Database = database or WorkerDatabase(
+            settings,
+            config.hub,
+            on_error=lambda e: metrics.db_errors.labels(type(e).__name__).inc(),
+            on_quarantine=lambda t, n: metrics.sink_quarantined.labels(t).inc(n),
+        )
+        self.refill: ReadBack = refill or Refill(settings.kafka_bootstrap)
+        self.observe = Observer(metrics)
         self.snapshot: Snapshot = EMPTY
         self.processors: dict[int, PartitionProcessor] = {}
         self.locks: dict[int, asyncio.Lock] = {}
-        self._pool: asyncpg.Pool | None = None
-        self._sink: TimescaleSink | None = None
-        self._pool_lock = asyncio.Lock()
-        self.table: Any = None  # the Faust state table, set by create_app
-        self.producer: Any = None  # the Faust producer, set by create_app
-        # The partition's log-end offset as the consumer last saw it (set by create_app).
-        self.highwater: Callable[[int], int | None] = lambda partition: None
         self.next_offset: dict[int, int] = {}
-        self.refill = Refill(settings.kafka_bootstrap)
-        # Partition counts of the topics written to a chosen partition (set by the worker).
-        self.partitions: dict[str, int] = {}
         self.assigned: set[int] = set()
-        self._clock_ahead_shown: dict[int, set[str]] = {}
         self._accepting_batches = 0
-        # Who claims partitions (partition_owners.owner): host, process, worker index.
-        self.owner = f"{socket.gethostname()}:{os.getpid()}"
-
-    async def sink(self) -> TimescaleSink:
-        async with self._pool_lock:
-            if self._sink is None:
-                self._pool = await create_pool(
-                    self.settings, min_size=1, max_size=4, server_settings=WORKER_SESSION
-                )
-                self._sink = TimescaleSink(
-                    self._pool,
-                    on_error=lambda e: self.metrics.db_errors.labels(type(e).__name__).inc(),
-                    on_quarantine=lambda t, n: self.metrics.sink_quarantined.labels(t).inc(n),
-                )
-            return self._sink
 
     async def refresh_registry(self) -> bool:
         """Reload the registry if its digest changed; True if it did. While the database is
         away the worker keeps judging with the registry it has (the sink waits it out)."""
-        await self.sink()  # opens the pool
-        assert self._pool is not None
         try:
-            async with self._pool.acquire(timeout=10) as conn:
-                if await current_digest(conn) == self.snapshot.digest and self.snapshot.digest:
-                    return False
-                snapshot = await load_snapshot(conn)
+            snapshot = await self.database.snapshot_if_changed(self.snapshot.digest)
         except DATABASE_UNAVAILABLE as error:
             self.metrics.db_errors.labels(type(error).__name__).inc()
             log.warning("registry refresh skipped, database unavailable (%s)", error)
+            return False
+        if snapshot is None:
             return False
         if snapshot.digest != self.snapshot.digest:
             log.info(
@@ -142,7 +187,7 @@ class WorkerRuntime:
         if not rows:
             return
         try:
-            sink = await self.sink()
+            sink = await self.database.sink()
             await asyncio.wait_for(sink.write(SinkBatch((), (), (), rows)), timeout_s)
         except (TimeoutError, *DATABASE_UNAVAILABLE) as error:
             log.warning("site_last_seen of %d sites left to the next owner (%r)", len(rows), error)
@@ -152,10 +197,7 @@ class WorkerRuntime:
         for partition in partitions:
             self.assigned.discard(partition)
             self.processors.pop(partition, None)
-            metrics = self.metrics
-            for gauge in (metrics.watermark_lag, metrics.closed_through, metrics.consumer_lag):
-                with suppress(KeyError):
-                    gauge.remove(str(partition))
+            self.observe.forget(partition)
 
     async def processor(self, partition: int) -> PartitionProcessor:
         processor = self.processors.get(partition)
@@ -174,16 +216,11 @@ class WorkerRuntime:
                 processor.windows.watermark_ms,
                 processor.next_offset,
             )
-            processor.fence = Fence(self.config.hub, partition, await self._claim(partition))
+            epoch = await self.database.claim(partition)
+            processor.fence = Fence(self.config.hub, partition, epoch)
             processor.fence_confirmed = time.monotonic()
             self.processors[partition] = processor
         return processor
-
-    async def _claim(self, partition: int) -> int:
-        await self.sink()  # opens the pool
-        assert self._pool is not None
-        async with self._pool.acquire(timeout=10) as conn:
-            return await claim(conn, self.config.hub, partition, self.owner)
 
     async def _read_back_rejections(
         self, processor: PartitionProcessor, first: KafkaRecord
@@ -360,7 +397,7 @@ class WorkerRuntime:
         after all three."""
         fence = processor.fence
         if result.rows:
-            sink = await self.sink()
+            sink = await self.database.sink()
             self.metrics.sink_backlog.set(sink.backlog_rows + result.rows)
             took = await sink.write(
                 SinkBatch(
@@ -378,7 +415,7 @@ class WorkerRuntime:
         elif fence is not None and time.monotonic() - processor.fence_confirmed > FENCE_FRESH_S:
             # A while since this worker last proved it owns the partition (stuck, say): prove it
             # again before its outputs and state go out.
-            await (await self.sink()).confirm(fence)
+            await (await self.database.sink()).confirm(fence)
             processor.fence_confirmed = time.monotonic()
         send = self.producer.send
         delivered = []
@@ -398,13 +435,22 @@ class WorkerRuntime:
             else:
                 self.table[key] = value
         self._maybe_fail(result)
-        self._count(processor, result)
+        self.observe.counts(result.counts)
+        self.observe.written(result)
+        end, done = self.highwater(processor.partition), self.next_offset.get(processor.partition)
+        self.observe.partition(
+            processor.partition,
+            None if end is None or done is None else end - done,
+            processor.windows.watermark_ms,
+            processor.windows.closed_through_ms,
+            processor.clock_ahead,
+        )
 
     def _maybe_fail(self, result: BatchResult) -> None:
         """HUB_FAULT_EXIT_AFTER_BATCHES: exit like a killed process right after the Nth batch's
         state reached the local store, before Faust's producer sent it to the changelog."""
         limit = self.settings.fault_exit_after_batches
-        if not limit or not result.counts["accepted"]:
+        if not limit or not result.counts.accepted:
             return
         self._accepting_batches += 1
         if self._accepting_batches >= limit:
@@ -412,58 +458,6 @@ class WorkerRuntime:
             logging.shutdown()
             os._exit(FAULT_EXIT_CODE)
 
-    def _count(self, processor: PartitionProcessor, result: BatchResult) -> None:
-        m = self.metrics
-        for (region, district), n in result.accepted_by_district.items():
-            m.accepted.labels(region or "unknown", district or "unknown").inc(n)
-        self._clock_ahead(processor)
-        for name, n in result.counts.items():
-            if name.startswith("rejected:"):
-                m.rejected.labels(name.split(":", 1)[1]).inc(n)
-            elif name == "duplicate":
-                m.duplicates.inc(n)
-            elif name == "redelivered":
-                m.redelivered.inc(n)
-            elif name == "windows_closed":
-                m.windows_closed.inc(n)
-            elif name.startswith("kpi:"):
-                m.kpi_results.labels(name.split(":", 1)[1]).inc(n)
-            elif name.startswith("alert:"):
-                m.alerts.labels(name.split(":", 1)[1]).inc(n)
-        now = time.time()
-        for row in result.aggregate_rows:
-            start = row.bucket.timestamp()
-            m.window_close_lag.observe(now - start - 60)
-            m.event_to_written.observe(now - start - 30)
-        for kpi_row in result.kpi_rows:
-            m.kpi_judged_lag.observe(now - kpi_row.window_end.timestamp())
-        end = self.highwater(processor.partition)
-        done = self.next_offset.get(processor.partition)
-        if end is not None and done is not None:
-            m.consumer_lag.labels(str(processor.partition)).set(max(0, end - done))
-        watermark = processor.windows.watermark_ms
-        if watermark:
-            m.watermark_lag.labels(str(processor.partition)).set((now_ms() - watermark) / 1000)
-            m.closed_through.labels(str(processor.partition)).set(
-                processor.windows.closed_through_ms / 1000
-            )
-
-    def _clock_ahead(self, processor: PartitionProcessor) -> None:
-        """Devices dated ahead of their arrival, as gauges; devices back in line removed."""
-        ahead = processor.clock_ahead
-        shown = self._clock_ahead_shown.setdefault(processor.partition, set())
-        gauge = self.metrics.clock_ahead
-        for device in shown - ahead.keys():
-            with suppress(KeyError):
-                gauge.remove(device)
-        for device, ms in ahead.items():
-            gauge.labels(device).set(ms / 1000)
-        self._clock_ahead_shown[processor.partition] = set(ahead)
-        self.metrics.devices_clock_ahead.set(
-            sum(len(p.clock_ahead) for p in self.processors.values())
-        )
-
     async def close(self) -> None:
         await self.refill.close()
-        if self._pool is not None:
-            await self._pool.close()
+        await self.database.close()

@@ -125,9 +125,7 @@ def processor_us_per_record(records: list[tuple[str, bytes]], repeat: int) -> fl
         accepted = 0
         start = time.perf_counter()
         for i in range(0, len(incoming), batch):
-            accepted += processor.process(incoming[i : i + batch], snapshot, now_ms).counts[
-                "accepted"
-            ]
+            accepted += processor.process(incoming[i : i + batch], snapshot, now_ms).counts.accepted
         best = min(best, time.perf_counter() - start)
         if accepted != len(records):
             raise RuntimeError(f"the processor accepted {accepted:,} of {len(records):,} records")

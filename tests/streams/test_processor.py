@@ -159,7 +159,7 @@ def test_at_a_shared_site_each_demonstration_is_judged_on_its_own_devices_only()
     assert verdicts[("DEMO-A", "lat")] == ("pass", 40.0)
     assert verdicts[("DEMO-B", "lat")] == ("fail", 900.0)
     # Counted exactly, whatever the demonstration: 10 + 10 + 1 accepted, every one in a row.
-    assert result.counts["accepted"] == 21
+    assert result.counts.accepted == 21
 
 
 def test_a_ratio_kpi_is_judged_from_its_metrics_windows() -> None:
@@ -193,7 +193,7 @@ def test_rejections_go_to_the_dlq_with_original_bytes_headers_and_source() -> No
     assert base64.b64decode(str(rejected[1]["value_b64"])) == b"\xff not json"
     name, value = rejected[0]["headers"][0]  # type: ignore[index]
     assert (name, base64.b64decode(value)) == wrong_key.headers[0]
-    assert result.counts["accepted"] == 1
+    assert result.counts.accepted == 1
 
 
 def test_a_record_is_counted_only_when_signed_by_the_device_it_names() -> None:
@@ -209,7 +209,7 @@ def test_a_record_is_counted_only_when_signed_by_the_device_it_names() -> None:
         ("unauthenticated", 1),
         ("unauthenticated", 2),
     ]
-    assert result.counts["accepted"] == 1
+    assert result.counts.accepted == 1
 
 
 def test_undeclared_metrics_out_of_range_values_and_wrong_partitions_are_rejected() -> None:
@@ -241,7 +241,7 @@ def test_a_future_dated_record_makes_no_other_site_late() -> None:
         for i in range(1, 30)
     ]
     result = p.process([ahead, *on_time], SNAPSHOT, now_ms=now + 30_000)
-    assert (result.counts["accepted"], dlq(result)) == (30, [])
+    assert (result.counts.accepted, dlq(result)) == (30, [])
     assert p.clock_ahead == {"GJ-BUK-0001-CAM1": 290_000}
 
 
@@ -257,8 +257,8 @@ def test_restore_from_its_own_state_writes_continues_exactly() -> None:
     second = processor()
     second.restore(table.items(), SNAPSHOT, now_ms=T0 + 20_000)
     replay = second.process(batch, SNAPSHOT, now_ms=T0 + 20_000)
-    assert replay.counts["redelivered"] == 11
-    assert (replay.counts["accepted"], replay.outgoing) == (0, [])
+    assert replay.counts.redelivered == 11
+    assert (replay.counts.accepted, replay.outgoing) == (0, [])
     final = second.process(
         [record(50, "GJ-BUK-0001", T0 + 8 * MINUTE_MS, 1.0)], SNAPSHOT, now_ms=T0 + 8 * MINUTE_MS
     )
@@ -281,7 +281,7 @@ def test_a_crash_between_journal_and_progress_still_counts_once() -> None:
     second = processor()
     second.restore(journal, SNAPSHOT, now_ms=T0 + 20_000)
     replay = second.process(batch, SNAPSHOT, now_ms=T0 + 20_000)
-    assert (replay.counts["duplicate"], replay.counts["accepted"]) == (10, 0)
+    assert (replay.counts.duplicate, replay.counts.accepted) == (10, 0)
 
 
 def test_an_idle_partition_runs_on_with_the_wall_clock_but_never_past_it() -> None:
@@ -362,7 +362,7 @@ def test_records_a_previous_owner_already_rejected_are_not_rejected_again() -> N
     second.rejected_before = {2}  # what the runtime read back from the DLQ
     replay = second.process(lost, SNAPSHOT, now_ms=T0 + 20_000)
     assert [d["offset"] for d in dlq(replay)] == [3]
-    assert (replay.counts["accepted"], replay.counts["redelivered"]) == (1, 1)
+    assert (replay.counts.accepted, replay.counts.redelivered) == (1, 1)
 
 
 def last_seen(result: BatchResult) -> dict[str, float]:
@@ -417,4 +417,4 @@ def test_a_record_whose_processing_fails_is_rejected_alone(monkeypatch: pytest.M
     result = p.process(records, SNAPSHOT, now_ms=T0)
     assert [(d["reason"], d["offset"]) for d in dlq(result)] == [("unprocessable", 1)]
     assert "OverflowError" in str(dlq(result)[0]["detail"])
-    assert result.counts["accepted"] == 3
+    assert result.counts.accepted == 3

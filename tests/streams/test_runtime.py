@@ -12,7 +12,9 @@ from hub import topics
 from hub.metrics import worker_metrics
 from hub.settings import Settings
 from streams.processor import PartitionProcessor, ProcessorConfig, Record
+from streams.registry import Snapshot
 from streams.runtime import WorkerRuntime
+from streams.sink import TimescaleSink
 
 
 class FlakyProducer:
@@ -23,12 +25,18 @@ class FlakyProducer:
         self.failed = False
 
     async def send(
-        self, topic: str, key: bytes, value: bytes, partition: int | None, *_: object
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        partition: int | None,
+        timestamp: float | None,
+        headers: object,
     ) -> asyncio.Future[None]:
         if not self.failed:
             self.failed = True
             raise RuntimeError("broker went away")
-        self.sent.append((topic, partition, json.loads(value)))
+        self.sent.append((topic, partition, json.loads(value or b"")))
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         done.set_result(None)
         return done
@@ -37,22 +45,47 @@ class FlakyProducer:
 class NoRejectionsYet:
     """The DLQ read-back of a partition no one owned before: nothing in it."""
 
+    async def read(self, *_: object) -> list[Record]:
+        return []
+
     async def rejected(self, *_: object) -> set[int]:
         return set()
+
+    async def close(self) -> None:
+        pass
+
+
+class NoDatabase:
+    """A database with nothing to write here (every record is rejected) and no contender."""
+
+    async def sink(self) -> TimescaleSink:
+        raise AssertionError("nothing of this batch goes to the database")
+
+    async def claim(self, partition: int) -> int:
+        return 1
+
+    async def snapshot_if_changed(self, digest: str) -> Snapshot | None:
+        return None
+
+    async def close(self) -> None:
+        pass
 
 
 async def test_a_batch_that_fails_part_way_is_redone_from_the_written_state() -> None:
     registry = CollectorRegistry()
-    runtime = WorkerRuntime(Settings(), worker_metrics(registry), ProcessorConfig())
-    runtime.refill = NoRejectionsYet()  # type: ignore[assignment]
-
-    async def claim(partition: int) -> int:
-        return 1
-
-    runtime._claim = claim  # type: ignore[method-assign]
-    runtime.table = {}
-    runtime.producer = producer = FlakyProducer()
-    runtime.partitions[topics.DLQ] = 12
+    table: dict[bytes, bytes] = {}
+    producer = FlakyProducer()
+    runtime = WorkerRuntime(
+        Settings(),
+        worker_metrics(registry),
+        ProcessorConfig(),
+        table=table,
+        producer=producer,
+        highwater=lambda partition: None,
+        partitions={topics.DLQ: 12},
+        database=NoDatabase(),
+        refill=NoRejectionsYet(),
+    )
     runtime.assign([5])
     # No device is registered (an empty registry): every record is rejected to the DLQ.
     batch = [Record(topics.TELEMETRY, 5, n, b"GJ-BUK-0001", b"{}") for n in range(100, 104)]
@@ -64,5 +97,5 @@ async def test_a_batch_that_fails_part_way_is_redone_from_the_written_state() ->
     ]
     assert registry.get_sample_value("hub_batch_failures_total") == 1
     written = PartitionProcessor(5, runtime.config)
-    written.restore(runtime.table.items(), runtime.snapshot, now_ms=0)
+    written.restore(table.items(), runtime.snapshot, now_ms=0)
     assert written.next_offset == 104

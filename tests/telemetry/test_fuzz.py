@@ -112,5 +112,5 @@ def test_every_record_is_accepted_repeated_or_rejected_with_its_bytes(
         assert base64.b64decode(entry["value_b64"]) == records[offset].value
         assert entry["reason"] in set(Reason)
         assert entry["detail"]
-    outcomes = result.counts["accepted"] + result.counts["duplicate"] + len(dlq)
+    outcomes = result.counts.accepted + result.counts.duplicate + len(dlq)
     assert outcomes == len(records)

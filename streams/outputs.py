@@ -1,0 +1,107 @@
+"""A closed window, or a judged KPI window, as what the hub writes: database rows and Kafka
+messages. Pure."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from hub import topics
+from hub.registry.model import Kpi
+from streams import routing
+from streams.kpi import Judgement, Transition
+from streams.registry import SiteInfo
+from streams.routing import Outgoing
+from streams.sink import AggregateRow, AlertRow, KpiRow
+from streams.windows import ClosedWindow
+
+
+def _dt(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, UTC)
+
+
+@dataclass(slots=True)
+class Outputs:
+    """What a batch writes, gathered as it is processed."""
+
+    outgoing: list[Outgoing] = field(default_factory=list)
+    aggregate_rows: list[AggregateRow] = field(default_factory=list)
+    kpi_rows: list[KpiRow] = field(default_factory=list)
+    alert_rows: list[AlertRow] = field(default_factory=list)
+
+    def window(self, window: ClosedWindow, site: SiteInfo, now_ms: int) -> None:
+        """A closed 1-minute window: its site_aggregates row and its message."""
+        message = routing.aggregate_message(window, site, now_ms)
+        self.outgoing.append(routing.aggregate_out(message))
+        acc = window.acc
+        self.aggregate_rows.append(
+            AggregateRow(
+                _dt(window.start_ms),
+                window.site_id,
+                window.demonstration_id,
+                window.metric,
+                acc.count,
+                acc.sum,
+                acc.min,
+                acc.max,
+                message["p50"],
+                message["p95"],
+                message["p99"],
+            )
+        )
+
+    def judgement(
+        self,
+        demonstration_id: str,
+        kpi: Kpi,
+        site_id: str,
+        site: SiteInfo,
+        judgement: Judgement,
+        now_ms: int,
+    ) -> None:
+        """A judged KPI window: its kpi_results row, and its message to the testbed and the
+        site's region's partners."""
+        message = routing.kpi_result_message(
+            demonstration_id, kpi, site_id, site, judgement, now_ms
+        )
+        self.outgoing.extend(routing.routed(topics.KPI_RESULTS, "kpi-results", message))
+        self.kpi_rows.append(
+            KpiRow(
+                _dt(judgement.window_start_ms),
+                _dt(judgement.window_end_ms),
+                demonstration_id,
+                site_id,
+                kpi.kpi_id,
+                judgement.value,
+                kpi.threshold,
+                judgement.status,
+                judgement.samples,
+            )
+        )
+
+    def alert(
+        self,
+        demonstration_id: str,
+        kpi: Kpi,
+        site_id: str,
+        site: SiteInfo,
+        judgement: Judgement,
+        transition: Transition,
+    ) -> None:
+        """A status change: its kpi_alerts row (a recovery is resolved as it is raised), and its
+        message to the testbed and the site's region's partners."""
+        message = routing.alert_message(demonstration_id, kpi, site_id, site, judgement, transition)
+        self.outgoing.extend(routing.routed(topics.KPI_ALERTS, "kpi-alerts", message))
+        self.alert_rows.append(
+            AlertRow(
+                transition.alert_id,
+                _dt(judgement.window_end_ms),
+                demonstration_id,
+                site_id,
+                kpi.kpi_id,
+                transition.transition,
+                judgement.value,
+                kpi.threshold,
+                "resolved" if transition.transition == "recovered" else "open",
+            )
+        )
