@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import weakref
 from collections.abc import Mapping, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
@@ -22,15 +21,13 @@ from typing import Any
 
 import faust
 from aiokafka import ConsumerRecord
-from faust.events import Event
-from faust.streams import _current_event
 from faust.types import TP, Message
 from prometheus_client import CollectorRegistry, generate_latest
 
 from hub import topics
 from hub.metrics import worker_metrics
 from hub.settings import Settings
-from streams.batches import BatchingConsumer, IdempotentProducer, batching_consumer
+from streams import faust_compat
 from streams.processor import ProcessorConfig
 from streams.runtime import WorkerRuntime, now_ms
 
@@ -70,6 +67,7 @@ def create_app(
 ) -> tuple[faust.App, WorkerRuntime]:
     """``partitions``: the partition counts of the existing topics (the telemetry topic's may
     differ from ``HUB_PARTITIONS`` when it was created elsewhere)."""
+    faust_compat.check()
     options = options or WorkerOptions()
     registry = registry or CollectorRegistry()
     partitions = partitions or {}
@@ -141,16 +139,12 @@ def create_app(
     )
 
     async def intake(last: Message, records: Sequence[ConsumerRecord]) -> Sequence[int] | None:
-        """One partition's fetched records. Table writes go to the changelog partition of the
-        task's "current event": make it the batch's last record (a partition is a task)."""
-        event = Event(app, last.key, last.value, last.headers, last)
-        _current_event.set(weakref.ref(event))
+        """One partition's fetched records; their table writes go to its changelog partition."""
+        faust_compat.set_current_event(app, last)
         return await runtime.handle_batch(records)
 
     app.topics.add(telemetry)  # subscribed without an agent: records go to `intake` in batches
-    # Faust's transport builds its consumer from this class attribute when the worker starts.
-    app.transport.Consumer = batching_consumer({topics.TELEMETRY: intake})  # type: ignore[misc]
-    app.transport.Producer = IdempotentProducer  # type: ignore[misc]
+    faust_compat.install(app, {topics.TELEMETRY: intake})
 
     @app.agent(ticks, name="clock")
     async def clock(stream: Any) -> None:
@@ -169,7 +163,7 @@ def create_app(
     async def refresh_registry() -> None:
         await runtime.refresh_registry()
         consumer = app.consumer
-        if isinstance(consumer, BatchingConsumer):
+        if isinstance(consumer, faust_compat.BatchingConsumer):
             runtime.metrics.acks_pending.set(consumer.pending_acks())
 
     @app.on_partitions_revoked.connect

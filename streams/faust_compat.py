@@ -1,4 +1,20 @@
-"""Faust's consumer with one change: the telemetry topic reaches the hub a fetched batch at a time.
+"""Every use the hub makes of Faust's private members, in one place, checked at start-up.
+
+The hub relies on Faust (faust-streaming, pinned to one release) for the consumer group and its
+rebalances, the changelog-backed state table with its RocksDB store, the producer, timers and
+the web server for /metrics. Three things it changes, all here:
+
+* **the telemetry topic reaches the hub a fetched batch at a time** (``BatchingConsumer``);
+* **Faust's producer is idempotent with acks=all** outside transactions too
+  (``IdempotentProducer``);
+* **a batch's table writes go to its partition's changelog** (``set_current_event``: Faust
+  takes the changelog partition from the task's "current event").
+
+``check()`` runs before a worker starts: every private member used here must exist with the
+shape the code expects, or the worker refuses to start naming it (a Faust release that renamed
+``_drain_messages`` would otherwise leave telemetry unread, with no error).
+
+The batching consumer:
 
 Faust hands every record to a stream on its own: per record, its fetch loop builds a message,
 starts two tasks to wait for "delivered or flow suspended", the conductor decodes it into a
@@ -16,18 +32,89 @@ Records of every other topic (ticks, changelogs) take Faust's path, a record at 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
+import weakref
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
+import faust
 from aiokafka import ConsumerRecord
+from faust.events import Event
+from faust.streams import _current_event
+from faust.transport import consumer as faust_consumer
 from faust.transport.consumer import CONSUMER_FETCHING
 from faust.transport.drivers.aiokafka import Consumer, Producer
 from faust.types import TP, Message
 from faust.types.tuples import ack_lock
 from mode.utils.futures import notify
 
+from hub.errors import HubError
+
 log = logging.getLogger("hub.worker")
+
+FAUST_RELEASE = "0.15.3"  # the release whose private members this module was written against
+
+
+class FaustIncompatible(HubError):
+    """The installed Faust lacks a private member the hub relies on: it refuses to start."""
+
+
+# Methods of Faust's aiokafka consumer (and the parameters this module passes them).
+CONSUMER_METHODS: Mapping[str, tuple[str, ...]] = {
+    "_drain_messages": ("fetcher",),  # overridden below: Faust's fetcher must call it
+    "_wait_next_records": ("timeout",),
+    "_add_gap": ("tp", "offset_from", "offset_to"),
+    "_to_message": ("tp", "record"),
+    "_new_offset": ("tp",),
+    "perform_seek": (),
+    "wait_first": (),
+    "commit": (),
+    "sleep": (),
+}
+# What a constructed consumer holds (checked on the instance, when the worker builds it).
+CONSUMER_ATTRIBUTES = (
+    "_read_offset",
+    "_acked",
+    "_acked_index",
+    "_n_acked",
+    "_committed_offset",
+    "_unacked_messages",
+    "_commit_every",
+    "_buffered_partitions",
+    "_waiting_for_ack",
+    "_stopped",
+    "diag",
+    "suspend_flow",
+    "consumer_stopped_errors",
+    "flow_active",
+)
+
+
+def check() -> None:
+    """Refuse to start on a Faust that does not have what this module uses, naming it."""
+    problems: list[str] = []
+    for name, params in CONSUMER_METHODS.items():
+        method = getattr(Consumer, name, None)
+        if not callable(method):
+            problems.append(f"Consumer.{name} is gone")
+            continue
+        found = tuple(inspect.signature(method).parameters)[1:]
+        if any(p not in found for p in params):
+            problems.append(f"Consumer.{name}{found} no longer takes {params}")
+    fetcher = inspect.getsource(faust_consumer.Fetcher)
+    if "._drain_messages(" not in fetcher:
+        problems.append("Fetcher no longer calls Consumer._drain_messages")
+    if not callable(getattr(Producer, "_settings_extra", None)):
+        problems.append("Producer._settings_extra is gone")
+    if not hasattr(_current_event, "set"):
+        problems.append("faust.streams._current_event is not a context variable")
+    if problems:
+        raise FaustIncompatible(
+            f"faust-streaming {faust.__version__} (this hub was written against "
+            f"{FAUST_RELEASE}): {'; '.join(problems)}; pin faust-streaming=={FAUST_RELEASE}"
+        )
+
 
 # (the batch's last record as Faust's message, the batch) -> the offsets processed (the batch's,
 # and any the handler read back that the stream skipped), or None when the partition is not
@@ -40,6 +127,15 @@ class BatchingConsumer(Consumer):
     """Set ``handlers`` (topic -> handler) on a subclass: see :func:`batching_consumer`."""
 
     handlers: ClassVar[Mapping[str, BatchHandler]] = {}
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        missing = [name for name in CONSUMER_ATTRIBUTES if not hasattr(self, name)]
+        if missing:
+            raise FaustIncompatible(
+                f"faust-streaming {faust.__version__}: its consumer no longer has "
+                f"{', '.join(missing)} (written against {FAUST_RELEASE})"
+            )
 
     async def _drain_messages(self, fetcher: Any) -> None:
         """Faust's drain loop (``Consumer._drain_messages`` and ``getmany``), batching the
@@ -108,7 +204,8 @@ class BatchingConsumer(Consumer):
         if not contiguous and self.app.topics.acks_enabled_for(tp.topic):
             for record in fetched:
                 if last and record.offset - last > 1:
-                    await self._add_gap(tp, last + 1, record.offset)  # e.g. compacted away
+                    # The missing offsets only (Faust passes the record's own, inclusive).
+                    await self._add_gap(tp, last + 1, record.offset - 1)
                 last = record.offset
         self._read_offset[tp] = newest
         return fetched
@@ -166,6 +263,20 @@ class BatchingConsumer(Consumer):
 def batching_consumer(handlers: Mapping[str, BatchHandler]) -> type[BatchingConsumer]:
     """A consumer class for ``app.transport.Consumer``: each topic's batches to its handler."""
     return type("HubConsumer", (BatchingConsumer,), {"handlers": dict(handlers)})
+
+
+def install(app: faust.App, handlers: Mapping[str, BatchHandler]) -> None:
+    """Faust's transport builds its consumer and producer from these class attributes when the
+    worker starts."""
+    app.transport.Consumer = batching_consumer(handlers)  # type: ignore[misc]
+    app.transport.Producer = IdempotentProducer  # type: ignore[misc]
+
+
+def set_current_event(app: faust.App, message: Message) -> None:
+    """Make ``message`` the task's current event: Faust's tables send their changelog writes to
+    the partition of the current event's record (here, a batch's last record)."""
+    event = Event(app, message.key, message.value, message.headers, message)
+    _current_event.set(weakref.ref(event))
 
 
 class IdempotentProducer(Producer):
