@@ -7,13 +7,14 @@ fails it (checked by hand for each, as noted in the test).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import faust
 import pytest
 from aiokafka import ConsumerRecord
+from faust.transport.drivers.aiokafka import Consumer as FaustConsumer
 from faust.types import TP, Message
 
 from streams import faust_compat
@@ -24,8 +25,7 @@ A, B = TP(TOPIC, 0), TP(TOPIC, 1)
 
 def records(tp: TP, *offsets: int) -> list[ConsumerRecord[bytes, bytes]]:
     return [
-        ConsumerRecord(tp.topic, tp.partition, o, 0, 0, b"k", b"v", None, 1, 1, [])
-        for o in offsets
+        ConsumerRecord(tp.topic, tp.partition, o, 0, 0, b"k", b"v", None, 1, 1, []) for o in offsets
     ]
 
 
@@ -61,7 +61,7 @@ class Rig:
 
 
 @pytest.fixture
-async def rig() -> AsyncIterator[Rig]:
+async def rig() -> Rig:
     app = faust.App("compat-test", broker="kafka://127.0.0.1:1", store="memory://")
     app.topics.add(app.topic(TOPIC))
     await app.topics._update_indices()  # what subscribing does: acks are on for the topic
@@ -77,16 +77,16 @@ async def rig() -> AsyncIterator[Rig]:
     consumer = cls(app.transport, callback, partitions_changed, partitions_changed)
     rig = Rig(consumer, handler, [])
 
-    async def fetch(timeout: float) -> tuple[dict[TP, Any], set[TP] | None]:
+    async def fetch(_wait_s: float) -> tuple[dict[TP, Any], set[TP] | None]:
         return rig.fetches.pop(0), None
 
     async def commit(*_: Any, **__: Any) -> bool:
         rig.commits += 1
         return True
 
-    consumer._wait_next_records = fetch  # type: ignore[method-assign]
+    consumer._wait_next_records = fetch  # type: ignore[method-assign,assignment]
     consumer.commit = commit  # type: ignore[method-assign]
-    yield rig
+    return rig
 
 
 async def test_each_partition_of_a_fetch_goes_to_the_handler_in_one_call_in_order(
@@ -194,6 +194,6 @@ def test_the_installed_faust_has_what_the_hub_relies_on() -> None:
 def test_a_faust_without_a_member_the_hub_relies_on_is_refused_naming_it(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(faust_compat.Consumer, "_wait_next_records", None)
-    with pytest.raises(faust_compat.FaustIncompatible, match="Consumer._wait_next_records"):
+    monkeypatch.setattr(FaustConsumer, "_wait_next_records", None)
+    with pytest.raises(faust_compat.FaustIncompatible, match=r"Consumer\._wait_next_records"):
         faust_compat.check()
