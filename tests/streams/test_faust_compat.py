@@ -64,7 +64,7 @@ class Rig:
 async def rig() -> Rig:
     app = faust.App("compat-test", broker="kafka://127.0.0.1:1", store="memory://")
     app.topics.add(app.topic(TOPIC))
-    await app.topics._update_indices()  # what subscribing does: acks are on for the topic
+    await app.topics._update_indices()  # type: ignore[attr-defined]  # what subscribing does
     handler = Handler()
     cls = faust_compat.batching_consumer({TOPIC: handler})
 
