@@ -2,9 +2,9 @@
 PYTHON ?= python3
 VENV   := .venv
 HUB    := $(VENV)/bin/hub
-STAMP  := $(VENV)/.installed-$(shell cksum < pyproject.toml | cut -d' ' -f1)
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml requirements.lock | cksum | cut -d' ' -f1)
 
-.PHONY: demo test test-cluster lint format venv stack-down
+.PHONY: demo test test-cluster lint format venv stack-down lock
 
 demo: $(STAMP)            ## the main job end to end on the local stack
 	$(HUB) demo
@@ -32,10 +32,16 @@ venv: $(STAMP)
 stack-down:
 	$(HUB) stack down
 
-$(STAMP): pyproject.toml
+lock: $(STAMP)             ## re-resolve requirements.lock from pyproject.toml (then commit it)
+	$(VENV)/bin/pip install -q pip-tools
+	$(VENV)/bin/pip-compile -q --strip-extras --extra dev --extra bench --no-emit-index-url \
+		--no-emit-find-links -o requirements.lock pyproject.toml
+
+# Every install takes the versions requirements.lock pins (the whole dependency set).
+$(STAMP): pyproject.toml requirements.lock
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is needed (set PYTHON=...)")'
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
-	$(VENV)/bin/pip install -q -e '.[dev,bench]'
+	$(VENV)/bin/pip install -q -c requirements.lock -e '.[dev,bench]'
 	rm -f $(VENV)/.installed-*
 	touch $@
