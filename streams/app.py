@@ -5,8 +5,8 @@
         -> TimescaleDB sink, output topics, state table (changelog) -> offset commit
     ticks topic (one per partition, from a timer) --> WorkerRuntime.handle_tick (idle rule)
 
-Nothing here holds logic: the consumer (`streams.batches`) and agents move records between Kafka
-and the runtime.
+Nothing here holds logic: the consumer (`streams.faust_compat`) and the clock's agent move
+records between Kafka and the runtime.
 """
 
 from __future__ import annotations

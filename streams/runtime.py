@@ -313,9 +313,9 @@ class WorkerRuntime:
 
         A failure part-way (an error the sink does not know, a producer error) leaves the
         processor's memory ahead of what was written: its records judged, their rows or DLQ
-        records not. Letting the agent crash would lose them, since Faust acknowledges a crashed
-        agent's records. Instead the processor is rebuilt from the state table, which holds only
-        what was written, and the step runs again from there.
+        records not. Giving up would lose them once the batch's offsets were acknowledged.
+        Instead the processor is rebuilt from the state table, which holds only what was
+        written, and the step runs again from there.
         """
         backoff = 0.5
         while True:
