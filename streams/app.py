@@ -140,8 +140,8 @@ def create_app(
 
     async def intake(last: Message, records: Sequence[ConsumerRecord]) -> Sequence[int] | None:
         """One partition's fetched records; their table writes go to its changelog partition."""
-        faust_compat.set_current_event(app, last)
-        return await runtime.handle_batch(records)
+        with faust_compat.current_event(app, last):
+            return await runtime.handle_batch(records)
 
     app.topics.add(telemetry)  # subscribed without an agent: records go to `intake` in batches
     faust_compat.install(app, {topics.TELEMETRY: intake})

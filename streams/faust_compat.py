@@ -7,7 +7,7 @@ the web server for /metrics. Three things it changes, all here:
 * **the telemetry topic reaches the hub a fetched batch at a time** (``BatchingConsumer``);
 * **Faust's producer is idempotent with acks=all** outside transactions too
   (``IdempotentProducer``);
-* **a batch's table writes go to its partition's changelog** (``set_current_event``: Faust
+* **a batch's table writes go to its partition's changelog** (``current_event``: Faust
   takes the changelog partition from the task's "current event").
 
 ``check()`` runs before a worker starts: every private member used here must exist with the
@@ -35,7 +35,8 @@ import asyncio
 import inspect
 import logging
 import weakref
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any, ClassVar
 
 import faust
@@ -272,11 +273,17 @@ def install(app: faust.App, handlers: Mapping[str, BatchHandler]) -> None:
     app.transport.Producer = IdempotentProducer  # type: ignore[misc]
 
 
-def set_current_event(app: faust.App, message: Message) -> None:
-    """Make ``message`` the task's current event: Faust's tables send their changelog writes to
-    the partition of the current event's record (here, a batch's last record)."""
+@contextmanager
+def current_event(app: faust.App, message: Message) -> Iterator[Event]:
+    """Make ``message`` the task's current event while the block runs: Faust's tables send their
+    changelog writes to the partition of the current event's record (here, a batch's last
+    record). Faust holds the event by weak reference only: the block keeps it alive."""
     event = Event(app, message.key, message.value, message.headers, message)
-    _current_event.set(weakref.ref(event))
+    token = _current_event.set(weakref.ref(event))
+    try:
+        yield event
+    finally:
+        _current_event.reset(token)
 
 
 class IdempotentProducer(Producer):

@@ -7,6 +7,7 @@ fails it (checked by hand for each, as noted in the test).
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -197,3 +198,16 @@ def test_a_faust_without_a_member_the_hub_relies_on_is_refused_naming_it(
     monkeypatch.setattr(FaustConsumer, "_wait_next_records", None)
     with pytest.raises(faust_compat.FaustIncompatible, match=r"Consumer\._wait_next_records"):
         faust_compat.check()
+
+
+def test_table_writes_in_a_batch_go_to_the_batch_partitions_changelog() -> None:
+    """Faust keeps the current event by weak reference: the block must keep it alive, or every
+    table write of the batch fails ("outside of stream iteration"), as it did once."""
+    app = faust.App("compat-test", broker="kafka://127.0.0.1:1", store="memory://")
+    table = app.Table("state", partitions=12, key_type=bytes, value_type=bytes)
+    message = Message(TOPIC, 7, 41, 0.0, 0, None, b"k", b"v", None)
+    with faust_compat.current_event(app, message):
+        gc.collect()
+        assert table.partition_for_key(b"any key") == 7
+    with pytest.raises(TypeError, match="outside of stream iteration"):
+        table.partition_for_key(b"any key")
