@@ -29,14 +29,16 @@ class BackgroundProcessFailed(HubError):
 class Process:
     """A hub process the demo runs in the background, stopped by its pid."""
 
-    def __init__(self, name: str, argv: list[str], log: Path, env: dict[str, str]) -> None:
+    def __init__(
+        self, name: str, argv: list[str], log: Path, env: dict[str, str], module: str = "hub"
+    ) -> None:
         self.name = name
         self.argv = argv
         self.env = env
         self.log = log
         with log.open("ab") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "hub", *argv],
+                [sys.executable, "-m", module, *argv],
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 env={**os.environ, **env},

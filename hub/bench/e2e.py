@@ -1,490 +1,447 @@
-"""``hub bench``: the hub end to end against raw baselines, on this machine, in one run.
+"""``hub bench``: the hub against a floor pipeline and idiomatic Faust, on the same records, with
+the same number of processes, in one run; then latency at 10 Hz.
 
-1. raw ceilings: an aiokafka consumer reading the pre-loaded telemetry with no processing, and a
-   raw COPY of aggregate rows into TimescaleDB;
-2. the hub end to end: N records of Gwangju's 3,375 sites pre-loaded into testbed.telemetry.v1,
-   then workers started, until every window of those records is written (1, then 2 workers);
-3. latency at a fixed offered load (3,375 sites at 1 Hz, then 10 Hz): how far behind window
-   close each window's row became queryable, and event -> queryable for a window's median event.
+1. **workload**: every registered site at 1 Hz for whole minutes of event time (5 by default),
+   pre-loaded into ``testbed.telemetry.v1`` (``hub.bench.workload``);
+2. **the hub end to end**: a fresh hub (its own consumer group and state) at its default settings
+   reads exactly those records; the clock runs from its first fetch to the last window written
+   (closed windows, KPIs judged, alerts raised, rows merged);
+3. **the floor** (``hub.bench.floor``) and **idiomatic Faust** (``hub.bench.faust_idiomatic``) on
+   the same records, each into a table of its own, clocked from first fetch to last commit;
+4. **latency** (``hub.bench.latency``): every registered site at 10 Hz for whole minutes at the
+   default lateness: ``close_lag`` and ``queryable`` per row.
 
-Workers run with a short allowed lateness (``BENCH_WORKER_ENV``) so the figures show processing,
-not the lateness policy; the report says so. Every record is accounted for: accepted in
-``site_aggregates`` or rejected in the DLQ.
+Every pipeline is counted: ``sum(count)`` of the ``online`` metric, which every record carries,
+against the records pre-loaded.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import statistics
+import os
+import platform
+import shutil
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.partitioner import DefaultPartitioner
-
-from hub import signing, telemetry, topics
+from hub.bench import floor
+from hub.bench.latency import LatencyResult, measure
+from hub.bench.workload import Workload, preload
 from hub.db import connect
 from hub.localrun import (
     Process,
     drop_hub_topics,
-    ensure_hub_topics,
     fresh_hub,
     scrape,
     total,
     wait_for,
 )
-from hub.registry.files import read_registry
 from hub.settings import Settings
-from hub.simulate import SimulationOptions, load_sites, simulate
-from hub.simulate.fleet import Fleet
 
-LATENESS_S = 5
-BENCH_SITES = 3375  # Gwangju's, whose records are pre-loaded
-BENCH_WORKER_ENV = {
-    "HUB_ALLOWED_LATENESS": str(LATENESS_S),
-    "HUB_IDLE_TIMEOUT": "3",
-    "HUB_TICK_INTERVAL": "1",
-}
+POLL_S = 0.1
 
 
 @dataclass(slots=True)
 class BenchOptions:
-    records: int = 1_000_000
-    workers: tuple[int, ...] = (1, 2)
-    latency_rates: tuple[float, ...] = (1.0, 10.0)
-    latency_duration_s: float = 90.0
-    event_rate_hz: float = 10.0  # event-time density of the pre-loaded records, per site
-    copy_rows: int = 200_000
+    minutes: int = 5
+    rate_hz: float = 1.0
+    workers: int = 2
+    latency_minutes: int = 5
+    latency_rate_hz: float = 10.0
+    faust: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class PipelineRun:
+    name: str
+    records: int
+    seconds: float
+    counted: int  # sum(count) of `online` over the workload's minutes
+
+    @property
+    def per_s(self) -> float:
+        return self.records / self.seconds if self.seconds else 0.0
+
+    @property
+    def exact(self) -> bool:
+        return self.counted == self.records
 
 
 @dataclass(slots=True)
 class Report:
-    records: int
-    sites: int
-    raw_consume_per_s: float = 0.0
-    copy_rows_per_s: float = 0.0
-    e2e: dict[int, float] = field(default_factory=dict)  # workers -> records/s
-    accounted: dict[int, bool] = field(default_factory=dict)
-    latency: dict[float, dict[str, float]] = field(default_factory=dict)
-    settings: dict[str, str] = field(default_factory=lambda: dict(BENCH_WORKER_ENV))
+    options: BenchOptions
+    workload: Workload | None = None
+    runs: dict[str, PipelineRun] = field(default_factory=dict)
+    latency: LatencyResult | None = None
 
     def line(self) -> dict[str, object]:
-        best_workers = max(self.e2e, key=lambda w: self.e2e[w]) if self.e2e else 0
-        events = self.e2e.get(best_workers, 0.0)
-        first_rate = self.latency.get(min(self.latency)) if self.latency else None
+        def rate(name: str) -> float | None:
+            run = self.runs.get(name)
+            return round(run.per_s, 1) if run else None
+
+        hub, low, faust = rate("hub"), rate("floor"), rate("faust_idiomatic")
+        lat = self.latency
         return {
-            "events_per_s": round(events, 1),
-            "raw_consume_per_s": round(self.raw_consume_per_s, 1),
-            "ratio": round(events / self.raw_consume_per_s, 4) if self.raw_consume_per_s else 0,
-            "copy_rows_per_s": round(self.copy_rows_per_s, 1),
-            "p50_latency_s": first_rate["event_p50_s"] if first_rate else None,
-            "p99_latency_s": first_rate["event_p99_s"] if first_rate else None,
-            "workers": best_workers,
-            "events_per_s_by_workers": {str(w): round(r, 1) for w, r in self.e2e.items()},
-            "accounted": all(self.accounted.values()) if self.accounted else False,
-            "records": self.records,
-            "latency": {str(rate): v for rate, v in self.latency.items()},
-            "worker_settings": self.settings,
+            "records_per_s": hub,
+            "floor_records_per_s": low,
+            "faust_idiomatic_records_per_s": faust,
+            "close_lag_p99_s": lat.close_lag_p99_s if lat else None,
+            "queryable_p99_s": lat.queryable_p99_s if lat else None,
+            "workers": self.options.workers,
+            "machine": machine(),
+            "hub_to_floor": round(hub / low, 3) if hub and low else None,
+            "hub_to_faust_idiomatic": round(hub / faust, 2) if hub and faust else None,
+            "records": self.workload.records if self.workload else 0,
+            "sites": self.workload.sites if self.workload else 0,
+            "event_minutes": self.options.minutes,
+            "rate_hz": self.options.rate_hz,
+            "counted": {name: run.counted for name, run in self.runs.items()},
+            "seconds": {name: round(run.seconds, 2) for name, run in self.runs.items()},
+            "latency": asdict(lat) if lat else None,
         }
 
 
-# -- pre-loading --------------------------------------------------------------------------------
+def machine() -> dict[str, object]:
+    model = ""
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return {
+        "cpus": os.cpu_count(),
+        "cpu": model,
+        "memory_gib": round(memory, 1),
+        "python": platform.python_version(),
+        "kafka_and_database": "same machine",
+    }
 
 
-async def preload(
-    settings: Settings, count: int, base_s: float, rate_hz: float
-) -> tuple[dict[TopicPartition, tuple[int, int]], float]:
-    """Publish ``count`` records of Gwangju's sites, one per site per 1/rate_hz s of event time,
-    then one pusher per partition past the last window plus lateness. Returns each partition's
-    offset range of the records, and the newest event time."""
-    options = SimulationOptions(sites=0, rate_hz=rate_hz, duration_s=1, region="gwangju")
-    sites, keys = await load_sites(settings, options)
-    fleet = Fleet(sites, outage_per_hour=0.0, seed=int(base_s))
-    producer = AIOKafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap,
-        linger_ms=50,
-        max_batch_size=1024 * 1024,
-        compression_type="lz4",
-        acks="all",
-    )
-    await producer.start()
-    first: dict[int, int] = {}
-    last: dict[int, int] = {}
-    sent = 0
-    stamp = base_s
-    try:
-        while sent < count:
-            batch = fleet.tick(stamp, 1 / rate_hz)[: count - sent]
-            for site_id, device_id, value in batch:
-                future = await producer.send(
-                    topics.TELEMETRY,
-                    value=value,
-                    key=site_id.encode(),
-                    headers=signing.headers(keys[device_id], value),
-                )
-                future.add_done_callback(_track(first, last))
-            sent += len(batch)
-            stamp += 1 / rate_hz
-        await producer.flush()
-        await _push_every_partition(producer, settings, stamp + 60 + LATENESS_S + 1, keys)
-    finally:
-        await producer.stop()
-    ranges = {TopicPartition(topics.TELEMETRY, p): (first[p], last[p] + 1) for p in first}
-    return ranges, stamp
-
-
-def _track(first: dict[int, int], last: dict[int, int]) -> Callable[[object], None]:
-    def done(future: object) -> None:
-        metadata = future.result()  # type: ignore[attr-defined]
-        p, o = metadata.partition, metadata.offset
-        first[p] = min(first.get(p, o), o)
-        last[p] = max(last.get(p, o), o)
-
-    return done
-
-
-async def _push_every_partition(
-    producer: AIOKafkaProducer, settings: Settings, ts: float, keys: dict[str, bytes]
-) -> None:
-    """A record per partition dated past the last window's end plus lateness: closes them all."""
-    every = list(range(settings.partitions))
-    partitioner = DefaultPartitioner()
-    devices = {d.site_id: d.device_id for d in read_registry().devices}
-    pushers: dict[int, str] = {}
-    for site in sorted(devices):
-        pushers.setdefault(int(partitioner(site.encode(), every, every)), site)
-    for site in pushers.values():
-        value = telemetry.encode(
-            event_id=f"bench-push-{uuid.uuid4()}",
-            device_id=devices[site],
-            site_id=site,
-            ts=datetime.fromtimestamp(ts, UTC),
-            kind="heartbeat",
-            metrics={"online": 1},
-        )
-        await producer.send(
-            topics.TELEMETRY,
-            value=value,
-            key=site.encode(),
-            headers=signing.headers(keys[devices[site]], value),
-        )
-    await producer.flush()
-
-
-# -- the raw ceilings -----------------------------------------------------------------------------
-
-
-async def raw_consume(settings: Settings, ranges: dict[TopicPartition, tuple[int, int]]) -> float:
-    """Records/s of a plain aiokafka consumer over the same records, doing nothing with them."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        max_partition_fetch_bytes=8 * 1024 * 1024,
-        fetch_max_bytes=64 * 1024 * 1024,
-    )
-    await consumer.start()
-    try:
-        consumer.assign(list(ranges))
-        for tp, (start, _) in ranges.items():
-            consumer.seek(tp, start)
-        want = sum(end - start for start, end in ranges.values())
-        seen = 0
-        started = time.perf_counter()
-        while seen < want:
-            for tp, messages in (
-                await consumer.getmany(timeout_ms=2000, max_records=10_000)
-            ).items():
-                end = ranges[tp][1]
-                seen += sum(1 for m in messages if m.offset < end)
-        return want / (time.perf_counter() - started)
-    finally:
-        await consumer.stop()
-
-
-async def raw_copy(settings: Settings, rows: int) -> float:
-    """Rows/s of a raw COPY of aggregate rows into a hypertable shaped like site_aggregates."""
+async def counted(settings: Settings, table: str, workload: Workload) -> int:
     conn = await connect(settings)
-    table = f"bench_copy_{uuid.uuid4().hex[:8]}"
     try:
-        await conn.execute(f"CREATE TABLE {table} (LIKE site_aggregates INCLUDING ALL)")
-        await conn.execute(
-            f"SELECT create_hypertable('{table}', by_range('bucket', INTERVAL '6 hours'))"
+        found = await conn.fetchval(
+            f"SELECT coalesce(sum(count), 0) FROM {table} WHERE metric = 'online' "
+            "AND bucket >= to_timestamp($1) AND bucket < to_timestamp($2)",
+            float(workload.first_minute_s),
+            float(workload.end_minute_s),
         )
-        now = datetime.now(UTC).replace(second=0, microsecond=0)
-        records = [
-            (
-                now - timedelta(minutes=i // 3375),
-                f"GJ-BENCH-{i % 3375:04d}",
-                "DEMO-001",
-                "online",
-                60,
-                60.0,
-                1.0,
-                1.0,
-                1.0,
-                1.0,
-                1.0,
-            )
-            for i in range(rows)
-        ]
-        columns = [
-            "bucket",
-            "site_id",
-            "demonstration_id",
-            "metric",
-            *("count", "sum", "min", "max", "p50", "p95", "p99"),
-        ]
-        started = time.perf_counter()
-        await conn.copy_records_to_table(table, records=records, columns=columns)
-        return rows / (time.perf_counter() - started)
     finally:
-        await conn.execute(f"DROP TABLE IF EXISTS {table}")
+        await conn.close()
+    return int(found)
+
+
+async def scratch_table(settings: Settings, name: str, drop: bool = False) -> None:
+    """A hypertable shaped like site_aggregates (its key and indexes too) for a baseline's rows."""
+    conn = await connect(settings)
+    try:
+        if drop:
+            await conn.execute(f"DROP TABLE IF EXISTS {name}")
+            return
+        await conn.execute(f"CREATE TABLE {name} (LIKE site_aggregates INCLUDING ALL)")
+        await conn.execute(
+            f"SELECT create_hypertable('{name}', by_range('bucket', INTERVAL '6 hours'))"
+        )
+    finally:
         await conn.close()
 
 
-# -- the hub end to end -------------------------------------------------------------------------
+def logs(settings: Settings) -> Path:
+    path = settings.home / "bench"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+# -- the hub -------------------------------------------------------------------------------------
 
 
 def start_workers(settings: Settings, count: int, name: str, app_id: str) -> list[Process]:
-    logs = settings.home / "bench"
-    logs.mkdir(parents=True, exist_ok=True)
-    env = {**BENCH_WORKER_ENV, "HUB_APP_ID": app_id}
     return [
-        Process(f"worker {i}", ["worker", "--index", str(i)], logs / f"{name}-worker-{i}.log", env)
+        Process(
+            f"worker {i}",
+            ["worker", "--index", str(i)],
+            logs(settings) / f"{name}-worker-{i}.log",
+            {"HUB_APP_ID": app_id},
+        )
         for i in range(count)
     ]
 
 
-def ports(settings: Settings, count: int) -> list[int]:
+def worker_ports(settings: Settings, count: int) -> list[int]:
     return [settings.worker_web_port + i for i in range(count)]
 
 
 def closed_through(settings: Settings, count: int) -> list[float]:
     return [
         v
-        for port in ports(settings, count)
+        for port in worker_ports(settings, count)
         for k, v in scrape(port).items()
         if k.startswith("hub_windows_closed_through_timestamp_seconds")
     ]
 
 
-async def counted(settings: Settings, since_s: float, until_s: float) -> int:
-    """Records counted in site_aggregates between two times (every profile reports `online`)."""
-    conn = await connect(settings)
-    try:
-        total_count = await conn.fetchval(
-            "SELECT coalesce(sum(count), 0) FROM site_aggregates WHERE metric = 'online' "
-            "AND bucket >= to_timestamp($1) AND bucket < to_timestamp($2) "
-            "AND site_id LIKE 'GJ-%'",
-            float(since_s),
-            float(until_s),
-        )
-    finally:
-        await conn.close()
-    return int(total_count)
+def poll(check: Callable[[], bool], what: str, timeout_s: float, processes: list[Process]) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        for process in processes:
+            process.check()
+        if time.monotonic() > deadline:
+            wait_for(check, what, 0, processes)  # raises, naming what was awaited
+        time.sleep(POLL_S)
 
 
-def end_to_end(
-    settings: Settings, options: BenchOptions, workers: int, say: Callable[[str], None]
-) -> tuple[float, float, bool]:
-    """Pre-load, start the workers, time from the first record read to the last window written.
-    Returns (records/s end to end, raw consume records/s over the same records, accounted)."""
-    # Minutes of their own: a window another run wrote would be replaced, not added to.
-    used = settings.home / "bench" / "last-event-time"
-    last = float(used.read_text()) if used.exists() else 0.0
-    # Event time already past when pre-loaded, closing record included: no record may move the
-    # watermark beyond its own arrival (the broker's time), so records dated ahead would keep
-    # their windows open until the wall clock caught up. A second into a minute of its own:
-    # device-clock jitter (40 ms) never crosses into a minute an earlier run wrote, whose windows
-    # this run's would replace.
-    span = options.records / BENCH_SITES / options.event_rate_hz + 60 + LATENESS_S + 10
-    minute = (int(max(time.time() - span - 60, last)) // 60 + 1) * 60
-    base = minute + 1.0
-    if base + span > time.time():
-        say(f"waiting {base + span - time.time():.0f} s for event time {base:.0f} to be past")
-        time.sleep(base + span - time.time())
-    say(f"pre-loading {options.records:,} records ...")
-    asyncio.run(ensure_hub_topics(settings))
-    ranges, newest = asyncio.run(preload(settings, options.records, base, options.event_rate_hz))
-    used.parent.mkdir(parents=True, exist_ok=True)
-    used.write_text(f"{newest + 1}\n")
-    raw = asyncio.run(raw_consume(settings, ranges))
-    say(f"raw aiokafka consume: {raw:,.0f} records/s; starting {workers} worker(s)")
+def run_hub(
+    settings: Settings, workload: Workload, workers: int, say: Callable[[str], None]
+) -> PipelineRun:
     app_id = f"bench-{uuid.uuid4().hex[:8]}"
-    asyncio.run(fresh_hub(settings, app_id, {tp: start for tp, (start, _) in ranges.items()}))
-    processes = start_workers(settings, workers, f"e2e{workers}", app_id)
-    target = (int(newest) // 60 + 1) * 60
+    asyncio.run(fresh_hub(settings, app_id, {tp: r[0] for tp, r in workload.ranges.items()}))
+    processes = start_workers(settings, workers, "hub", app_id)
     try:
-
-        def reading() -> bool:
-            samples = [scrape(p) for p in ports(settings, workers)]
-            return total(samples, "hub_records_received_total") > 0
-
-        wait_for(reading, "the first record to be read", 300, processes)
+        poll(
+            lambda: (
+                total(
+                    [scrape(p) for p in worker_ports(settings, workers)],
+                    "hub_records_received_total",
+                )
+                > 0
+            ),
+            "the hub's first record",
+            300,
+            processes,
+        )
         started = time.perf_counter()
 
         def done() -> bool:
             through = closed_through(settings, workers)
-            return len(through) == settings.partitions and min(through) >= target
+            return len(through) == settings.partitions and min(through) >= workload.end_minute_s
 
-        wait_for(done, "the last window to be written", 1800, processes)
-        elapsed = time.perf_counter() - started
-        samples = [scrape(p) for p in ports(settings, workers)]
-        say(
-            "workers: "
-            + ", ".join(
-                f"{name} {total(samples, f'hub_records_{name}_total'):,.0f}"
-                for name in ("received", "accepted", "duplicate", "rejected")
-            )
-        )
+        poll(done, "the hub's last window", 1800, processes)
+        seconds = time.perf_counter() - started
     finally:
         for process in processes:
             process.stop()
         asyncio.run(drop_hub_topics(settings, app_id))
-    found = asyncio.run(counted(settings, minute, target))
-    ok = found == options.records
-    rate = options.records / elapsed
-    say(
-        f"end to end with {workers} worker(s): {rate:,.0f} records/s "
-        f"({options.records:,} in {elapsed:.1f} s); counted in site_aggregates: {found:,} "
-        f"({'exact' if ok else 'MISMATCH'})"
-    )
-    return rate, raw, ok
+    found = asyncio.run(counted(settings, "site_aggregates", workload))
+    return PipelineRun("hub", workload.records, seconds, found)
 
 
-# -- latency under a fixed offered load ------------------------------------------------------------
+# -- the floor -----------------------------------------------------------------------------------
 
 
-async def window_lags(
-    settings: Settings, since_s: float, until_s: float
-) -> list[tuple[float, int]]:
-    conn = await connect(settings)
+def slices(workload: Workload, count: int) -> list[dict[int, tuple[int, int]]]:
+    ranges = sorted(workload.by_partition.items())
+    return [dict(ranges[i::count]) for i in range(count)]
+
+
+def run_floor(settings: Settings, workload: Workload, workers: int) -> PipelineRun:
+    name = f"bench_floor_{uuid.uuid4().hex[:8]}"
+    asyncio.run(scratch_table(settings, name))
+    results = []
+    processes = []
     try:
-        rows = await conn.fetch(
-            "SELECT extract(epoch FROM closed_at - bucket - INTERVAL '1 minute') AS lag, count "
-            "FROM site_aggregates WHERE metric = 'online' AND site_id LIKE 'GJ-%' "
-            "AND bucket >= to_timestamp($1) AND bucket < to_timestamp($2)",
-            float(since_s),
-            float(until_s),
-        )
+        for i, part in enumerate(slices(workload, workers)):
+            spec_path = logs(settings) / f"{name}-{i}.spec.json"
+            result = logs(settings) / f"{name}-{i}.result.json"
+            floor.write_spec(
+                spec_path,
+                floor.Spec(part, name, f"{name}-group", settings.allowed_lateness_s),
+            )
+            processes.append(
+                Process(
+                    f"floor {i}",
+                    ["--spec", str(spec_path), "--result", str(result)],
+                    logs(settings) / f"{name}-{i}.log",
+                    {},
+                    module="hub.bench.floor",
+                )
+            )
+            results.append(result)
+        poll(lambda: all(r.exists() for r in results), "the floor's last commit", 1800, processes)
+        outcome = [json.loads(r.read_text()) for r in results]
+        seconds = max(o["last_commit"] for o in outcome) - min(o["first_fetch"] for o in outcome)
+        found = asyncio.run(counted(settings, name, workload))
     finally:
-        await conn.close()
-    return [(float(r["lag"]), int(r["count"])) for r in rows]
+        for process in processes:
+            process.stop()
+        asyncio.run(scratch_table(settings, name, drop=True))
+        for path in logs(settings).glob(f"{name}-*.json"):
+            path.unlink()
+    return PipelineRun("floor", workload.records, seconds, found)
 
 
-def quantile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+# -- idiomatic Faust -----------------------------------------------------------------------------
 
 
-def latency(
-    settings: Settings, options: BenchOptions, rate: float, say: Callable[[str], None]
-) -> dict[str, float]:
+def run_faust(
+    settings: Settings, workload: Workload, workers: int, say: Callable[[str], None]
+) -> PipelineRun:
+    group = f"bench-faust-{uuid.uuid4().hex[:8]}"
+    table = group.replace("-", "_")
+    asyncio.run(scratch_table(settings, table))
+    asyncio.run(fresh_hub(settings, group, {tp: r[0] for tp, r in workload.ranges.items()}))
+    spec = logs(settings) / f"{group}.spec.json"
+    spec.write_text(
+        json.dumps(
+            {
+                "partitions": {str(p): list(r) for p, r in workload.by_partition.items()},
+                "table": table,
+                "group": group,
+                "lateness_s": settings.allowed_lateness_s,
+            }
+        )
+    )
+    statuses = [logs(settings) / f"{group}-{i}.status.json" for i in range(workers)]
+    processes = [
+        Process(
+            f"faust {i}",
+            ["--spec", str(spec), "--status", str(statuses[i]), "--index", str(i)],
+            logs(settings) / f"{group}-{i}.log",
+            {},
+            module="hub.bench.faust_idiomatic",
+        )
+        for i in range(workers)
+    ]
+
+    def read() -> list[dict[str, object]]:
+        out = []
+        for path in statuses:
+            try:
+                out.append(json.loads(path.read_text()))
+            except (OSError, ValueError):
+                continue
+        return out
+
+    def reached() -> dict[str, float]:
+        ends: dict[str, float] = {}
+        for status in read():
+            for p, at in status["reached"].items():  # type: ignore[attr-defined]
+                ends[p] = max(ends.get(p, 0.0), at)
+        return ends
+
+    try:
+        last_said = time.monotonic()
+
+        def done() -> bool:
+            nonlocal last_said
+            if time.monotonic() - last_said > 30:
+                records = sum(int(s["records"]) for s in read())  # type: ignore[call-overload]
+                say(f"  idiomatic Faust: {records:,} records processed")
+                last_said = time.monotonic()
+            return len(reached()) == len(workload.ranges)
+
+        poll(done, "idiomatic Faust's last record", max(1800, workload.records / 500), processes)
+        firsts = [float(s["first"]) for s in read() if s["first"]]  # type: ignore[arg-type]
+        seconds = max(reached().values()) - min(firsts)
+        # Its windows close by the wall clock a lateness after their end: then written.
+        rows = -1
+        while True:
+            time.sleep(3)
+            now = sum(int(s["rows"]) for s in read())  # type: ignore[call-overload]
+            if now == rows:
+                break
+            rows = now
+        found = asyncio.run(counted(settings, table, workload))
+    finally:
+        for process in processes:
+            process.stop()
+        asyncio.run(drop_hub_topics(settings, group))
+        asyncio.run(scratch_table(settings, table, drop=True))
+        for path in logs(settings).glob(f"{group}*.json"):
+            path.unlink()
+        for i in range(workers):
+            shutil.rmtree(logs(settings) / f"{group}-{i}", ignore_errors=True)
+    return PipelineRun("faust_idiomatic", workload.records, seconds, found)
+
+
+# -- latency -------------------------------------------------------------------------------------
+
+
+def run_latency(
+    settings: Settings, options: BenchOptions, say: Callable[[str], None]
+) -> LatencyResult:
     app_id = f"bench-{uuid.uuid4().hex[:8]}"
     asyncio.run(fresh_hub(settings, app_id))
-    processes = start_workers(settings, 2, f"latency{rate:g}", app_id)
+    processes = start_workers(settings, options.workers, "latency", app_id)
     try:
-        wait_for(
+        poll(
             lambda: (
-                sum(scrape(p).get("hub_partitions_assigned", 0) for p in ports(settings, 2))
+                sum(
+                    scrape(p).get("hub_partitions_assigned", 0)
+                    for p in worker_ports(settings, options.workers)
+                )
                 == settings.partitions
             ),
             "the workers to share the partitions",
             300,
             processes,
         )
-        started = time.time()
-        sim = SimulationOptions(
-            sites=0,
-            rate_hz=rate,
-            duration_s=options.latency_duration_s,
-            region="gwangju",
-            seed=int(started),
-        )
-        tally = asyncio.run(simulate(settings, sim))
-        ended = time.time()
-        offered = tally.sent / (ended - started)
-        target = (int(ended) // 60 + 1) * 60
-
-        def done() -> bool:
-            through = closed_through(settings, 2)
-            return len(through) == settings.partitions and min(through) >= target
-
-        wait_for(done, "the offered load's last windows", 600, processes)
+        return measure(settings, options.latency_minutes, options.latency_rate_hz, say)
     finally:
         for process in processes:
             process.stop()
         asyncio.run(drop_hub_topics(settings, app_id))
-    # Whole minutes inside the run only: the first and last are partly filled.
-    first_full = (int(started) // 60 + 1) * 60
-    lags = asyncio.run(window_lags(settings, first_full, int(ended) // 60 * 60))
-    if not lags:
-        lags = asyncio.run(window_lags(settings, int(started) // 60 * 60, target))
-    behind = [lag for lag, _ in lags]
-    # A window's median event is 30 s older than its end.
-    events = [lag + 30.0 for lag in behind]
-    result = {
-        "sites": 3375,
-        "rate_hz": rate,
-        "offered_per_s": round(offered, 1),
-        "windows": len(lags),
-        "behind_close_p50_s": round(quantile(behind, 0.5), 2),
-        "behind_close_p99_s": round(quantile(behind, 0.99), 2),
-        "event_p50_s": round(quantile(events, 0.5), 2),
-        "event_p99_s": round(quantile(events, 0.99), 2),
-        "mean_behind_close_s": round(statistics.fmean(behind), 2),
-    }
-    say(
-        f"latency at {rate:g} Hz x 3,375 sites (offered {offered:,.0f}/s): written "
-        f"{result['behind_close_p50_s']} s (p50) / {result['behind_close_p99_s']} s (p99) "
-        f"after window close; median event -> queryable {result['event_p50_s']} s / "
-        f"{result['event_p99_s']} s"
-    )
-    return result
 
 
 def run_bench(settings: Settings, options: BenchOptions, say: Callable[[str], None]) -> Report:
-    report = Report(records=options.records, sites=3375)
-    report.copy_rows_per_s = asyncio.run(raw_copy(settings, options.copy_rows))
-    say(f"raw COPY into a hypertable: {report.copy_rows_per_s:,.0f} rows/s")
-    raws = []
-    for workers in options.workers:
-        rate, raw, ok = end_to_end(settings, options, workers, say)
-        report.e2e[workers] = rate
-        report.accounted[workers] = ok
-        raws.append(raw)
-    report.raw_consume_per_s = max(raws) if raws else 0.0
-    for rate in options.latency_rates:
-        report.latency[rate] = latency(settings, options, rate, say)
+    report = Report(options)
+    say(
+        f"pre-loading every registered site at {options.rate_hz:g} Hz for {options.minutes} minutes"
+    )
+    workload = asyncio.run(preload(settings, options.minutes, options.rate_hz, say))
+    report.workload = workload
+    say(f"pre-loaded {workload.records:,} records of {workload.sites:,} sites")
+    pipelines: list[Callable[[], PipelineRun]] = [
+        lambda: run_hub(settings, workload, options.workers, say),
+        lambda: run_floor(settings, workload, options.workers),
+    ]
+    if options.faust:
+        pipelines.append(lambda: run_faust(settings, workload, options.workers, say))
+    for run in pipelines:
+        result = run()
+        name = result.name
+        report.runs[name] = result
+        say(
+            f"{name}: {result.per_s:,.0f} records/s ({result.records:,} in {result.seconds:.1f} s "
+            f"with {options.workers} process(es)); counted {result.counted:,} "
+            f"({'exact' if result.exact else 'NOT exact'})"
+        )
+    if options.latency_minutes:
+        report.latency = run_latency(settings, options, say)
     return report
 
 
 def table(report: Report) -> str:
     line = report.line()
     rows = [
-        ("raw aiokafka consume", f"{report.raw_consume_per_s:,.0f} records/s"),
-        ("raw COPY into TimescaleDB", f"{report.copy_rows_per_s:,.0f} rows/s"),
-        *((f"hub end to end, {w} worker(s)", f"{r:,.0f} records/s") for w, r in report.e2e.items()),
-        ("ratio to raw consume", f"{line['ratio']}"),
-        ("every record accounted", str(line["accounted"])),
-        *(
-            (
-                f"latency {r:g} Hz x 3,375 sites",
-                f"behind close p50 {v['behind_close_p50_s']} s, p99 {v['behind_close_p99_s']} s; "
-                f"event -> row p50 {v['event_p50_s']} s, p99 {v['event_p99_s']} s "
-                f"(offered {v['offered_per_s']:,.0f}/s)",
-            )
-            for r, v in report.latency.items()
-        ),
-        ("worker settings", " ".join(f"{k}={v}" for k, v in report.settings.items())),
+        (f"{name} records/s", f"{run.per_s:,.0f} (counted {counted_text(run)})")
+        for name, run in report.runs.items()
     ]
+    rows += [
+        ("hub / floor", str(line["hub_to_floor"])),
+        ("hub / idiomatic Faust", str(line["hub_to_faust_idiomatic"])),
+    ]
+    if report.latency:
+        lat = report.latency
+        rows += [
+            (
+                f"latency {lat.rate_hz:g} Hz x {lat.sites:,} sites",
+                f"close lag p50 {lat.close_lag_p50_s} s, p99 {lat.close_lag_p99_s} s; queryable "
+                f"p50 {lat.queryable_p50_s} s, p99 {lat.queryable_p99_s} s "
+                f"(lateness {lat.lateness_s:g} s, offered {lat.offered_per_s:,.0f}/s)",
+            )
+        ]
     width = max(len(name) for name, _ in rows)
     return "\n".join(f"{name:{width}}  {value}" for name, value in rows)
+
+
+def counted_text(run: PipelineRun) -> str:
+    return "exactly" if run.exact else f"{run.counted:,} of {run.records:,}"
 
 
 def as_json(report: Report) -> str:

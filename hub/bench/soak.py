@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from hub import topics
-from hub.bench.e2e import ports
+from hub.bench.e2e import worker_ports
 from hub.localrun import Process, drop_hub_topics, fresh_hub, scrape, total, wait_for
 from hub.settings import Settings
 
@@ -137,7 +137,7 @@ def run_soak(
     asyncio.run(fresh_hub(settings, app_id))
     env = {"HUB_APP_ID": app_id}
     processes = [Process("worker 0", ["worker"], logs / "soak-worker.log", env)]
-    port = ports(settings, 1)[0]
+    port = worker_ports(settings, 1)[0]
     samples: list[Sample] = []
     try:
         wait_for(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 
 from hub.cli.common import Commands, positive_float, positive_int, say
 from hub.settings import Settings
@@ -12,36 +13,44 @@ from hub.settings import Settings
 def add(commands: Commands) -> None:
     bench = commands.add_parser(
         "bench",
-        help="the end-to-end benchmark against raw baselines",
-        description="Raw ceilings (an aiokafka consumer with no processing; a raw COPY into "
-        "TimescaleDB), the hub end to end over pre-loaded records with 1 and 2 workers, and "
-        "latency at a fixed offered load (3,375 sites at 1 and 10 Hz). Brings the stack up.",
+        help="the hub against a floor pipeline and idiomatic Faust, then latency at 10 Hz",
+        description="Pre-loads every registered site at --rate Hz for --minutes minutes of event "
+        "time, then runs on exactly those records, with --workers processes each: the hub end "
+        "to end (default settings), a floor pipeline (consume, decode, per-minute sums, COPY, "
+        "commit) and the same job in idiomatic Faust (an agent per record, a tumbling table). "
+        "Then every registered site at --latency-rate Hz against the hub for --latency-minutes "
+        "whole windows: close lag (row visible - (window end + lateness)) and queryable (row "
+        "visible - broker time of the window's last record). Brings the stack up.",
     )
     bench.add_argument(
-        "--records",
+        "--minutes",
         type=positive_int,
-        default=1_000_000,
-        help="records pre-loaded for each end-to-end run (default 1,000,000)",
+        default=5,
+        help="minutes of event time pre-loaded (default 5)",
+    )
+    bench.add_argument(
+        "--rate",
+        type=positive_float,
+        default=1.0,
+        help="records per site per second of event time pre-loaded (default 1)",
     )
     bench.add_argument(
         "--workers",
         type=positive_int,
-        nargs="+",
-        default=[1, 2],
-        help="worker counts to run end to end (default 1 2)",
+        default=2,
+        help="processes of each pipeline (default 2)",
     )
     bench.add_argument(
-        "--latency-rates",
-        type=positive_float,
-        nargs="*",
-        default=[1.0, 10.0],
-        help="per-site rates for the latency runs, Hz (default 1 10; none: skip)",
+        "--latency-minutes",
+        type=int,
+        default=5,
+        help="whole windows measured for latency (default 5; 0 skips it)",
     )
     bench.add_argument(
-        "--latency-duration",
+        "--latency-rate",
         type=positive_float,
-        default=90.0,
-        help="seconds of offered load per latency run (default 90)",
+        default=10.0,
+        help="records per site per second for latency (default 10)",
     )
     bench.add_argument(
         "--soak",
@@ -68,7 +77,11 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     from hub.stack import Stack
 
     Stack(settings).up(lambda line: print(line, file=sys.stderr, flush=True))
-    progress = (lambda line: print(line, file=sys.stderr, flush=True)) if args.json else say
+    progress = (
+        (lambda line: print(f"{time.strftime('%H:%M:%S')} {line}", file=sys.stderr, flush=True))
+        if args.json
+        else say
+    )
     if args.soak is not None:
         from hub.bench.soak import as_json as soak_json
         from hub.bench.soak import run_soak
@@ -85,10 +98,11 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         print(soak_json(samples, result) if args.json else verdict)
         return 0 if result.flat else 1
     options = BenchOptions(
-        records=args.records,
-        workers=tuple(args.workers),
-        latency_rates=tuple(args.latency_rates),
-        latency_duration_s=args.latency_duration,
+        minutes=args.minutes,
+        rate_hz=args.rate,
+        workers=args.workers,
+        latency_minutes=max(0, args.latency_minutes),
+        latency_rate_hz=args.latency_rate,
     )
     report = run_bench(settings, options, progress)
     print(as_json(report) if args.json else table(report))

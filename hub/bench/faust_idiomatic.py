@@ -1,0 +1,135 @@
+"""The hub's job written as Faust's documentation teaches it, for ``hub bench`` to hold against.
+
+A ``faust.Record`` model, an agent that sees one event at a time, a tumbling table of one-minute
+windows relative to the event's time with ``on_window_close`` writing the closed windows (as
+Faust's ``examples/windowed_aggregation.py``), its changelog in Kafka, an in-memory store. No
+signatures, dedupe, quantiles or KPIs: it does less than the hub, so it flatters Faust.
+
+Faust closes windowed keys by the wall clock (``expires`` after the window's end), calls
+``on_window_close`` only for windows starting after the last one it closed on any partition
+(faust-streaming/faust#172), and counts every set of a key as a new expiry entry; the bench
+reports what it wrote next to what it read rather than hiding it.
+
+    python -m hub.bench.faust_idiomatic --spec SPEC.json --status STATUS.json --index I
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, cast
+
+import faust
+from faust.types import StreamT
+
+from hub import topics
+from hub.db import connect
+from hub.registry.files import read_registry
+from hub.settings import Settings
+
+COLUMNS = ("bucket", "site_id", "demonstration_id", "metric", "count", "sum", "min", "max")
+
+
+class Telemetry(faust.Record, isodates=True, serializer="json"):
+    event_id: str
+    device_id: str
+    site_id: str
+    ts: datetime
+    kind: str
+    metrics: dict[str, float]
+
+
+def create_app(settings: Settings, spec: dict[str, Any], status: Path, index: int) -> faust.App:
+    ends = {int(p): int(r[1]) for p, r in spec["partitions"].items()}
+    demonstration = {d.device_id: d.demonstration_id for d in read_registry().devices}
+    app = faust.App(
+        spec["group"],
+        broker=f"kafka://{settings.kafka_bootstrap}",
+        store="memory://",
+        datadir=str(settings.home / "bench" / f"{spec['group']}-{index}"),
+        topic_partitions=settings.partitions,
+        table_cleanup_interval=1.0,
+        web_enabled=False,
+    )
+    source = app.topic(topics.TELEMETRY, value_type=Telemetry)
+    closed: list[tuple[Any, ...]] = []
+
+    def window_closed(key: Any, value: Any) -> None:
+        name, (start, _) = key
+        site, demo, metric = name.split("|")
+        n, total, low, high = value
+        closed.append((datetime.fromtimestamp(start, UTC), site, demo, metric, n, total, low, high))
+
+    aggregates = (
+        app.Table("aggregates", default=list, on_window_close=window_closed)
+        .tumbling(60, expires=timedelta(seconds=spec["lateness_s"]))
+        .relative_to_field(Telemetry.ts)  # type: ignore[arg-type]  # a field descriptor
+    )
+    progress: dict[str, Any] = {"first": 0.0, "reached": {}, "rows": 0, "records": 0}
+
+    @app.agent(source)
+    async def aggregate(stream: StreamT[Telemetry]) -> None:
+        async for event in stream.events():
+            message = event.message
+            if message.offset >= ends.get(message.partition, 0):
+                continue
+            if not progress["first"]:
+                progress["first"] = time.time()
+            value = cast(Telemetry, event.value)
+            demo = demonstration.get(value.device_id, "")
+            for metric, number in value.metrics.items():
+                key = f"{value.site_id}|{demo}|{metric}"
+                acc = aggregates[key].value()
+                if acc:
+                    aggregates[key] = [
+                        acc[0] + 1,
+                        acc[1] + number,
+                        min(acc[2], number),
+                        max(acc[3], number),
+                    ]
+                else:
+                    aggregates[key] = [1, number, number, number]
+            progress["records"] += 1
+            if message.offset + 1 >= ends[message.partition]:
+                progress["reached"][str(message.partition)] = time.time()
+
+    @app.timer(interval=0.5)  # type: ignore[untyped-decorator]
+    async def flush() -> None:
+        """Write the windows closed since the last flush, and tell the bench how far it is."""
+        if closed:
+            rows = closed[:]
+            del closed[:]
+            conn = await connect(settings)
+            try:
+                await conn.copy_records_to_table(spec["table"], records=rows, columns=COLUMNS)
+            finally:
+                await conn.close()
+            progress["rows"] += len(rows)
+        tmp = status.with_suffix(".tmp")
+        tmp.write_text(json.dumps(progress))
+        tmp.replace(status)
+
+    del aggregate, flush
+    return app
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m hub.bench.faust_idiomatic", description=__doc__
+    )
+    parser.add_argument("--spec", type=Path, required=True)
+    parser.add_argument("--status", type=Path, required=True)
+    parser.add_argument("--index", type=int, default=0)
+    args = parser.parse_args()
+    spec = json.loads(args.spec.read_text())
+    app = create_app(Settings.from_env(), spec, args.status, args.index)
+    sys.argv = [parser.prog, "worker", "--loglevel", "warn", "--without-web"]
+    app.main()
+
+
+if __name__ == "__main__":
+    main()

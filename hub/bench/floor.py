@@ -1,0 +1,181 @@
+"""The floor of ``hub bench``: the least any pipeline doing the hub's job has to do.
+
+aiokafka consume with the hub's fetch settings, msgspec decode, count/sum/min/max per
+(site, demonstration, metric, minute) in a dict, a COPY per closed minute, an offset commit —
+nothing else: no validation beyond decoding, no signatures, no dedupe, no quantiles, no KPIs, no
+state that survives a crash. One process per slice of the partitions (``hub bench`` starts as many
+as it runs hub workers), each reporting when it first fetched and last committed.
+
+    python -m hub.bench.floor --spec SPEC.json --result RESULT.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import msgspec
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from hub import topics
+from hub.db import connect
+from hub.registry.files import read_registry
+from hub.settings import Settings
+
+COLUMNS = ("bucket", "site_id", "demonstration_id", "metric", "count", "sum", "min", "max")
+
+
+class Telemetry(msgspec.Struct, gc=False):
+    device_id: str
+    site_id: str
+    ts: datetime
+    metrics: dict[str, float]
+
+
+@dataclass(frozen=True, slots=True)
+class Spec:
+    """What a floor process reads and where it writes (written by ``hub bench``)."""
+
+    partitions: dict[int, tuple[int, int]]  # partition -> [start, end) offsets
+    table: str
+    group: str
+    lateness_s: float
+
+
+Key = tuple[str, str, str]  # site, demonstration, metric
+
+
+async def run(settings: Settings, spec: Spec) -> dict[str, float]:
+    demonstration = {d.device_id: d.demonstration_id for d in read_registry().devices}
+    decode = msgspec.json.Decoder(Telemetry).decode
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap,
+        group_id=spec.group,
+        enable_auto_commit=False,
+        max_partition_fetch_bytes=1024 * 1024,  # Faust's consumer_max_fetch_size, as the hub's
+    )
+    conn = await connect(settings)
+    await consumer.start()
+    windows: dict[int, dict[int, dict[Key, list[float]]]] = {p: {} for p in spec.partitions}
+    newest: dict[int, int] = dict.fromkeys(spec.partitions, 0)
+    done: dict[int, int] = {p: start for p, (start, _) in spec.partitions.items()}
+    first_fetch = last_commit = 0.0
+    records = rows = 0
+    lateness = spec.lateness_s
+
+    async def close(partition: int, through_s: float) -> None:
+        """COPY the partition's minutes that ended by ``through_s``, then commit its offset."""
+        nonlocal rows, last_commit
+        minutes = windows[partition]
+        due = [m for m in minutes if m + 60 <= through_s]
+        if not due and through_s != float("inf"):
+            return
+        out = [
+            (datetime.fromtimestamp(m, UTC), *key, int(n), total, low, high)
+            for m in due
+            for key, (n, total, low, high) in minutes.pop(m).items()
+        ]
+        if out:
+            await conn.copy_records_to_table(spec.table, records=out, columns=COLUMNS)
+            rows += len(out)
+        tp = TopicPartition(topics.TELEMETRY, partition)
+        await consumer.commit({tp: done[partition]})
+        last_commit = time.time()
+
+    try:
+        tps = [TopicPartition(topics.TELEMETRY, p) for p in spec.partitions]
+        consumer.assign(tps)
+        for tp in tps:
+            consumer.seek(tp, spec.partitions[tp.partition][0])
+        remaining = set(spec.partitions)
+        while remaining:
+            fetched = await consumer.getmany(timeout_ms=1000, max_records=settings.batch_max)
+            if fetched and not first_fetch:
+                first_fetch = time.time()
+            for tp, messages in fetched.items():
+                p = tp.partition
+                end = spec.partitions[p][1]
+                minutes = windows[p]
+                high = newest[p]
+                for message in messages:
+                    if message.offset >= end:
+                        break
+                    event = decode(message.value)
+                    minute = int(event.ts.timestamp()) // 60 * 60
+                    high = max(high, minute)
+                    demo = demonstration.get(event.device_id, "")
+                    open_ = minutes.get(minute)
+                    if open_ is None:
+                        open_ = minutes[minute] = {}
+                    for metric, value in event.metrics.items():
+                        key = (event.site_id, demo, metric)
+                        acc = open_.get(key)
+                        if acc is None:
+                            open_[key] = [1, value, value, value]
+                        else:
+                            acc[0] += 1
+                            acc[1] += value
+                            if value < acc[2]:
+                                acc[2] = value
+                            if value > acc[3]:
+                                acc[3] = value
+                    records += 1
+                    done[p] = message.offset + 1
+                newest[p] = high
+                if done[p] >= end:
+                    await close(p, float("inf"))
+                    remaining.discard(p)
+                    consumer.pause(tp)
+                else:
+                    # A minute is closed once the partition's event time is a lateness past it.
+                    await close(p, high - lateness)
+    finally:
+        await consumer.stop()
+        await conn.close()
+    return {
+        "records": records,
+        "rows": rows,
+        "first_fetch": first_fetch,
+        "last_commit": last_commit,
+    }
+
+
+def read_spec(path: Path) -> Spec:
+    raw = json.loads(path.read_text())
+    return Spec(
+        partitions={int(p): (int(r[0]), int(r[1])) for p, r in raw["partitions"].items()},
+        table=raw["table"],
+        group=raw["group"],
+        lateness_s=float(raw["lateness_s"]),
+    )
+
+
+def write_spec(path: Path, spec: Spec) -> None:
+    path.write_text(
+        json.dumps(
+            {
+                "partitions": {str(p): list(r) for p, r in spec.partitions.items()},
+                "table": spec.table,
+                "group": spec.group,
+                "lateness_s": spec.lateness_s,
+            }
+        )
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m hub.bench.floor", description=__doc__)
+    parser.add_argument("--spec", type=Path, required=True)
+    parser.add_argument("--result", type=Path, required=True)
+    args = parser.parse_args()
+    result = asyncio.run(run(Settings.from_env(), read_spec(args.spec)))
+    args.result.write_text(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,182 @@
+"""Latency of ``hub bench``: every registered site at 10 Hz against the hub's workers at their
+default settings, for whole minutes of windows.
+
+For each window minute ``b`` of the run a watcher thread polls TimescaleDB for its rows from just
+before ``b + 60 s + lateness`` until they stop arriving, and notes when each row became visible
+(rows of a partition commit together). Then per row:
+
+* ``close_lag``: visible - (window end + allowed lateness), what the hub adds to the lateness
+  policy;
+* ``queryable``: visible - the broker timestamp of the window's last record (the producer's
+  create time: the start of the send of the last tick dated inside the window, which is never
+  later than that record's).
+
+The poll interval bounds the error, always towards more lag.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from aiokafka import AIOKafkaProducer
+
+from hub import signing, topics
+from hub.db import connect
+from hub.settings import Settings
+from hub.simulate import SimulationOptions, load_sites
+from hub.simulate.fleet import Fleet
+
+POLL_S = 0.05
+SETTLED_S = 5.0  # a window's rows are all in once none arrived for this long
+
+
+@dataclass(slots=True)
+class Visible:
+    """When each window's rows became visible: (monotonic-free wall time, rows) per minute."""
+
+    seen: dict[int, list[tuple[float, int]]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class LatencyResult:
+    sites: int
+    rate_hz: float
+    offered_per_s: float
+    windows: int
+    rows: int
+    close_lag_p50_s: float
+    close_lag_p99_s: float
+    close_lag_max_s: float
+    queryable_p50_s: float
+    queryable_p99_s: float
+    lateness_s: float
+    behind_schedule_max_s: float
+
+
+def quantile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
+
+
+async def offer(
+    settings: Settings, rate_hz: float, until_s: float, sends: dict[int, float]
+) -> tuple[int, float, float, int]:
+    """Every registered site at ``rate_hz`` in real time until ``until_s``, noting for each minute
+    when its last tick started sending. Returns (sent, seconds, most behind schedule, sites)."""
+    sites, keys = await load_sites(
+        settings, SimulationOptions(sites=0, rate_hz=rate_hz, duration_s=1)
+    )
+    fleet = Fleet(sites, outage_per_hour=0.0, seed=int(until_s))
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap, linger_ms=5, acks="all", compression_type="lz4"
+    )
+    await producer.start()
+    interval = 1 / rate_hz
+    started = time.time()
+    # Half an interval off the grid: device clocks jitter by up to 40 ms, never across a minute.
+    stamp = (int(started / interval) + 1.5) * interval
+    sent = 0
+    behind = 0.0
+    try:
+        while stamp < until_s:
+            wait = stamp - time.time()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            begun = time.time()
+            behind = max(behind, begun - stamp)
+            minute = int(stamp) // 60 * 60
+            sends[minute] = begun
+            for site_id, device_id, value in fleet.tick(stamp, interval):
+                await producer.send(
+                    topics.TELEMETRY,
+                    value=value,
+                    key=site_id.encode(),
+                    headers=signing.headers(keys[device_id], value),
+                )
+                sent += 1
+            stamp += interval
+        await producer.flush()
+    finally:
+        await producer.stop()
+    return sent, time.time() - started, behind, len(sites)
+
+
+def watch(settings: Settings, minutes: list[int], lateness_s: float, visible: Visible) -> None:
+    """Poll each minute's rows from 2 s before it is due until they settle (in a thread of its
+    own, so the load's event loop never delays a poll)."""
+
+    async def poll() -> None:
+        conn = await connect(settings)
+        try:
+            for minute in minutes:
+                due = minute + 60 + lateness_s
+                await asyncio.sleep(max(0.0, due - 2 - time.time()))
+                seen: list[tuple[float, int]] = []
+                rows = 0
+                last_change = time.time()
+                while time.time() - last_change < SETTLED_S or not rows:
+                    n = await conn.fetchval(
+                        "SELECT count(*) FROM site_aggregates WHERE bucket = to_timestamp($1) "
+                        "AND metric = 'online'",
+                        float(minute),
+                    )
+                    now = time.time()
+                    if n > rows:
+                        seen.append((now, n - rows))
+                        rows = n
+                        last_change = now
+                    if now - due > 120:
+                        break
+                    await asyncio.sleep(POLL_S)
+                visible.seen[minute] = seen
+        finally:
+            await conn.close()
+
+    asyncio.run(poll())
+
+
+def measure(
+    settings: Settings, minutes: int, rate_hz: float, say: Callable[[str], None]
+) -> LatencyResult:
+    """Offer the load with the hub's workers already running; measure ``minutes`` whole windows."""
+    lateness = settings.allowed_lateness_s
+    first = (int(time.time()) // 60 + 1) * 60
+    measured = [first + 60 * i for i in range(minutes)]
+    until = measured[-1] + 60 + lateness + SETTLED_S + 2
+    visible = Visible()
+    watcher = threading.Thread(
+        target=watch, args=(settings, measured, lateness, visible), daemon=True
+    )
+    watcher.start()
+    sends: dict[int, float] = {}
+    say(
+        f"latency: {rate_hz:g} Hz per site until {time.strftime('%H:%M:%S', time.localtime(until))}"
+        f" ({until - time.time():.0f} s), windows {len(measured)} from "
+        f"{time.strftime('%H:%M', time.localtime(first))}"
+    )
+    sent, seconds, behind, sites = asyncio.run(offer(settings, rate_hz, until, sends))
+    watcher.join(timeout=180)
+    lags: list[float] = []
+    queryable: list[float] = []
+    for minute in measured:
+        for at, n in visible.seen.get(minute, []):
+            lags.extend([at - (minute + 60 + lateness)] * n)
+            queryable.extend([at - sends[minute]] * n)
+    return LatencyResult(
+        sites=sites,
+        rate_hz=rate_hz,
+        offered_per_s=round(sent / seconds, 1),
+        windows=sum(1 for m in measured if visible.seen.get(m)),
+        rows=len(lags),
+        close_lag_p50_s=round(quantile(lags, 0.5), 3),
+        close_lag_p99_s=round(quantile(lags, 0.99), 3),
+        close_lag_max_s=round(max(lags, default=float("nan")), 3),
+        queryable_p50_s=round(quantile(queryable, 0.5), 3),
+        queryable_p99_s=round(quantile(queryable, 0.99), 3),
+        lateness_s=lateness,
+        behind_schedule_max_s=round(behind, 3),
+    )

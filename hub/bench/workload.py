@@ -1,0 +1,168 @@
+"""The records every pipeline of ``hub bench`` reads: pre-loaded once, read by each in turn.
+
+Every registered site sends one record a second (its devices in turn, the simulator's profiles,
+signed with the device's key) for ``minutes`` whole minutes of event time already past, so no
+record is dated ahead of its arrival; then one record per partition dated a lateness past the
+last minute closes every window. Each run takes minutes no earlier run used: a window another
+run wrote would be replaced, not added to.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka.partitioner import DefaultPartitioner
+
+from hub import signing, telemetry, topics
+from hub.errors import HubError
+from hub.settings import Settings
+from hub.simulate import SimulationOptions, load_sites
+from hub.simulate.fleet import Fleet
+
+
+@dataclass(frozen=True, slots=True)
+class Workload:
+    ranges: dict[TopicPartition, tuple[int, int]]  # [start, end) of the records, per partition
+    first_minute_s: int
+    end_minute_s: int  # the end of the last minute of records
+    records: int
+    sites: int
+    rate_hz: float
+
+    @property
+    def by_partition(self) -> dict[int, tuple[int, int]]:
+        return {tp.partition: r for tp, r in self.ranges.items()}
+
+
+def plan_minutes(settings: Settings, minutes: int) -> int:
+    """The first minute of a run: whole minutes already past when the records and their closing
+    record (a lateness later) are written, and used by no earlier run in the same database (its
+    windows would be replaced, not added to): the latest such span, going back in time."""
+    book = settings.home / "bench" / f"minutes-used-{settings.database.dbname}"
+    used = (
+        [
+            (int(a), int(b))
+            for a, b in (line.split() for line in book.read_text().splitlines() if line.strip())
+        ]
+        if book.exists()
+        else []
+    )
+    # The records' minutes, the closing record's a lateness after them, and its own.
+    length = minutes * 60 + int(settings.allowed_lateness_s) + 120
+    first = (int(time.time()) - length - 30) // 60 * 60
+    while clash := [a for a, b in used if a < first + length and first < b]:
+        first = (min(clash) - length) // 60 * 60
+    book.parent.mkdir(parents=True, exist_ok=True)
+    with book.open("a") as out:
+        out.write(f"{first} {first + length}\n")
+    return first
+
+
+async def preload(
+    settings: Settings, minutes: int, rate_hz: float, say: Callable[[str], None]
+) -> Workload:
+    """Publish every registered site's records for ``minutes`` minutes of event time."""
+    first = plan_minutes(settings, minutes)
+    options = SimulationOptions(sites=0, rate_hz=rate_hz, duration_s=1)
+    sites, keys = await load_sites(settings, options)
+    fleet = Fleet(sites, outage_per_hour=0.0, seed=first)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap,
+        linger_ms=50,
+        max_batch_size=128 * 1024,  # compressed, well under the topic's max.message.bytes
+        compression_type="lz4",
+        acks="all",
+    )
+    await producer.start()
+    low: dict[int, int] = {}
+    high: dict[int, int] = {}
+    failed: list[BaseException] = []
+    sent = 0
+    # Half an interval in: device clocks jitter by up to 40 ms, never across a minute.
+    stamps = [first + (i + 0.5) / rate_hz for i in range(int(minutes * 60 * rate_hz))]
+    try:
+        for i, stamp in enumerate(stamps):
+            for site_id, device_id, value in fleet.tick(stamp, 1 / rate_hz):
+                future = await producer.send(
+                    topics.TELEMETRY,
+                    value=value,
+                    key=site_id.encode(),
+                    headers=signing.headers(keys[device_id], value),
+                )
+                future.add_done_callback(_track(low, high, failed))
+                sent += 1
+            if i % int(60 * rate_hz) == 0:
+                say(f"  pre-loading: {sent:,} records, minute {i // int(60 * rate_hz) + 1}")
+        await producer.flush()
+        if failed:
+            raise PreloadFailed(f"{len(failed):,} of {sent:,} records refused: {failed[0]!r}")
+        end = first + minutes * 60
+        devices = {site.site_id: site.devices[0].device_id for site in sites}
+        closing = end + settings.allowed_lateness_s + 1
+        await close_every_partition(producer, settings, closing, devices, keys)
+    finally:
+        await producer.stop()
+    return Workload(
+        ranges={TopicPartition(topics.TELEMETRY, p): (low[p], high[p] + 1) for p in low},
+        first_minute_s=first,
+        end_minute_s=first + minutes * 60,
+        records=sent,
+        sites=len(sites),
+        rate_hz=rate_hz,
+    )
+
+
+class PreloadFailed(HubError):
+    """The broker refused some of the records: the pipelines would not read the same ones."""
+
+
+def _track(
+    low: dict[int, int], high: dict[int, int], failed: list[BaseException]
+) -> Callable[[object], None]:
+    def done(future: object) -> None:
+        error = future.exception()  # type: ignore[attr-defined]
+        if error is not None:
+            failed.append(error)
+            return
+        metadata = future.result()  # type: ignore[attr-defined]
+        p, o = metadata.partition, metadata.offset
+        low[p] = min(low.get(p, o), o)
+        high[p] = max(high.get(p, o), o)
+
+    return done
+
+
+async def close_every_partition(
+    producer: AIOKafkaProducer,
+    settings: Settings,
+    ts: float,
+    devices: dict[str, str],
+    keys: dict[str, bytes],
+) -> None:
+    """A heartbeat per partition dated ``ts``: past every window's end plus lateness."""
+    every = list(range(settings.partitions))
+    partitioner = DefaultPartitioner()
+    pushers: dict[int, str] = {}
+    for site in sorted(devices):
+        pushers.setdefault(int(partitioner(site.encode(), every, every)), site)
+    for site in pushers.values():
+        value = telemetry.encode(
+            event_id=f"bench-close-{uuid.uuid4()}",
+            device_id=devices[site],
+            site_id=site,
+            ts=datetime.fromtimestamp(ts, UTC),
+            kind="heartbeat",
+            metrics={"online": 1},
+        )
+        await producer.send(
+            topics.TELEMETRY,
+            value=value,
+            key=site.encode(),
+            headers=signing.headers(keys[devices[site]], value),
+        )
+    await producer.flush()
