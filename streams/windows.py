@@ -18,17 +18,23 @@ within a partition, and no device sets them).
 from __future__ import annotations
 
 import hashlib
+from array import array
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import Enum
 
-from ddsketch import DDSketch
+from ddsketch.ddsketch import BaseDDSketch
 from ddsketch.pb import ddsketch_pb2
 from ddsketch.pb.proto import DDSketchProto
 
+from streams import sketches
+
 MINUTE_MS = 60_000
 # DDSketch guarantees every quantile within this relative error of the true value.
-RELATIVE_ACCURACY = 0.01
+RELATIVE_ACCURACY = sketches.RELATIVE_ACCURACY
+# Values a window buffers before binning them into its sketch: bounds the buffer (8 bytes a
+# value) at high rates while binning in bulk.
+FOLD_AT = 256
 # How far ahead of its arrival an event may move the watermark: device clocks disciplined by NTP
 # are within milliseconds; the broker's and the device's clocks may differ by a little more.
 CLOCK_TOLERANCE_MS = 5_000
@@ -45,13 +51,15 @@ def minute_of(ts_ms: int) -> int:
 
 @dataclass(slots=True)
 class Acc:
-    """count, sum, min, max and a DDSketch of one metric's samples: mergeable."""
+    """count, sum, min, max and a DDSketch of one metric's samples: mergeable. Values wait in
+    ``pending`` and are binned into the sketch together (``streams.sketches``)."""
 
     count: int = 0
     sum: float = 0.0
     min: float = float("inf")
     max: float = float("-inf")
-    sketch: DDSketch = field(default_factory=lambda: DDSketch(RELATIVE_ACCURACY))
+    pending: array[float] = field(default_factory=lambda: array("d"))
+    binned: BaseDDSketch | None = None
 
     def add(self, value: float) -> None:
         self.count += 1
@@ -60,7 +68,26 @@ class Acc:
             self.min = value
         if value > self.max:
             self.max = value
-        self.sketch.add(value)
+        pending = self.pending
+        pending.append(value)
+        if len(pending) >= FOLD_AT:
+            self.binned = sketches.fold(self.binned, pending)
+            self.pending = array("d")
+
+    @property
+    def sketch(self) -> BaseDDSketch:
+        """Every value added so far, in the ddsketch library's form."""
+        if self.pending:
+            self.binned = sketches.fold(self.binned, self.pending)
+            self.pending = array("d")
+        if self.binned is None:
+            self.binned = sketches.empty()
+        return self.binned
+
+    @sketch.setter
+    def sketch(self, sketch: BaseDDSketch) -> None:
+        self.pending = array("d")
+        self.binned = sketch
 
     def merge(self, other: Acc) -> None:
         if other.count == 0:
@@ -84,15 +111,15 @@ class Acc:
         return None if value is None else min(max(value, self.min), self.max)
 
 
-def encode_sketch(sketch: DDSketch) -> bytes:
+def encode_sketch(sketch: BaseDDSketch) -> bytes:
     """DDSketch's own protobuf form: what its Java and Go implementations read too."""
     return bytes(DDSketchProto.to_proto(sketch).SerializeToString())  # type: ignore[no-untyped-call]
 
 
-def decode_sketch(raw: bytes) -> DDSketch:
+def decode_sketch(raw: bytes) -> BaseDDSketch:
     proto = ddsketch_pb2.DDSketch()
     proto.ParseFromString(raw)
-    sketch: DDSketch = DDSketchProto.from_proto(proto)  # type: ignore[no-untyped-call]
+    sketch: BaseDDSketch = DDSketchProto.from_proto(proto)  # type: ignore[no-untyped-call]
     return sketch
 
 
