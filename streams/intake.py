@@ -10,8 +10,7 @@ Lateness is judged later, by the windows, which know the partition's event-time 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from hub import signing, telemetry
 from hub.telemetry import Event, Reason, Rejected
@@ -38,8 +37,9 @@ class KafkaRecord(Protocol):
     def headers(self) -> Sequence[tuple[str, bytes]]: ...
 
 
-@dataclass(frozen=True, slots=True)
-class Admitted:
+class Admitted(NamedTuple):
+    """An accepted record's event and its device's demonstration (a tuple: made per record)."""
+
     event: Event
     demonstration_id: str
 

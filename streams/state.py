@@ -28,15 +28,6 @@ V2: Final = b"\x02"
 LEGACY_DEMO: Final = "\x00v1"
 
 
-class _Entry(msgspec.Struct, array_like=True, frozen=True):
-    site_id: str
-    demonstration_id: str
-    ts_ms: int
-    arrival_ms: int
-    id_hash: int
-    metrics: dict[str, float]
-
-
 class _Kpi(msgspec.Struct, array_like=True, frozen=True):
     window_start_ms: int
     observed_from_ms: int
@@ -65,7 +56,7 @@ class Progress(msgspec.Struct, array_like=True, frozen=True):
 
 _pack = msgspec.msgpack.Encoder().encode
 _unpack = msgspec.msgpack.Decoder().decode
-_entries = msgspec.msgpack.Decoder(list[_Entry])
+_entries = msgspec.msgpack.Decoder(list[JournalEntry])
 _kpi = msgspec.msgpack.Decoder(_Kpi)
 _progress = msgspec.msgpack.Decoder(Progress)
 
@@ -100,20 +91,12 @@ class Layout:
 
 
 def encode_journal(entries: Iterable[JournalEntry]) -> bytes:
-    return V2 + _pack(
-        [
-            _Entry(e.site_id, e.demonstration_id, e.ts_ms, e.arrival_ms, e.id_hash, e.metrics)
-            for e in entries
-        ]
-    )
+    return V2 + _pack(list(entries))
 
 
 def decode_journal(raw: bytes) -> list[JournalEntry]:
     if raw[:1] == V2:
-        return [
-            JournalEntry(e.site_id, e.demonstration_id, e.ts_ms, e.arrival_ms, e.id_hash, e.metrics)
-            for e in _entries.decode(raw[1:])
-        ]
+        return _entries.decode(raw[1:])
     # v1: [site, ts, id hash, metrics]; the event time stands in for the arrival.
     return [JournalEntry(s, LEGACY_DEMO, t, t, h, m) for s, t, h, m in _unpack(raw)]
 

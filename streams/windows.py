@@ -23,6 +23,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import Enum
 
+import msgspec
 from ddsketch.ddsketch import BaseDDSketch
 from ddsketch.pb import ddsketch_pb2
 from ddsketch.pb.proto import DDSketchProto
@@ -146,9 +147,9 @@ class Verdict(Enum):
     LATE = "late"
 
 
-@dataclass(frozen=True, slots=True)
-class JournalEntry:
-    """What the journal keeps of an accepted event: enough to rebuild windows and de-dup."""
+class JournalEntry(msgspec.Struct, array_like=True, frozen=True, gc=False):
+    """What the journal keeps of an accepted event: enough to rebuild windows and de-dup. Its
+    own wire form too (``streams.state``): made once per accepted record, never copied."""
 
     site_id: str
     demonstration_id: str
