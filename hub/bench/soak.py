@@ -223,6 +223,11 @@ async def commit_lag(settings: Settings, group: str) -> float:
     return float(sum(max(0, end[tp] - committed[tp]) for tp in tps))
 
 
+def increase(before: float, after: float) -> float:
+    """A counter's increase between two readings; a restarted process counts from 0 again."""
+    return after - before if after >= before else after
+
+
 def _sample(
     at_s: float,
     before: tuple[float, dict[str, float]],
@@ -231,13 +236,12 @@ def _sample(
     commit_behind: float = 0.0,
 ) -> Sample:
     (t0, a), (t1, b) = before, after
-    received = total([b], "hub_records_received_total") - total([a], "hub_records_received_total")
-    count = b.get("hub_window_close_lag_seconds_count", 0) - a.get(
-        "hub_window_close_lag_seconds_count", 0
+    received = increase(
+        total([a], "hub_records_received_total"), total([b], "hub_records_received_total")
     )
-    lag_sum = b.get("hub_window_close_lag_seconds_sum", 0) - a.get(
-        "hub_window_close_lag_seconds_sum", 0
-    )
+    closes = "hub_window_close_lag_seconds"
+    count = increase(a.get(f"{closes}_count", 0), b.get(f"{closes}_count", 0))
+    lag_sum = increase(a.get(f"{closes}_sum", 0), b.get(f"{closes}_sum", 0))
     lag = total([b], "hub_consumer_lag")
     return Sample(
         round(at_s, 1),

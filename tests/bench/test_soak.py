@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from hub.bench.soak import Sample, verdict, warmup_s
+from hub.bench.soak import Sample, increase, verdict, warmup_s
 from hub.settings import Settings
 
 WARMUP_S = warmup_s(Settings())  # 13 minutes with the defaults
@@ -62,3 +62,8 @@ def test_warm_up_is_left_out() -> None:
 def test_too_short_a_run_cannot_be_judged() -> None:
     with pytest.raises(ValueError, match="at least 16 minutes"):
         verdict(run(minutes=15), WARMUP_S)
+
+
+def test_a_restarted_workers_counters_count_from_zero_not_backwards() -> None:
+    assert increase(1_000.0, 1_500.0) == 500.0
+    assert increase(16_506.0, 300.0) == 300.0  # killed and started again in between
