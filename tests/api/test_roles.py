@@ -191,6 +191,23 @@ def test_at_a_shared_site_a_company_sees_its_own_demonstrations_rows_only(
     }
 
 
+def test_the_web_page_shows_a_company_its_own_demonstrations_only(
+    shared_rows: Scratch, api: ApiServer
+) -> None:
+    def page(token: str) -> str:
+        request = urllib.request.Request(
+            api.base + "/?part=main", headers={"authorization": f"Bearer {token}"}
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return str(response.read().decode())
+
+    others = {d for d, c in COMPANY.items() if c != COMPANY["DEMO-005"]}
+    # The operator's page names another company's demonstration (its open alert)...
+    assert [d for d in sorted(others) if d in page(shared_rows.tokens["operator"])]
+    # ...ParkEye's names none.
+    assert [d for d in sorted(others) if d in page(shared_rows.tokens["parkeye"])] == []
+
+
 async def test_hub_report_answers_a_company_token_as_the_api_does(
     shared_rows: Scratch,
 ) -> None:
