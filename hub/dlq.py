@@ -113,8 +113,15 @@ def parse_since(text: str, now: datetime | None = None) -> datetime:
 decode = msgspec.json.Decoder(DlqRecord).decode
 
 
-async def read_dlq(settings: Settings) -> list[DlqEntry]:
-    """Every distinct rejected record currently in the DLQ topic, oldest first."""
+# How much earlier than ``--since`` reading starts: the hub's clock (a record's ``received_at``)
+# and the broker's (its timestamp) may differ between hosts.
+SINCE_MARGIN_MS = 300_000
+
+
+async def read_dlq(settings: Settings, since: datetime | None = None) -> list[DlqEntry]:
+    """Every distinct rejected record currently in the DLQ topic, oldest first; with ``since``,
+    those rejected since then (read from the broker's offsets for that time, not from the
+    beginning: a week of DLQ is not read to list the last ten minutes)."""
     consumer = AIOKafkaConsumer(
         bootstrap_servers=settings.kafka_bootstrap,
         enable_auto_commit=False,
@@ -125,11 +132,16 @@ async def read_dlq(settings: Settings) -> list[DlqEntry]:
         tps = [TopicPartition(topics.DLQ, p) for p in range(settings.partitions)]
         consumer.assign(tps)
         end = await consumer.end_offsets(tps)
+        start = dict.fromkeys(tps, 0)
+        if since is not None:
+            at = int(since.timestamp() * 1000) - SINCE_MARGIN_MS
+            found = await consumer.offsets_for_times(dict.fromkeys(tps, at))
+            start = {tp: end[tp] if o is None else o.offset for tp, o in found.items()}
         for tp in tps:
-            consumer.seek(tp, 0)  # (seek_to_beginning after assign fetched nothing here)
+            consumer.seek(tp, start[tp])  # (seek_to_beginning after assign fetched nothing here)
         newest: dict[str, DlqEntry] = {}
         foreign = 0
-        remaining = {tp for tp in tps if end[tp] > 0}
+        remaining = {tp for tp in tps if end[tp] > start[tp]}
         while remaining:
             batch = await consumer.getmany(*remaining, timeout_ms=5000)
             if not batch:

@@ -59,7 +59,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         since=dlq.parse_since(args.since) if args.since else None,
         hub=None if args.hub == "any" else (args.hub or settings.app_id),
     )
-    entries = [e for e in asyncio.run(dlq.read_dlq(settings)) if wanted.matches(e.record)]
+    read = dlq.read_dlq(settings, wanted.since)
+    entries = [e for e in asyncio.run(read) if wanted.matches(e.record)]
     if args.action == "list":
         shown = entries[-args.limit :] if args.limit else entries
         if args.json:

@@ -47,6 +47,7 @@ def cluster(stack: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         up = run_hub("stack", "up", "kafka", env=env, timeout=300)
         assert up.returncode == 0, up.stdout + up.stderr
         status = run_hub("stack", "status", "kafka", env=env)
+        print(status.stdout)
         assert [line.split()[:2] for line in status.stdout.splitlines()[1:]] == [
             ["kafka-1", "running"],
             ["kafka-2", "running"],
