@@ -96,8 +96,9 @@ async def preload(
                 )
                 future.add_done_callback(_track(low, high, failed))
                 sent += 1
-            if i % int(60 * rate_hz) == 0:
-                say(f"  pre-loading: {sent:,} records, minute {i // int(60 * rate_hz) + 1}")
+            per_minute = max(1, int(60 * rate_hz))
+            if i % per_minute == 0:
+                say(f"  pre-loading: {sent:,} records, minute {i // per_minute + 1}")
         await producer.flush()
         if failed:
             raise PreloadFailed(f"{len(failed):,} of {sent:,} records refused: {failed[0]!r}")
