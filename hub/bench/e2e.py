@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from hub.bench import floor
-from hub.bench.latency import LatencyResult, measure
+from hub.bench.latency import LatencyResult, LoadFellBehind, measure
 from hub.bench.workload import Workload, preload
 from hub.db import connect
 from hub.localrun import (
@@ -77,6 +77,7 @@ class Report:
     workload: Workload | None = None
     runs: dict[str, PipelineRun] = field(default_factory=dict)
     latency: LatencyResult | None = None
+    latency_error: str | None = None
 
     def line(self) -> dict[str, object]:
         def rate(name: str) -> float | None:
@@ -102,6 +103,7 @@ class Report:
             "counted": {name: run.counted for name, run in self.runs.items()},
             "seconds": {name: round(run.seconds, 2) for name, run in self.runs.items()},
             "latency": asdict(lat) if lat else None,
+            "latency_error": self.latency_error,
         }
 
 
@@ -262,7 +264,14 @@ def run_floor(settings: Settings, workload: Workload, workers: int) -> PipelineR
                 )
             )
             results.append(result)
-        poll(lambda: all(r.exists() for r in results), "the floor's last commit", 1800, processes)
+
+        def finished() -> bool:
+            for process, result in zip(processes, results, strict=True):
+                if not result.exists():
+                    process.check()  # a process that exited without its result failed
+            return all(r.exists() for r in results)
+
+        poll(finished, "the floor's last commit", 1800, [])
         outcome = [json.loads(r.read_text()) for r in results]
         seconds = max(o["last_commit"] for o in outcome) - min(o["first_fetch"] for o in outcome)
         found = asyncio.run(counted(settings, name, workload))
@@ -412,7 +421,11 @@ def run_bench(settings: Settings, options: BenchOptions, say: Callable[[str], No
             f"({'exact' if result.exact else 'NOT exact'})"
         )
     if options.latency_minutes:
-        report.latency = run_latency(settings, options, say)
+        try:
+            report.latency = run_latency(settings, options, say)
+        except LoadFellBehind as error:
+            report.latency_error = str(error)
+            say(f"latency: {error}")
     return report
 
 
@@ -426,6 +439,8 @@ def table(report: Report) -> str:
         ("hub / floor", str(line["hub_to_floor"])),
         ("hub / idiomatic Faust", str(line["hub_to_faust_idiomatic"])),
     ]
+    if report.latency_error:
+        rows.append(("latency", report.latency_error))
     if report.latency:
         lat = report.latency
         rows += [

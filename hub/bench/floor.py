@@ -174,7 +174,9 @@ def main() -> None:
     parser.add_argument("--result", type=Path, required=True)
     args = parser.parse_args()
     result = asyncio.run(run(Settings.from_env(), read_spec(args.spec)))
-    args.result.write_text(json.dumps(result))
+    partial = args.result.with_suffix(".partial")
+    partial.write_text(json.dumps(result))
+    partial.replace(args.result)  # whole, or not there: the bench reads it as soon as it exists
 
 
 if __name__ == "__main__":

@@ -26,11 +26,21 @@ from aiokafka import AIOKafkaProducer
 
 from hub import signing, topics
 from hub.db import connect
+from hub.errors import HubError
 from hub.settings import Settings
 from hub.simulate import SimulationOptions, load_sites
 from hub.simulate.fleet import Fleet
 
 POLL_S = 0.05
+# The load is the measurement's clock: a generator this far behind its schedule has turned the
+# run into a catch-up, whose lags would be the generator's, not the hub's.
+MAX_BEHIND_S = 5.0
+
+
+class LoadFellBehind(HubError):
+    """This machine cannot offer the asked rate while the hub runs: no latency is measured."""
+
+
 SETTLED_S = 5.0  # a window's rows are all in once none arrived for this long
 
 
@@ -88,6 +98,14 @@ async def offer(
                 await asyncio.sleep(wait)
             begun = time.time()
             behind = max(behind, begun - stamp)
+            if behind > MAX_BEHIND_S:
+                raise LoadFellBehind(
+                    f"the load generator fell {behind:.1f} s behind its schedule after "
+                    f"{sent:,} records ({sent / max(begun - started, 1e-9):,.0f}/s of the "
+                    f"{rate_hz * len(sites):,.0f}/s asked): this machine cannot offer "
+                    f"{rate_hz:g} Hz x {len(sites):,} sites while the hub runs; latency not "
+                    "measured (try --latency-rate 1)"
+                )
             minute = int(stamp) // 60 * 60
             sends[minute] = begun
             for site_id, device_id, value in fleet.tick(stamp, interval):
@@ -105,16 +123,23 @@ async def offer(
     return sent, time.time() - started, behind, len(sites)
 
 
-def watch(settings: Settings, minutes: list[int], lateness_s: float, visible: Visible) -> None:
+def watch(
+    settings: Settings,
+    minutes: list[int],
+    lateness_s: float,
+    visible: Visible,
+    stop: threading.Event,
+) -> None:
     """Poll each minute's rows from 2 s before it is due until they settle (in a thread of its
-    own, so the load's event loop never delays a poll)."""
+    own, so the load's event loop never delays a poll); ``stop`` ends it early."""
 
     async def poll() -> None:
         conn = await connect(settings)
         try:
             for minute in minutes:
                 due = minute + 60 + lateness_s
-                await asyncio.sleep(max(0.0, due - 2 - time.time()))
+                if await asyncio.to_thread(stop.wait, max(0.0, due - 2 - time.time())):
+                    return
                 seen: list[tuple[float, int]] = []
                 rows = 0
                 last_change = time.time()
@@ -129,7 +154,7 @@ def watch(settings: Settings, minutes: list[int], lateness_s: float, visible: Vi
                         seen.append((now, n - rows))
                         rows = n
                         last_change = now
-                    if now - due > 120:
+                    if now - due > 120 or stop.is_set():
                         break
                     await asyncio.sleep(POLL_S)
                 visible.seen[minute] = seen
@@ -148,8 +173,9 @@ def measure(
     measured = [first + 60 * i for i in range(minutes)]
     until = measured[-1] + 60 + lateness + SETTLED_S + 2
     visible = Visible()
+    stop = threading.Event()
     watcher = threading.Thread(
-        target=watch, args=(settings, measured, lateness, visible), daemon=True
+        target=watch, args=(settings, measured, lateness, visible, stop), daemon=True
     )
     watcher.start()
     sends: dict[int, float] = {}
@@ -158,8 +184,13 @@ def measure(
         f" ({until - time.time():.0f} s), windows {len(measured)} from "
         f"{time.strftime('%H:%M', time.localtime(first))}"
     )
-    sent, seconds, behind, sites = asyncio.run(offer(settings, rate_hz, until, sends))
-    watcher.join(timeout=180)
+    try:
+        sent, seconds, behind, sites = asyncio.run(offer(settings, rate_hz, until, sends))
+    except LoadFellBehind:
+        stop.set()
+        raise
+    finally:
+        watcher.join(timeout=180)
     lags: list[float] = []
     queryable: list[float] = []
     for minute in measured:
