@@ -20,7 +20,8 @@ def add(commands: Commands) -> None:
         "commit) and the same job in idiomatic Faust (an agent per record, a tumbling table). "
         "Then every registered site at --latency-rate Hz against the hub for --latency-minutes "
         "whole windows: close lag (row visible - (window end + lateness)) and queryable (row "
-        "visible - broker time of the window's last record). Brings the stack up.",
+        "visible - broker time of the window's last record). Brings the stack up. Takes about "
+        "25 minutes with the defaults, most of it idiomatic Faust (about 1,250 records/s here).",
     )
     bench.add_argument(
         "--minutes",
