@@ -11,7 +11,7 @@ from pathlib import Path
 from aiokafka import TopicPartition
 
 from hub import topics
-from hub.localrun import drop_hub_topics, fresh_hub
+from hub.localrun import drop_hub_topics, ensure_hub_topics, fresh_hub
 from hub.settings import Settings
 from tests.conftest import WorkerProcess
 from tests.support import end_offsets
@@ -58,6 +58,7 @@ async def start_hub(
     env: dict[str, str] | None = None,
 ) -> IsolatedHub:
     app_id = f"rel-{uuid.uuid4().hex[:8]}"
+    await ensure_hub_topics(stack)  # a fresh broker has none: their end offsets are wanted
     telemetry = starts or await end_offsets(stack, topics.TELEMETRY)
     await fresh_hub(stack, app_id, telemetry)
     dlq = await end_offsets(stack, topics.DLQ)

@@ -20,6 +20,7 @@ from aiokafka.partitioner import DefaultPartitioner
 
 from hub import signing, telemetry, topics
 from hub.errors import HubError
+from hub.localrun import ensure_hub_topics
 from hub.settings import Settings
 from hub.simulate import SimulationOptions, load_sites
 from hub.simulate.fleet import Fleet
@@ -68,6 +69,7 @@ async def preload(
 ) -> Workload:
     """Publish every registered site's records for ``minutes`` minutes of event time."""
     first = plan_minutes(settings, minutes)
+    await ensure_hub_topics(settings)  # a fresh broker has none yet
     options = SimulationOptions(sites=0, rate_hz=rate_hz, duration_s=1)
     sites, keys = await load_sites(settings, options)
     fleet = Fleet(sites, outage_per_hour=0.0, seed=first)
