@@ -19,7 +19,15 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CollectorRegistry
 
 from hub.api.deps import only_known_query
-from hub.api.routes import alerts, demonstrations, operations, overview, page, sites
+from hub.api.routes import (
+    alerts,
+    demonstrations,
+    history,
+    operations,
+    overview,
+    page,
+    sites,
+)
 from hub.db import create_pool
 from hub.db.migrate import migrate
 from hub.metrics import api_metrics
@@ -28,7 +36,7 @@ from hub.upkeep import run_upkeep
 
 log = logging.getLogger("hub.api")
 
-ROUTERS = (overview, sites, demonstrations, alerts, operations, page)
+ROUTERS = (overview, sites, history, demonstrations, alerts, operations, page)
 
 
 def create_api(settings: Settings, registry: CollectorRegistry | None = None) -> FastAPI:

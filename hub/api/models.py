@@ -64,6 +64,21 @@ class KpiStatus(BaseModel):
     samples: int
 
 
+class KpiResult(BaseModel):
+    window_start: datetime
+    window_end: datetime
+    site_id: str
+    kpi_id: str
+    value: float | None
+    threshold: float
+    status: Status
+    samples: int
+    attributable: bool = Field(
+        description="false for windows judged before aggregates were per demonstration, at a "
+        "site shared by several (left out of scorecards)"
+    )
+
+
 class Site(BaseModel):
     site_id: str
     region: str

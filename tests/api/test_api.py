@@ -277,6 +277,9 @@ def test_openapi_documents_the_contract_paths(api: ApiServer) -> None:
         "/api/v1/demonstrations/{demonstration_id}/scorecard",
         "/api/v1/alerts",
         "/api/v1/alerts/{alert_id}/ack",
+        "/api/v1/sites/{site_id}/aggregates",
+        "/api/v1/demonstrations/{demonstration_id}/kpi-results",
+        "/api/v1/export/site-aggregates",
         "/healthz",
     } <= set(document["paths"])
 

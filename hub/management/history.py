@@ -1,0 +1,197 @@
+"""Looking back: a site's aggregates and a demonstration's judged KPI windows over a time range,
+and the same aggregates as rows for a CSV export.
+
+Ranges are bounded per resolution (``LIMITS``) so that one request never reads more than a
+few tens of thousands of rows; the bounds and their check are pure. ``step=1h`` reads the hourly
+roll-up only where the minute rows are gone (past their retention): within it the hour is summed
+from the minute rows, so an hour not rolled up yet is complete too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Final, Literal
+
+from hub.db import Connection
+
+Step = Literal["1m", "1h"]
+Row = dict[str, Any]
+
+DEFAULT_SPAN: Final = timedelta(hours=24)
+# The longest range a request may ask for: a week of minutes (10,080 rows a metric), the hourly
+# roll-up's retention in hours, a month of judged KPI windows (capped in rows besides).
+LIMITS: Final[dict[str, timedelta]] = {
+    "1m": timedelta(days=7),
+    "1h": timedelta(days=400),
+    "kpi-results": timedelta(days=31),
+    "export-1m": timedelta(days=31),
+    "export-1h": timedelta(days=400),
+}
+KPI_RESULTS_LIMIT: Final = 10_000
+KPI_RESULTS_MAX_LIMIT: Final = 100_000
+EXPORT_COLUMNS: Final = (
+    "site_id",
+    "demonstration_id",
+    "metric",
+    "bucket",
+    "count",
+    "sum",
+    "min",
+    "max",
+    "mean",
+    "p50",
+    "p95",
+    "p99",
+)
+
+
+class RangeError(ValueError):
+    """A range the API refuses (422), naming the parameter."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+@dataclass(frozen=True, slots=True)
+class TimeRange:
+    start: datetime
+    end: datetime
+
+
+def resolve_range(
+    start: datetime | None, end: datetime | None, limit: str, now: datetime
+) -> TimeRange:
+    """``from``/``to`` as given, or the last 24 hours up to ``to`` (or now); both must carry a
+    time zone, ``from`` must come first, and the span may not exceed ``LIMITS[limit]``."""
+    for field, value in (("from", start), ("to", end)):
+        if value is not None and value.utcoffset() is None:
+            raise RangeError(field, "give a time zone (e.g. 2026-11-30T09:00:00+09:00 or ...Z)")
+    end = end or now
+    start = start or end - DEFAULT_SPAN
+    if start >= end:
+        raise RangeError("from", "'from' must be before 'to'")
+    longest = LIMITS[limit]
+    if end - start > longest:
+        raise RangeError(
+            "from",
+            f"at most {_days(longest)} at a time here ({end - start} asked): narrow from/to"
+            + (" or use step=1h" if limit == "1m" else ""),
+        )
+    return TimeRange(start, end)
+
+
+def _days(span: timedelta) -> str:
+    return f"{span.days} days" if span.days != 1 else "1 day"
+
+
+_COMPANY = (
+    "($5::text IS NULL OR demonstration_id IN "
+    "(SELECT demonstration_id FROM demonstrations WHERE company = $5))"
+)
+_MINUTES = f"""
+SELECT site_id, demonstration_id, metric, bucket, count, sum, min, max, sum / count AS mean,
+       p50, p95, p99
+  FROM site_aggregates
+ WHERE site_id = $1 AND ($2::text IS NULL OR metric = $2) AND bucket >= $3 AND bucket < $4
+   AND {_COMPANY}
+ ORDER BY demonstration_id, metric, bucket"""
+# Hours from the minute rows where they still exist, from the roll-up before the first of them.
+_HOURS = f"""
+WITH cut AS (
+    SELECT coalesce(time_bucket('1 hour', min(bucket)), 'infinity') AS at
+      FROM site_aggregates WHERE site_id = $1
+)
+SELECT site_id, demonstration_id, metric, bucket, count, sum, min, max, sum / count AS mean,
+       NULL::float8 AS p50, NULL::float8 AS p95, NULL::float8 AS p99
+  FROM site_aggregates_hourly, cut
+ WHERE site_id = $1 AND ($2::text IS NULL OR metric = $2) AND bucket >= $3 AND bucket < $4
+   AND bucket < cut.at AND {_COMPANY}
+UNION ALL
+SELECT site_id, demonstration_id, metric, time_bucket('1 hour', bucket) AS bucket,
+       sum(count)::bigint, sum(sum), min(min), max(max), sum(sum) / sum(count),
+       NULL::float8, NULL::float8, NULL::float8
+  FROM site_aggregates
+ WHERE site_id = $1 AND ($2::text IS NULL OR metric = $2) AND bucket >= $3 AND bucket < $4
+   AND {_COMPANY}
+ GROUP BY site_id, demonstration_id, metric, time_bucket('1 hour', bucket)
+ ORDER BY demonstration_id, metric, bucket"""
+
+
+def aggregates_sql(step: Step) -> str:
+    """Parameters: site, metric (or NULL), from, to, company (or NULL)."""
+    return _MINUTES if step == "1m" else _HOURS
+
+
+async def site_aggregates(
+    conn: Connection,
+    site_id: str,
+    metric: str | None,
+    span: TimeRange,
+    step: Step,
+    company: str | None,
+) -> list[Row]:
+    rows = await conn.fetch(aggregates_sql(step), site_id, metric, span.start, span.end, company)
+    return [dict(r) for r in rows]
+
+
+async def stream_site_aggregates(
+    conn: Connection,
+    site_id: str,
+    metric: str | None,
+    span: TimeRange,
+    step: Step,
+    company: str | None,
+    prefetch: int = 2000,
+) -> AsyncIterator[Row]:
+    """The same rows through a server-side cursor: an export of any length in bounded memory.
+    The caller holds ``conn`` in a transaction (cursors need one)."""
+    cursor = conn.cursor(
+        aggregates_sql(step), site_id, metric, span.start, span.end, company, prefetch=prefetch
+    )
+    async for record in cursor:
+        yield dict(record)
+
+
+async def site_metrics(conn: Connection, site_id: str, company: str | None) -> list[str]:
+    """The metrics the site's demonstrations (a company: its own) declare: the only ones intake
+    accepts, so the only ones a history can hold."""
+    rows = await conn.fetch(
+        """SELECT DISTINCT unnest(d.metrics) AS metric
+             FROM devices v JOIN demonstrations d USING (demonstration_id)
+            WHERE v.site_id = $1 AND ($2::text IS NULL OR d.company = $2)
+            ORDER BY 1""",
+        site_id,
+        company,
+    )
+    return [r["metric"] for r in rows]
+
+
+async def kpi_results(
+    conn: Connection,
+    demonstration_id: str,
+    span: TimeRange,
+    site_id: str | None,
+    kpi_id: str | None,
+    limit: int,
+) -> list[Row]:
+    """Judged windows that started in the range, oldest first; ``limit + 1`` rows at most, so
+    the caller can tell a full answer from a cut one."""
+    rows = await conn.fetch(
+        """SELECT window_start, window_end, site_id, kpi_id, value, threshold, status, samples,
+                  attributable
+             FROM kpi_results
+            WHERE demonstration_id = $1 AND window_start >= $2 AND window_start < $3
+              AND ($4::text IS NULL OR site_id = $4) AND ($5::text IS NULL OR kpi_id = $5)
+            ORDER BY window_start, site_id, kpi_id
+            LIMIT $6""",
+        demonstration_id,
+        span.start,
+        span.end,
+        site_id,
+        kpi_id,
+        limit + 1,
+    )
+    return [dict(r) for r in rows]
