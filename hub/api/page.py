@@ -1,7 +1,9 @@
 """The management view at ``/``: server-rendered HTML, refreshed by a small script.
 
 The script re-fetches the page's main section (``/?part=main``) every 15 seconds and swaps it in:
-one renderer, no front-end build, and the page works without JavaScript too.
+one renderer, no front-end build, and the page works without JavaScript too. Below it, a site's
+metric over a time range (``/?site=&metric=&hours=``), drawn by the script from the history
+endpoint: the one part that needs JavaScript.
 """
 
 from __future__ import annotations
@@ -179,6 +181,8 @@ h1 { font-size: 1.4rem; margin: 0 0 .2rem; } h2 { font-size: 1.1rem; margin-top:
 figure { margin: 0; border: 1px solid #d8dde3; border-radius: 6px; padding: .5rem; }
 figcaption { font-weight: 600; } svg { width: 520px; height: 400px; }
 svg text { font-size: 9px; fill: #1d232a; }
+#history form { display: flex; gap: .6rem; flex-wrap: wrap; align-items: center; }
+#chart { width: 900px; height: 260px; } #chart polyline { fill: none; stroke-width: 1.2; }
 table { border-collapse: collapse; font-size: .85rem; }
 th, td { border-bottom: 1px solid #e3e7eb; padding: .25rem .6rem; text-align: left; }
 .muted, .empty { color: #6b7580; }
@@ -192,6 +196,64 @@ async function refresh() {
   } catch (e) { /* keep the last view; try again on the next tick */ }
 }
 setInterval(refresh, 15000);
+
+// A site's metric over the last hours: the mean of each window, a line per demonstration.
+const COLOURS = ['#1f6fb2', '#d64545', '#2e9e5b', '#e3a21a', '#7a4fb5'];
+async function drawHistory(site, metric, hours) {
+  const note = document.getElementById('chart-note');
+  const chart = document.getElementById('chart');
+  chart.innerHTML = '';
+  if (!site || !metric) { note.textContent = 'Choose a site and a metric.'; return; }
+  const to = new Date(), from = new Date(to - hours * 3600e3);
+  const step = hours > 168 ? '1h' : '1m';
+  const url = `/api/v1/sites/${encodeURIComponent(site)}/aggregates?` + new URLSearchParams(
+    {metric, step, from: from.toISOString(), to: to.toISOString()});
+  const response = await fetch(url, {cache: 'no-store'});
+  const body = await response.json();
+  if (!response.ok) {
+    const detail = body.detail;
+    note.textContent = Array.isArray(detail) ? detail.map((d) => d.msg).join('; ') : detail;
+    return;
+  }
+  const lines = new Map();
+  for (const row of body) {
+    if (!lines.has(row.demonstration_id)) lines.set(row.demonstration_id, []);
+    lines.get(row.demonstration_id).push([Date.parse(row.bucket), row.mean]);
+  }
+  const values = body.map((r) => r.mean);
+  const low = Math.min(0, ...values), high = Math.max(1e-9, ...values);
+  const [w, h, pad] = [900, 260, 36];
+  const x = (t) => pad + (t - from) / (to - from) * (w - 2 * pad);
+  const y = (v) => h - pad - (v - low) / (high - low) * (h - 2 * pad);
+  let svg = `<text x="4" y="${pad}">${high.toPrecision(4)}</text>` +
+    `<text x="4" y="${h - pad}">${low.toPrecision(4)}</text>` +
+    `<text x="${pad}" y="${h - 8}">${from.toISOString().slice(0, 16)}Z</text>` +
+    `<text x="${w - pad}" y="${h - 8}" text-anchor="end">${to.toISOString().slice(0, 16)}Z</text>`;
+  let i = 0;
+  for (const [demo, points] of lines) {
+    const colour = COLOURS[i++ % COLOURS.length];
+    const path = points.map(([t, v]) => `${x(t).toFixed(1)},${y(v).toFixed(1)}`).join(' ');
+    svg += `<polyline class="series" data-demonstration="${demo}" data-points="${points.length}"` +
+      ` stroke="${colour}" points="${path}"><title>${demo}</title></polyline>` +
+      `<text x="${w - pad}" y="${14 + 12 * i}" text-anchor="end" fill="${colour}">${demo}</text>`;
+  }
+  chart.innerHTML = svg;
+  note.textContent = `${metric} at ${site}: ${body.length} windows (${step}), mean per window.`;
+}
+const wanted = new URLSearchParams(location.search);
+const form = document.getElementById('history-form');
+for (const name of ['site', 'metric', 'hours']) {
+  if (wanted.get(name)) form.elements[name].value = wanted.get(name);
+}
+form.addEventListener('submit', (event) => {
+  event.preventDefault();
+  const chosen = new URLSearchParams(new FormData(form));
+  history.replaceState(null, '', '/?' + chosen);
+  drawHistory(chosen.get('site'), chosen.get('metric'), Number(chosen.get('hours')));
+});
+if (wanted.get('site')) {
+  drawHistory(wanted.get('site'), wanted.get('metric'), Number(wanted.get('hours') || 24));
+}
 """
 
 
@@ -206,6 +268,19 @@ def render_page(main: str) -> str:
 <p class="muted">Gwangju's 3,375 demonstration sites and South Jeolla's, judged against each
 demonstration's KPIs. API: <a href="/docs">/docs</a>, <a href="/openapi.json">/openapi.json</a>.</p>
 <main id="main">{main}</main>
+<section id="history">
+  <h2>A site over time</h2>
+  <form id="history-form">
+    <label>Site <input name="site" size="16" placeholder="GJ-DONG-0001" required></label>
+    <label>Metric <input name="metric" size="22" placeholder="online" required></label>
+    <label>Range <select name="hours"><option value="6">6 hours</option>
+      <option value="24" selected>24 hours</option><option value="168">7 days</option>
+      <option value="720">30 days (hourly)</option></select></label>
+    <button>Show</button>
+  </form>
+  <p id="chart-note" class="muted">Choose a site and a metric.</p>
+  <svg id="chart" viewBox="0 0 900 260" role="img" aria-label="the metric over time"></svg>
+</section>
 <script>{SCRIPT}</script>
 </body></html>"""
 
@@ -215,13 +290,13 @@ async function signIn(token) {
   const response = await fetch('/api/v1/session', {
     method: 'POST', headers: {'content-type': 'application/json'},
     body: JSON.stringify({token: token.trim()})});
-  if (response.ok) { location.replace('/'); return; }
+  if (response.ok) { location.replace('/' + location.search); return; }
   document.getElementById('problem').textContent = 'That token is not valid.';
 }
 // A link from `hub access add-token` carries the token after '#': never sent to a server.
 if (location.hash.startsWith('#token=')) {
   const token = decodeURIComponent(location.hash.slice(7));
-  history.replaceState(null, '', '/');
+  history.replaceState(null, '', '/' + location.search);
   signIn(token);
 }
 document.getElementById('login').addEventListener('submit', (event) => {

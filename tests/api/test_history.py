@@ -6,17 +6,21 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import asyncpg
 import pytest
 
 from hub.registry.files import read_registry
+from hub.stack import prereqs
 from tests.api.conftest import ApiServer, Scratch, get
+from tests.api.test_api import chromium
 
 REGISTRY = read_registry()
 # A site where ParkEye's DEMO-005 and Firewatch's DEMO-008 both have devices (in Gwangju).
@@ -269,3 +273,28 @@ def test_exports_and_histories_of_unknown_things(history: Scratch, api: ApiServe
     status, _, body = export(api, site_id=SHARED, from_=NOW - timedelta(days=32), to=NOW)
     assert status == 422
     assert "31 days" in body
+
+
+def test_the_page_draws_a_sites_metric_over_time(
+    history: Scratch, api: ApiServer, tmp_path: Path
+) -> None:
+    """The link a user shares (`/?site=&metric=&hours=`), opened in headless Chromium after the
+    token link: a line per demonstration, one point per minute window of the range."""
+    prereqs.ensure([prereqs.CHROMIUM], print)
+    rendered = chromium(
+        "--virtual-time-budget=8000",
+        "--dump-dom",
+        f"{api.base}/?site={SHARED}&metric=online&hours=6#token={api.token}",
+        profile=tmp_path / "profile",
+    )
+    assert rendered.returncode == 0, rendered.stderr[-2000:]
+    dom = rendered.stdout.decode()
+    series = dict(re.findall(r'data-demonstration="([^"]+)" data-points="(\d+)"', dom))
+    # Six hours back from when the page drew: DEMO-005's minutes (one may fall off the start),
+    # the neighbour's two hours.
+    section = dom.find('<section id="history">')
+    shown = dom[section : dom.find("<script>", section)]
+    assert series.keys() == {"DEMO-005", "DEMO-008"}, shown
+    assert int(series["DEMO-005"]) in (359, 360)
+    assert series["DEMO-008"] == "120"
+    assert f"online at {SHARED}" in dom
