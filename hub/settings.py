@@ -83,6 +83,16 @@ class Settings:
     database_url: str = "postgresql://hub:hub@127.0.0.1:5433/hub"
     api_port: int = 8000
     prometheus_address: str = "127.0.0.1:9090"
+    alertmanager_port: int = 9095
+    # Where long-running hub processes serve HTTP (/metrics, the notifier's webhook): loopback
+    # by default; a container sets 0.0.0.0 so that Prometheus can reach it.
+    bind_host: str = "127.0.0.1"
+    # The notifier (`hub notify serve`): its HTTP port (Alertmanager's webhook, /metrics), the
+    # SMTP server of e-mail receivers, and how long a KPI breach may stay open, unacknowledged,
+    # before operators are told again.
+    notify_port: int = 9096
+    smtp_url: str = ""
+    notify_escalate_after_s: float = 1800.0
     home: Path = field(default_factory=lambda: PROJECT_ROOT / ".hub")
     project_root: Path = PROJECT_ROOT
     # Partitions of every topic the hub creates (the unit of parallelism across workers).
@@ -135,6 +145,13 @@ class Settings:
             or defaults.kafka_sasl_bootstrap,
             database_url=env.get("HUB_DATABASE_URL") or defaults.database_url,
             api_port=_int(env, "HUB_API_PORT", defaults.api_port),
+            alertmanager_port=_int(env, "HUB_ALERTMANAGER_PORT", defaults.alertmanager_port),
+            bind_host=env.get("HUB_BIND_HOST") or defaults.bind_host,
+            notify_port=_int(env, "HUB_NOTIFY_PORT", defaults.notify_port),
+            smtp_url=env.get("HUB_SMTP_URL") or defaults.smtp_url,
+            notify_escalate_after_s=_float(
+                env, "HUB_NOTIFY_ESCALATE_AFTER", defaults.notify_escalate_after_s
+            ),
             home=Path(home).resolve() if home else defaults.home,
             partitions=_int(env, "HUB_PARTITIONS", defaults.partitions),
             kafka_brokers=(brokers := _int(env, "HUB_KAFKA_BROKERS", defaults.kafka_brokers)),
@@ -176,8 +193,18 @@ class Settings:
         host_port(self.kafka_bootstrap.split(",")[0], "HUB_KAFKA_BOOTSTRAP")
         host_port(self.kafka_sasl_bootstrap.split(",")[0], "HUB_KAFKA_SASL_BOOTSTRAP")
         DatabaseTarget.parse(self.database_url)
-        if not 0 < self.api_port < 65536:
-            raise SettingsError(f"HUB_API_PORT={self.api_port}: not a TCP port")
+        for variable, port in (
+            ("HUB_API_PORT", self.api_port),
+            ("HUB_ALERTMANAGER_PORT", self.alertmanager_port),
+            ("HUB_NOTIFY_PORT", self.notify_port),
+        ):
+            if not 0 < port < 65536:
+                raise SettingsError(f"{variable}={port}: not a TCP port")
+        if self.smtp_url and urlsplit(self.smtp_url).scheme not in ("smtp", "smtps"):
+            raise SettingsError(
+                f"HUB_SMTP_URL={self.smtp_url!r}: smtp://[user:password@]host[:port] "
+                "(STARTTLS when offered) or smtps://..."
+            )
         if self.kafka_brokers not in (1, 3):
             raise SettingsError(
                 f"HUB_KAFKA_BROKERS={self.kafka_brokers}: 1, or 3 for a replicated cluster"
@@ -203,6 +230,7 @@ class Settings:
             ("HUB_RETENTION_KPI_DAYS", self.retention_kpi_days),
             ("HUB_RETENTION_ALERT_DAYS", self.retention_alert_days),
             ("HUB_UPKEEP_INTERVAL", self.upkeep_interval_s),
+            ("HUB_NOTIFY_ESCALATE_AFTER", self.notify_escalate_after_s),
         ):
             if not value > 0:
                 raise SettingsError(f"{name}={value}: must be positive")

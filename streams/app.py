@@ -100,7 +100,7 @@ def create_app(
         # reads zstd.
         producer_compression_type="zstd",
         web_enabled=True,
-        web_bind="127.0.0.1",
+        web_bind=settings.bind_host,
         web_port=options.web_port(settings),
         web_in_thread=False,
         table_cleanup_interval=3600.0,

@@ -15,7 +15,9 @@ def add(commands: Commands) -> None:
         description="Serve the management API (OpenAPI at /openapi.json, docs at /docs), the web "
         "page at / and /metrics. Runs the scheduled upkeep (hourly roll-up, retention).",
     )
-    api.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    api.add_argument(
+        "--host", default="", help="address to bind (default HUB_BIND_HOST, else 127.0.0.1)"
+    )
     api.add_argument("--port", type=positive_int, default=0, help="default HUB_API_PORT (8000)")
     api.add_argument(
         "--loglevel", default="info", choices=("critical", "error", "warning", "info", "debug")
@@ -31,5 +33,6 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
     disable_created_metrics()  # type: ignore[no-untyped-call]
     port = args.port or settings.api_port
-    uvicorn.run(create_api(settings), host=args.host, port=port, log_level=args.loglevel)
+    host = args.host or settings.bind_host
+    uvicorn.run(create_api(settings), host=host, port=port, log_level=args.loglevel)
     return 0

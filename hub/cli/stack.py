@@ -30,7 +30,7 @@ def add(commands: Commands) -> None:
             "parts",
             nargs="*",
             metavar="PART",
-            help="only these parts (timescaledb, kafka, prometheus); default all",
+            help="only these parts (timescaledb, kafka, alertmanager, prometheus); default all",
         )
         sub.add_argument("--json", action="store_true", help="one JSON document instead of a table")
     stack.set_defaults(handler=run)

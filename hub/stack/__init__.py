@@ -1,6 +1,8 @@
-"""The local stack: real Kafka, TimescaleDB and Prometheus, run natively from ``$HUB_HOME``.
+"""The local stack: real Kafka, TimescaleDB, Prometheus and Alertmanager, run natively from
+``$HUB_HOME``.
 
-Parts come up in dependency order (database, broker, then the scraper) and go down in reverse.
+Parts come up in dependency order (database, broker, the alert router, then the scraper that
+sends to it) and go down in reverse.
 """
 
 from __future__ import annotations
@@ -8,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from hub.settings import Settings
+from hub.stack.alertmanager import Alertmanager
 from hub.stack.errors import StackError
 from hub.stack.kafka import Kafka
 from hub.stack.part import Part, PartStatus, Say
@@ -16,7 +19,7 @@ from hub.stack.timescaledb import TimescaleDB
 
 __all__ = ["PART_NAMES", "PartStatus", "Stack", "StackError"]
 
-PART_NAMES = ("timescaledb", "kafka", "prometheus")
+PART_NAMES = ("timescaledb", "kafka", "alertmanager", "prometheus")
 
 
 class Stack:
@@ -25,6 +28,7 @@ class Stack:
         self.parts: dict[str, Part] = {
             "timescaledb": TimescaleDB(settings),
             "kafka": Kafka(settings),
+            "alertmanager": Alertmanager(settings),
             "prometheus": Prometheus(settings),
         }
 

@@ -45,6 +45,9 @@ PG_SERVER_DEV = Tool(
     exists(Path(f"/usr/include/postgresql/{PG_MAJOR}/server/postgres.h")),
 )
 PROMETHEUS = Tool("prometheus", "prometheus", on_path("prometheus"))
+ALERTMANAGER = Tool(
+    "prometheus-alertmanager", "prometheus-alertmanager", on_path("prometheus-alertmanager")
+)
 CMAKE = Tool("cmake", "cmake", on_path("cmake"))
 COMPILER = Tool("cc", "build-essential", on_path("cc"))
 DPKG_SOURCE = Tool("dpkg-source", "dpkg-dev", on_path("dpkg-source"))

@@ -1,4 +1,7 @@
-"""Prometheus from Debian's package, scraping the hub's processes with ``deploy/prometheus``."""
+"""Prometheus from Debian's package, scraping the hub's processes with ``deploy/prometheus``.
+
+It runs a copy of ``deploy/prometheus/prometheus.yml`` written by ``up``: the rule files by their
+full path, and alerts sent to the local Alertmanager's port (HUB_ALERTMANAGER_PORT)."""
 
 from __future__ import annotations
 
@@ -6,6 +9,9 @@ import re
 import shutil
 import subprocess
 import urllib.request
+from typing import Any
+
+import yaml
 
 from hub.settings import Settings, host_port
 from hub.stack import prereqs
@@ -37,7 +43,8 @@ class Prometheus:
         self.data = self.dir / "data"
         self.pidfile = self.dir / "prometheus.pid"
         self.log = self.dir / "prometheus.log"
-        self.config = settings.deploy_dir / "prometheus" / "prometheus.yml"
+        self.template = settings.deploy_dir / "prometheus" / "prometheus.yml"
+        self.config = self.dir / "prometheus.yml"
         self.host, self.port = host_port(settings.prometheus_address, "prometheus address")
 
     @property
@@ -63,6 +70,7 @@ class Prometheus:
             )
         prereqs.ensure([prereqs.PROMETHEUS], say)
         self.data.mkdir(parents=True, exist_ok=True)
+        self.config.write_text(self.wanted_config())
         argv = [
             shutil.which("prometheus") or "prometheus",
             f"--config.file={self.config}",
@@ -70,6 +78,9 @@ class Prometheus:
             "--storage.tsdb.retention.time=7d",
             f"--web.listen-address={self.address}",
             "--web.enable-lifecycle",
+            # Firing alerts are sent again this often (default 1 m): one dropped while the
+            # Alertmanager was starting arrives within seconds, not a minute.
+            "--rules.alert.resend-delay=10s",
         ]
         pid = spawn(argv, self.log, self.pidfile)
         took = wait_until(
@@ -82,8 +93,18 @@ class Prometheus:
         say(f"prometheus: started in {took:.1f} s")
         return self.status()
 
+    def wanted_config(self) -> str:
+        config: dict[str, Any] = yaml.safe_load(self.template.read_text())
+        base = self.template.parent
+        config["rule_files"] = [str(base / pattern) for pattern in config.get("rule_files", [])]
+        alertmanager = f"127.0.0.1:{self.settings.alertmanager_port}"
+        config["alerting"] = {"alertmanagers": [{"static_configs": [{"targets": [alertmanager]}]}]}
+        header = "# written by `hub stack up` from deploy/prometheus/prometheus.yml\n"
+        return header + yaml.safe_dump(config, sort_keys=False)
+
     def outdated(self) -> bool:
-        return False  # nothing `up` writes for it changes under a running process
+        """Running on another configuration than ``up`` writes now (an older checkout's)."""
+        return not self.config.exists() or self.config.read_text() != self.wanted_config()
 
     def down(self, say: Say) -> PartStatus:
         pid = self._pid()

@@ -21,7 +21,7 @@ def test_second_up_is_a_no_op(stack: Settings) -> None:
     _, after = status_by_part()
 
     assert result.returncode == 0, result.stderr
-    for part in ("timescaledb", "kafka", "prometheus"):
+    for part in ("timescaledb", "kafka", "alertmanager", "prometheus"):
         assert f"{part}: already running (pid {before[part]['pid']})" in result.stdout
         assert after[part]["pid"] == before[part]["pid"]
         assert after[part]["state"] == "running"
