@@ -13,6 +13,7 @@ import urllib.parse
 import urllib.request
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
@@ -120,7 +121,7 @@ def query(**params: object) -> str:
     )
 
 
-def aggregates(api: ApiServer, token: str | None = None, **params: object) -> tuple[int, object]:
+def aggregates(api: ApiServer, *, token: str | None = None, **params: object) -> tuple[int, object]:
     return get(api, f"/api/v1/sites/{SHARED}/aggregates?{query(**params)}", token)
 
 
@@ -157,7 +158,7 @@ def test_hours_come_from_the_minutes_and_from_the_rollup_before_them(
     assert all(r["p50"] is None for r in mine)
 
 
-def export(api: ApiServer, token: str | None = None, **params: object) -> tuple[int, str, str]:
+def export(api: ApiServer, *, token: str | None = None, **params: object) -> tuple[int, str, str]:
     token = api.token if token is None else token
     request = urllib.request.Request(
         f"{api.base}/api/v1/export/site-aggregates?{query(**params)}",
@@ -171,7 +172,7 @@ def export(api: ApiServer, token: str | None = None, **params: object) -> tuple[
 
 
 def test_the_export_streams_the_same_rows_as_csv(history: Scratch, api: ApiServer) -> None:
-    span = {"metric": "online", "from_": WEEK_START, "to": NOW}
+    span: dict[str, Any] = {"metric": "online", "from_": WEEK_START, "to": NOW}
     status, kind, text = export(api, site_id=SHARED, format="csv", **span)
     assert (status, kind.split(";")[0]) == (200, "text/csv")
     lines = list(csv.DictReader(io.StringIO(text)))
@@ -198,12 +199,12 @@ def test_a_company_sees_only_its_own_demonstrations_history(
     history: Scratch, api: ApiServer
 ) -> None:
     token = history.tokens["parkeye"]
-    span = {"metric": "online", "from_": NOW - timedelta(hours=3), "to": NOW}
-    status, rows = aggregates(api, token, **span)
+    span: dict[str, Any] = {"metric": "online", "from_": NOW - timedelta(hours=3), "to": NOW}
+    status, rows = aggregates(api, token=token, **span)
     assert status == 200
     assert isinstance(rows, list)
     assert {r["demonstration_id"] for r in rows} == {"DEMO-005"}
-    status, _, text = export(api, token, site_id=SHARED, **span)
+    status, _, text = export(api, token=token, site_id=SHARED, **span)
     assert status == 200
     assert "DEMO-008" not in text
     assert str(NEIGHBOURS_VALUE) not in text
@@ -211,9 +212,9 @@ def test_a_company_sees_only_its_own_demonstrations_history(
     status, judged = get(api, "/api/v1/demonstrations/DEMO-008/kpi-results", token)
     assert status == 404, judged
     # Not its site at all: the same answer as for no site.
-    assert aggregates(api, history.tokens["company-a"], **span)[0] == 404
-    assert aggregates(api, history.tokens["jeonnam"], **span)[0] == 404
-    assert export(api, history.tokens["jeonnam"], site_id=SHARED)[0] == 404
+    assert aggregates(api, token=history.tokens["company-a"], **span)[0] == 404
+    assert aggregates(api, token=history.tokens["jeonnam"], **span)[0] == 404
+    assert export(api, token=history.tokens["jeonnam"], site_id=SHARED)[0] == 404
 
 
 def test_a_demonstrations_judged_windows_over_a_range(history: Scratch, api: ApiServer) -> None:
@@ -248,7 +249,7 @@ def test_a_demonstrations_judged_windows_over_a_range(history: Scratch, api: Api
     ],
 )
 def test_ranges_and_parameters_beyond_the_bounds_answer_422(
-    history: Scratch, api: ApiServer, params: dict[str, object], field: str, says: str
+    history: Scratch, api: ApiServer, params: dict[str, Any], field: str, says: str
 ) -> None:
     status, body = aggregates(api, **params)
     assert status == 422, body
@@ -268,7 +269,7 @@ def test_exports_and_histories_of_unknown_things(history: Scratch, api: ApiServe
     assert status == 422
     assert "site_id" in body
     # A month of minutes may be exported (not viewed); more may not.
-    long = {"from_": NOW - timedelta(days=31), "to": NOW}
+    long: dict[str, Any] = {"from_": NOW - timedelta(days=31), "to": NOW}
     assert export(api, site_id=SHARED, **long)[0] == 200
     status, _, body = export(api, site_id=SHARED, from_=NOW - timedelta(days=32), to=NOW)
     assert status == 422
