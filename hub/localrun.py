@@ -96,7 +96,7 @@ async def ensure_hub_topics(settings: Settings) -> None:
     await topics.ensure_topics(
         settings.kafka_bootstrap,
         settings.partitions,
-        [*topics.contract_topics(), topics.TICKS],
+        topics.hub_topics(),
         replication_factor=settings.replication_factor,
     )
 

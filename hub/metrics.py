@@ -245,3 +245,40 @@ def api_metrics(registry: CollectorRegistry) -> ApiMetrics:
         ),
         db_up=Gauge("hub_api_database_up", "1 if the database answered", registry=registry),
     )
+
+
+@dataclass(frozen=True, slots=True)
+class NotifyMetrics:
+    notices: Counter
+    deliveries: Counter
+    pending: Gauge
+    watchdog: Gauge
+    incident_seconds: Histogram
+
+
+def notify_metrics(registry: CollectorRegistry) -> NotifyMetrics:
+    process_metrics(registry)
+    return NotifyMetrics(
+        notices=Counter("hub_notify_notices", "Notices read, by kind", ["kind"], registry=registry),
+        deliveries=Counter(
+            "hub_notify_deliveries",
+            "Delivery attempts, by receiver kind and outcome (delivered, failed)",
+            ["channel", "outcome"],
+            registry=registry,
+        ),
+        pending=Gauge(
+            "hub_notify_pending", "Outbox rows not delivered yet (all receivers)", registry=registry
+        ),
+        watchdog=Gauge(
+            "hub_notify_watchdog_timestamp_seconds",
+            "When Alertmanager last delivered the always-firing watchdog: the alerting pipeline "
+            "(Prometheus -> Alertmanager -> notifier) works while this moves",
+            registry=registry,
+        ),
+        incident_seconds=Histogram(
+            "hub_notify_incident_seconds",
+            "From an incident's arrival at the broker to its delivery to a receiver",
+            buckets=(0.25, 0.5, 1, 2, 5, 10, 15, 30, 60, 300),
+            registry=registry,
+        ),
+    )

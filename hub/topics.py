@@ -17,6 +17,8 @@ KPI_RESULTS: Final = "testbed.kpi-results.v1"
 KPI_ALERTS: Final = "testbed.kpi-alerts.v1"
 # Internal: one tick per owned partition, from the workers' timer, drives the idle rule.
 TICKS: Final = "hub.internal.ticks"
+# Internal: incidents as intake accepted them, for the notifier (no window to wait for).
+INCIDENTS: Final = "hub.internal.incidents"
 
 
 # A telemetry record of 256 KiB, with up to 1 KiB of key, headers and batch framing: larger ones
@@ -53,6 +55,11 @@ def partner_topic(region: str, dataset: str) -> str:
 def contract_topics() -> list[str]:
     partner = [partner_topic(r, d) for r in REGIONS for d in ("kpi-results", "kpi-alerts")]
     return [TELEMETRY, DLQ, SITE_AGGREGATES, KPI_RESULTS, KPI_ALERTS, *partner]
+
+
+def hub_topics() -> list[str]:
+    """Every topic a worker writes or reads: the contract's and the internal ones."""
+    return [*contract_topics(), TICKS, INCIDENTS]
 
 
 TOPIC_ALREADY_EXISTS: Final = 36

@@ -13,7 +13,7 @@ from hub.db import connect
 from hub.db.migrate import migrate
 from hub.errors import HubError
 from hub.settings import Settings
-from hub.topics import DLQ, TELEMETRY, TICKS, contract_topics, ensure_topics, partition_counts
+from hub.topics import DLQ, TELEMETRY, ensure_topics, hub_topics, partition_counts
 from streams.app import WorkerOptions, create_app
 from streams.localstate import mark_clean_stop, open_local_state
 from streams.registry import Snapshot, load_snapshot
@@ -45,7 +45,7 @@ async def prepare(settings: Settings) -> Prepared:
     created = await ensure_topics(
         settings.kafka_bootstrap,
         settings.partitions,
-        [*contract_topics(), TICKS],
+        hub_topics(),
         replication_factor=settings.replication_factor,
     )
     for name in created:

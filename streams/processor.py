@@ -256,6 +256,11 @@ class PartitionProcessor:
             if verdict is Verdict.ACCEPTED:
                 if not self.observed_from_ms:
                     self._observe()
+                if event.kind == "incident":
+                    site = snapshot.sites.get(event.site_id, UNKNOWN_SITE)
+                    result.outgoing.append(
+                        routing.incident_out(event, admitted.demonstration_id, site, arrival)
+                    )
                 accepted.append(
                     JournalEntry(
                         event.site_id,

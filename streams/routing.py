@@ -15,6 +15,7 @@ import msgspec
 
 from hub import topics
 from hub.registry.model import Kpi
+from hub.telemetry import Event
 from streams.intake import KafkaRecord
 from streams.kpi import Judgement, Transition
 from streams.registry import SiteInfo
@@ -150,6 +151,24 @@ def alert_message(
         "window_end": iso(judgement.window_end_ms),
         "ts": iso(judgement.window_end_ms),
     }
+
+
+def incident_out(event: Event, demonstration_id: str, site: SiteInfo, arrival_ms: int) -> Outgoing:
+    """An accepted record of kind ``incident``, for the notifier at once: people are told
+    without waiting for its window to close. Keyed by site (one site's incidents in order)."""
+    message = {
+        "schema": "incident/1",
+        "event_id": event.event_id,
+        "device_id": event.device_id,
+        "site_id": event.site_id,
+        "demonstration_id": demonstration_id,
+        "region": site.region,
+        "district": site.district,
+        "ts": iso(event.ts_ms),
+        "arrived_at": iso(arrival_ms),
+        "metrics": event.metrics,
+    }
+    return Outgoing(topics.INCIDENTS, event.site_id.encode(), _encode(message))
 
 
 def routed(testbed_topic: str, dataset: str, message: dict[str, Any]) -> list[Outgoing]:

@@ -66,6 +66,7 @@ def record(
     metrics: dict[str, float],
     event_id: str | None = None,
     device: str | None = None,
+    kind: str = "measurement",
 ) -> bytes:
     """A telemetry v1 record from the site's test device (send it with ``signed(value)``)."""
     return telemetry.encode(
@@ -73,7 +74,7 @@ def record(
         device_id=device or f"{site}-TST1",
         site_id=site,
         ts=datetime.fromtimestamp(ts_ms / 1000, UTC),
-        kind="measurement",
+        kind=kind,
         metrics=metrics,
     )
 

@@ -16,6 +16,7 @@ from hub.cli import (
     bench,
     demo,
     dlq,
+    notify,
     registry,
     report,
     simulate,
@@ -28,7 +29,20 @@ from hub.errors import HubError
 from hub.settings import Settings
 
 # In the order `hub --help` lists them.
-COMMANDS = (stack, registry, simulate, worker, dlq, access, api, report, upkeep, bench, demo)
+COMMANDS = (
+    stack,
+    registry,
+    simulate,
+    worker,
+    dlq,
+    access,
+    api,
+    report,
+    notify,
+    upkeep,
+    bench,
+    demo,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

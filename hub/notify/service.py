@@ -1,0 +1,275 @@
+"""The notifier (`hub notify serve`): reads KPI alerts and incidents from Kafka and platform alerts
+from Alertmanager's webhook, and delivers each to the receivers whose scope covers it.
+
+Nothing read is lost: notices are written to the outbox (one row per receiver) before the Kafka
+offsets are committed or Alertmanager gets its 200, and rows leave the outbox only once
+delivered, retried with backoff until then. Ids make every step repeatable: a notice read twice,
+or sent again by Alertmanager, is delivered once. A new consumer group starts at the topics' end:
+a first start does not replay history to people.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final
+
+import aiohttp
+import asyncpg
+from aiohttp import web
+from aiokafka import AIOKafkaConsumer
+from prometheus_client import CollectorRegistry, generate_latest
+
+from hub import topics
+from hub.db import create_pool
+from hub.db.migrate import migrate
+from hub.metrics import NotifyMetrics, notify_metrics
+from hub.notify import model, send, store
+from hub.settings import Settings
+
+log = logging.getLogger("hub.notify")
+
+BATCH: Final = 50  # outbox rows claimed at a time
+LEASE_S: Final = 60.0  # how long a claimed row is held while it is being sent
+IDLE_POLL_S: Final = 1.0  # how often the outbox is checked when nothing woke the sender
+ESCALATION_EVERY_S: Final = 30.0
+COMPANIES_EVERY_S: Final = 60.0
+
+
+class Notifier:
+    def __init__(self, settings: Settings, registry: CollectorRegistry | None = None) -> None:
+        self.settings = settings
+        self.registry = registry or CollectorRegistry()
+        self.metrics: NotifyMetrics = notify_metrics(self.registry)
+        self.wake = asyncio.Event()
+        self.companies: dict[str, str] = {}
+        self.companies_at = 0.0
+        self.pool: asyncpg.Pool | None = None
+        # Set once the consumer holds its partitions and positions: from then on nothing
+        # published is skipped (a new group starts at the end). /healthz answers 503 before.
+        self.consuming = False
+
+    # -- reading -----------------------------------------------------------------------------
+
+    async def notices_of(self, topic: str, value: bytes) -> list[model.Notice]:
+        try:
+            message: dict[str, Any] = json.loads(value)
+            demo = message.get("demonstration_id", "")
+            company = (await self.company_map()).get(demo)
+            if topic == topics.KPI_ALERTS:
+                return [model.from_kpi_alert(message, company)]
+            return [model.from_incident(message, company)]
+        except (ValueError, KeyError, TypeError) as error:
+            log.warning("skipped an unreadable record of %s: %r", topic, error)
+            return []
+
+    async def company_map(self) -> dict[str, str]:
+        if time.monotonic() - self.companies_at > COMPANIES_EVERY_S:
+            async with self.db().acquire() as conn:
+                self.companies = await store.companies(conn)
+            self.companies_at = time.monotonic()
+        return self.companies
+
+    async def take(self, notices: list[model.Notice]) -> None:
+        """Into the outbox, one row per covering receiver (retrying through an outage)."""
+        if not notices:
+            return
+        for notice in notices:
+            self.metrics.notices.labels(notice.kind).inc()
+        await self.retrying(self._take, notices)
+        self.wake.set()
+
+    async def _take(self, notices: list[model.Notice]) -> None:
+        async with self.db().acquire() as conn:
+            await store.enqueue(conn, notices, await store.receivers(conn))
+
+    async def consume(self) -> None:
+        consumer = AIOKafkaConsumer(
+            topics.KPI_ALERTS,
+            topics.INCIDENTS,
+            bootstrap_servers=self.settings.kafka_bootstrap,
+            group_id=f"{self.settings.app_id}.notifier",
+            enable_auto_commit=False,
+            auto_offset_reset="latest",
+            isolation_level="read_committed",
+        )
+        await consumer.start()
+        try:
+            while True:
+                batches = await consumer.getmany(timeout_ms=500, max_records=500)
+                if not self.consuming and consumer.assignment():
+                    for tp in consumer.assignment():
+                        await consumer.position(tp)
+                    self.consuming = True
+                notices = [
+                    notice
+                    for tp, records in batches.items()
+                    for record in records
+                    if record.value is not None
+                    for notice in await self.notices_of(tp.topic, record.value)
+                ]
+                await self.take(notices)
+                if batches:
+                    await consumer.commit()
+        finally:
+            await consumer.stop()
+
+    # -- delivering --------------------------------------------------------------------------
+
+    async def deliver(self) -> None:
+        async with aiohttp.ClientSession() as session:
+            while True:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.wake.wait(), IDLE_POLL_S)
+                self.wake.clear()
+                try:
+                    await self.deliver_due(session)
+                except (OSError, asyncpg.PostgresError, TimeoutError) as error:
+                    log.warning("outbox unavailable (%s); trying again", error)
+
+    async def deliver_due(self, session: aiohttp.ClientSession) -> None:
+        while True:
+            async with self.db().acquire() as conn:
+                due = await store.claim_due(conn, BATCH, LEASE_S)
+                self.metrics.pending.set(await store.pending(conn))
+            if not due:
+                return
+            await asyncio.gather(*(self.deliver_one(session, row) for row in due))
+
+    async def deliver_one(self, session: aiohttp.ClientSession, due: store.Due) -> None:
+        async with self.db().acquire() as conn:
+            found = [r for r in await store.receivers(conn) if r.name == due.receiver]
+        if not found:
+            return  # removed meanwhile (its rows went with it)
+        receiver = found[0]
+        document = send.payload(due.notice_id, due.kind, due.subject, due.body)
+        try:
+            if receiver.kind == "webhook":
+                await send.webhook(session, receiver, document)
+            else:
+                await send.email(self.settings.smtp_url, receiver, document)
+        except send.DeliveryFailed as error:
+            retry = model.retry_after_s(due.attempts + 1)
+            log.warning(
+                "%s to %s failed (attempt %d, again in %.0f s): %s",
+                due.notice_id,
+                receiver.name,
+                due.attempts + 1,
+                retry,
+                error,
+            )
+            self.metrics.deliveries.labels(receiver.kind, "failed").inc()
+            async with self.db().acquire() as conn:
+                await store.failed(conn, due, str(error), retry)
+            return
+        self.metrics.deliveries.labels(receiver.kind, "delivered").inc()
+        if due.kind == "incident" and "arrived_at" in due.body:
+            arrived = datetime.fromisoformat(due.body["arrived_at"]).timestamp()
+            self.metrics.incident_seconds.observe(max(0.0, time.time() - arrived))
+        async with self.db().acquire() as conn:
+            await store.delivered(conn, due)
+
+    # -- escalating --------------------------------------------------------------------------
+
+    async def escalate(self) -> None:
+        """Breaches left open past HUB_NOTIFY_ESCALATE_AFTER go to operators (once each)."""
+        after = timedelta(seconds=self.settings.notify_escalate_after_s)
+        while True:
+            try:
+                now = datetime.now(UTC)
+                async with self.db().acquire() as conn:
+                    breaches = await store.open_breaches(conn, now - after)
+                notices = [model.escalation(b, (now - b["ts"]).total_seconds()) for b in breaches]
+                await self.take(notices)
+            except (OSError, asyncpg.PostgresError, TimeoutError) as error:
+                log.warning("escalation check failed (%s); next in %.0f s", error, 30)
+            await asyncio.sleep(ESCALATION_EVERY_S)
+
+    # -- Alertmanager's webhook, /metrics, /healthz --------------------------------------------
+
+    async def alertmanager(self, request: web.Request) -> web.Response:
+        try:
+            payload = await request.json()
+            if not isinstance(payload, dict):
+                raise ValueError("not a JSON object")
+        except ValueError as error:
+            detail = f"not an Alertmanager payload: {error}"
+            return web.json_response({"detail": detail}, status=400)
+        notices, watchdogs = model.from_alertmanager(payload)
+        if watchdogs:
+            self.metrics.watchdog.set(time.time())
+        try:
+            await self.take(notices)
+        except (OSError, asyncpg.PostgresError, TimeoutError) as error:
+            # Alertmanager sends it again: nothing is lost by answering 503.
+            return web.json_response({"detail": f"database unavailable: {error}"}, status=503)
+        return web.json_response({"notices": len(notices), "watchdog": watchdogs})
+
+    async def serve_metrics(self, request: web.Request) -> web.Response:
+        return web.Response(body=generate_latest(self.registry), content_type="text/plain")
+
+    async def healthz(self, request: web.Request) -> web.Response:
+        if not self.consuming:
+            return web.json_response({"status": "starting"}, status=503)
+        return web.json_response({"status": "ok"})
+
+    # -- running ----------------------------------------------------------------------------
+
+    def db(self) -> asyncpg.Pool:
+        assert self.pool is not None, "the notifier is not running"
+        return self.pool
+
+    async def retrying(
+        self, step: Callable[[list[model.Notice]], Awaitable[None]], notices: list[model.Notice]
+    ) -> None:
+        delay = 1.0
+        while True:
+            try:
+                await step(notices)
+                return
+            except (OSError, asyncpg.PostgresError, TimeoutError) as error:
+                log.warning("outbox unavailable (%s); retrying in %.0f s", error, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30.0)
+
+    async def run(self, ready: Callable[[], None] | None = None) -> None:
+        self.pool = await create_pool(self.settings, min_size=1, max_size=8)
+        async with self.pool.acquire() as conn:
+            await migrate(conn)
+        await topics.ensure_topics(
+            self.settings.kafka_bootstrap,
+            self.settings.partitions,
+            [topics.KPI_ALERTS, topics.INCIDENTS],
+            replication_factor=self.settings.replication_factor,
+        )
+        app = web.Application(client_max_size=1024 * 1024)
+        app.router.add_post("/alertmanager", self.alertmanager)
+        app.router.add_get("/metrics", self.serve_metrics)
+        app.router.add_get("/healthz", self.healthz)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, self.settings.bind_host, self.settings.notify_port)
+        await site.start()
+        log.info(
+            "notifier serving on %s:%d (POST /alertmanager, /metrics)",
+            self.settings.bind_host,
+            self.settings.notify_port,
+        )
+        tasks = [asyncio.create_task(job()) for job in (self.consume, self.deliver, self.escalate)]
+        if ready is not None:
+            ready()
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+            for task in done:
+                task.result()
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await runner.cleanup()
+            await self.pool.close()

@@ -1,0 +1,378 @@
+"""The notifier on the real broker, database and Alertmanager: KPI alerts, incidents, platform
+alerts and escalations reach the receivers their scope covers, once each, over HTTP and SMTP
+(aiosmtpd), retried while a receiver fails, and nothing read is lost across a restart."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from email import message_from_bytes
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+from aiohttp import web
+from aiokafka import AIOKafkaProducer
+from aiosmtpd.controller import Controller
+
+from hub import topics
+from hub.localrun import scrape
+from hub.settings import Settings
+from tests.conftest import TEST_DEMO, WorkerProcess, registry_dir_with_test_demo, run_hub_async
+from tests.support import eventually, record, scratch_database, signed
+
+NOTIFY_PORT = 9096  # where the local stack's Alertmanager sends (deploy/alertmanager)
+GWANGJU_T01_SITE = "GJ-BUK-0002"  # hosts a DEMO-T01 test device (the first Gwangju sites do)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Inbox:
+    """Webhook receivers on one local HTTP server: POST /<name>; /flaky fails twice first."""
+
+    received: list[tuple[str, dict[str, Any], float]] = field(default_factory=list)
+    flaky_failures: int = 2
+    port: int = 0
+
+    async def handle(self, request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        if name == "flaky" and self.flaky_failures > 0:
+            self.flaky_failures -= 1
+            return web.Response(status=500, text="not now")
+        self.received.append((name, await request.json(), time.time()))
+        return web.Response(status=204)
+
+    def ids(self, name: str, prefix: str = "") -> list[str]:
+        return [
+            doc["notice_id"]
+            for who, doc, _ in self.received
+            if who == name and doc["notice_id"].startswith(prefix)
+        ]
+
+
+class Mailbox:
+    """aiosmtpd's handler: every message delivered to the local SMTP server."""
+
+    def __init__(self) -> None:
+        self.messages: list[Any] = []
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.messages.append(message_from_bytes(envelope.content))
+        return "250 OK"
+
+    def subjects(self, to: str) -> list[str]:
+        return [str(m["Subject"]) for m in self.messages if m["To"] == to]
+
+
+class NotifierProcess:
+    """A real `hub notify serve`, stopped by its pid."""
+
+    def __init__(self, env: dict[str, str], log: Path) -> None:
+        self.env = {**os.environ, **env}
+        self.log = log
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> NotifierProcess:
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "hub", "notify", "serve"],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=self.env,
+            )
+        return self
+
+    async def ready(self, timeout_s: float = 60) -> None:
+        """Until /healthz answers 200: its consumer holds its partitions."""
+
+        async def healthy() -> bool | None:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise AssertionError(f"hub notify serve exited:\n{self.log.read_text()[-3000:]}")
+            try:
+                url = f"http://127.0.0.1:{NOTIFY_PORT}/healthz"
+                with await asyncio.to_thread(urllib.request.urlopen, url, timeout=2):
+                    return True
+            except OSError:
+                return None
+
+        await eventually(healthy, "the notifier to serve", timeout_s)
+
+    def metrics(self) -> dict[str, float]:
+        return scrape(NOTIFY_PORT)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+
+
+@dataclass
+class Notified:
+    url: str
+    env: dict[str, str]
+    inbox: Inbox
+    mailbox: Mailbox
+    process: NotifierProcess
+
+
+@pytest.fixture(scope="module")
+def mailbox() -> Iterator[tuple[Mailbox, int]]:
+    box = Mailbox()
+    port = free_port()
+    controller = Controller(box, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield box, port
+    finally:
+        controller.stop()
+
+
+@pytest.fixture(scope="module")
+async def notified(
+    stack: Settings, mailbox: tuple[Mailbox, int], tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Notified]:
+    """A scratch database (the registry with DEMO-T01), webhook and e-mail receivers of every
+    scope added by `hub notify`, and the notifier running on the port Alertmanager sends to."""
+    inbox = Inbox()
+    app = web.Application()
+    app.router.add_post("/{name}", inbox.handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    inbox.port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", inbox.port).start()
+    directory = registry_dir_with_test_demo(tmp_path_factory.mktemp("registry"))
+    logs = tmp_path_factory.mktemp("notifier")
+    try:
+        async with scratch_database(stack, directory) as url:
+            box, smtp_port = mailbox
+            env = {
+                "HUB_DATABASE_URL": url,
+                "HUB_APP_ID": f"notify-{uuid.uuid4().hex[:8]}",
+                "HUB_SMTP_URL": f"smtp://127.0.0.1:{smtp_port}",
+                "HUB_NOTIFY_ESCALATE_AFTER": "600",
+            }
+            base = f"http://127.0.0.1:{inbox.port}"
+            for args in (
+                ("add-webhook", "ops", f"{base}/ops", "--scope", "operator"),
+                ("add-webhook", "flaky", f"{base}/flaky", "--scope", "operator"),
+                ("add-webhook", "jn", f"{base}/jn", "--scope", "partner:jeonnam"),
+                ("add-webhook", "gj", f"{base}/gj", "--scope", "partner:gwangju"),
+                ("add-email", "testco", "ops@testco.example", "--scope", "company:Test Co"),
+                ("add-email", "parkeye", "ops@parkeye.example", "--scope", "company:ParkEye"),
+            ):
+                added = await run_hub_async("notify", *args, env=env)
+                assert added.returncode == 0, added.stderr
+                assert added.stdout.startswith(f"added {args[1]}:")
+            process = NotifierProcess(env, logs / "notifier.log").start()
+            try:
+                await process.ready()
+                yield Notified(url, env, inbox, box, process)
+            finally:
+                process.stop()
+    finally:
+        await runner.cleanup()
+
+
+def kpi_alert(alert_id: str, site: str, region: str, demo: str) -> bytes:
+    now = datetime.now(UTC).replace(microsecond=0)
+    return json.dumps(
+        {
+            "schema": "kpi-alert/1",
+            "alert_id": alert_id,
+            "transition": "breach",
+            "demonstration_id": demo,
+            "kpi_id": "read_accuracy",
+            "site_id": site,
+            "region": region,
+            "district": "x",
+            "status": "fail",
+            "previous_status": "pass",
+            "value": 90.0,
+            "threshold": 95,
+            "window_start": (now - timedelta(minutes=15)).isoformat(),
+            "window_end": now.isoformat(),
+            "ts": now.isoformat(),
+        }
+    ).encode()
+
+
+async def publish(settings: Settings, topic: str, items: list[tuple[str, bytes]]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
+    await producer.start()
+    try:
+        for key, value in items:
+            await producer.send_and_wait(topic, value=value, key=key.encode())
+    finally:
+        await producer.stop()
+
+
+async def test_kpi_alerts_reach_each_scope_once_retried_and_across_a_restart(
+    notified: Notified, stack: Settings
+) -> None:
+    tag = uuid.uuid4().hex[:8]
+    jeonnam = kpi_alert(f"{tag}-jn", "JN-MOKPO-0001", "jeonnam", "DEMO-005")
+    gwangju = kpi_alert(f"{tag}-gj", "GJ-BUK-0002", "gwangju", "DEMO-001")
+    # Each published twice (a replayed window): delivered once.
+    await publish(stack, topics.KPI_ALERTS, [("a", jeonnam), ("b", gwangju)] * 2)
+    inbox, mailbox = notified.inbox, notified.mailbox
+    want = {f"alert:{tag}-jn", f"alert:{tag}-gj"}
+
+    async def delivered() -> bool | None:
+        done = (
+            set(inbox.ids("ops", f"alert:{tag}")) == want == set(inbox.ids("flaky", f"alert:{tag}"))
+        )
+        return True if done and mailbox.subjects("ops@parkeye.example") else None
+
+    await eventually(delivered, "the alerts at every receiver", 60)
+    assert sorted(inbox.ids("ops", f"alert:{tag}")) == sorted(want)  # once each
+    assert inbox.ids("jn", f"alert:{tag}") == [f"alert:{tag}-jn"]
+    assert inbox.ids("gj", f"alert:{tag}") == [f"alert:{tag}-gj"]
+    parkeye = mailbox.subjects("ops@parkeye.example")
+    assert len(parkeye) == 1
+    assert parkeye[0].startswith("[breach] DEMO-005 read_accuracy at JN-MOKPO-0001: 90")
+    assert not [s for s in mailbox.subjects("ops@testco.example") if tag in s]
+    assert inbox.flaky_failures == 0  # it failed twice and was tried again
+    listed = await run_hub_async("notify", "list", env=notified.env)
+    flaky = next(line for line in listed.stdout.splitlines() if line.startswith("flaky"))
+    assert "pending    0" in flaky
+
+    # Published while the notifier is down: delivered once it is back.
+    notified.process.stop()
+    late = kpi_alert(f"{tag}-late", "JN-MOKPO-0001", "jeonnam", "DEMO-005")
+    await publish(stack, topics.KPI_ALERTS, [("a", late)])
+    notified.process.start()
+    await notified.process.ready()
+
+    async def caught_up() -> bool | None:
+        return True if f"alert:{tag}-late" in inbox.ids("jn") else None
+
+    await eventually(caught_up, "the alert published while the notifier was down", 60)
+
+
+async def test_an_incident_reaches_its_receivers_within_15_s(
+    notified: Notified, worker: WorkerProcess, stack: Settings
+) -> None:
+    """Through intake (signed, validated) and straight on: no window to wait for."""
+    event_id = f"incident-{uuid.uuid4().hex[:8]}"
+    value = record(
+        GWANGJU_T01_SITE,
+        int(time.time() * 1000),
+        {"test_push": 1.0},
+        event_id=event_id,
+        kind="incident",
+    )
+    producer = AIOKafkaProducer(bootstrap_servers=stack.kafka_bootstrap, acks="all")
+    await producer.start()
+    try:
+        published = time.time()
+        await producer.send_and_wait(
+            topics.TELEMETRY, value=value, key=GWANGJU_T01_SITE.encode(), headers=signed(value)
+        )
+    finally:
+        await producer.stop()
+    inbox, mailbox = notified.inbox, notified.mailbox
+
+    async def told() -> bool | None:
+        everyone = (
+            inbox.ids("ops", f"incident:{event_id}")
+            and inbox.ids("gj", f"incident:{event_id}")
+            and [s for s in mailbox.subjects("ops@testco.example") if TEST_DEMO in s]
+        )
+        return True if everyone else None
+
+    await eventually(told, "the incident at the operator, partner and company receivers", 15)
+    took = max(t for who, doc, t in inbox.received if doc["notice_id"] == f"incident:{event_id}")
+    print(f"incident: published -> at the webhooks in {took - published:.2f} s")
+    assert not inbox.ids("jn", f"incident:{event_id}")  # another region's partner
+    doc = next(d for who, d, _ in inbox.received if d["notice_id"] == f"incident:{event_id}")
+    assert doc["detail"]["device_id"] == f"{GWANGJU_T01_SITE}-TST1"
+    assert doc["detail"]["demonstration_id"] == TEST_DEMO
+
+
+async def test_a_breach_left_open_is_escalated_to_operators_once(notified: Notified) -> None:
+    alert_id = f"esc-{uuid.uuid4().hex[:8]}"
+    conn = await asyncpg.connect(notified.url)
+    try:
+        await conn.execute(
+            "INSERT INTO kpi_alerts (alert_id, ts, demonstration_id, site_id, kpi_id, transition,"
+            " value, threshold, status) VALUES ($1, now() - interval '1 hour', 'DEMO-005',"
+            " 'JN-MOKPO-0001', 'read_accuracy', 'breach', 90, 95, 'open')",
+            alert_id,
+        )
+    finally:
+        await conn.close()
+    inbox = notified.inbox
+
+    async def escalated() -> bool | None:
+        return True if inbox.ids("ops", f"escalation:{alert_id}") else None
+
+    # HUB_NOTIFY_ESCALATE_AFTER is 600 s here; the check runs every 30 s.
+    await eventually(escalated, "the escalation of the open breach", 45)
+    assert len(inbox.ids("ops", f"escalation:{alert_id}")) == 1
+    assert not inbox.ids("jn", "escalation:")  # operators only
+    subject = next(d["subject"] for _, d, _ in inbox.received if d["notice_id"].endswith(alert_id))
+    assert f"/api/v1/alerts/{alert_id}/ack" in subject
+
+
+async def test_platform_alerts_reach_operators_through_alertmanager(notified: Notified) -> None:
+    """A rule firing in Prometheus (the always-firing watchdog) reaches the notifier through the
+    stack's Alertmanager; an alert posted to Alertmanager reaches the operators' receivers."""
+    name = f"HubNotifyTest{uuid.uuid4().hex[:6]}"
+    alert = [{"labels": {"alertname": name}, "annotations": {"summary": "a test alert"}}]
+    request = urllib.request.Request(
+        "http://127.0.0.1:9095/api/v2/alerts",
+        data=json.dumps(alert).encode(),
+        method="POST",
+        headers={"content-type": "application/json"},
+    )
+    with await asyncio.to_thread(urllib.request.urlopen, request, timeout=10) as response:
+        assert response.status == 200
+    inbox = notified.inbox
+
+    async def paged() -> list[str] | None:
+        got = [
+            d["subject"] for who, d, _ in inbox.received if who == "ops" and name in d["subject"]
+        ]
+        return got or None
+
+    assert (await eventually(paged, "the platform alert at the operator", 60)) == [
+        f"[firing] {name}: a test alert"
+    ]
+    assert not [d for who, d, _ in inbox.received if who == "jn" and name in d["subject"]]
+
+    async def watchdog() -> float | None:
+        return notified.process.metrics().get("hub_notify_watchdog_timestamp_seconds") or None
+
+    await eventually(watchdog, "the watchdog rule to reach the notifier", 120)
+
+
+async def test_notify_refuses_what_it_cannot_honour(notified: Notified) -> None:
+    bad = await run_hub_async(
+        "notify", "add-webhook", "x", "ftp://nowhere", "--scope", "operator", env=notified.env
+    )
+    assert bad.returncode == 1
+    assert "URL 'ftp://nowhere'" in bad.stderr
+    gone = await run_hub_async("notify", "remove", "nobody", env=notified.env)
+    assert gone.returncode == 1
+    assert "no receiver named 'nobody'" in gone.stderr
