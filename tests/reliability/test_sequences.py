@@ -16,6 +16,9 @@ from tests.isolated import IsolatedHub
 from tests.reliability.workload import Workload, account, two_sites_per_partition
 from tests.support import eventually, fetch
 
+DEFAULT_LATENESS_MS = int(DEFAULT_WORKER_ENV["HUB_ALLOWED_LATENESS"]) * 1000
+BACKDATE_MS = 200_000
+
 
 async def ready(worker: WorkerProcess) -> None:
     await asyncio.to_thread(worker.wait_ready)
@@ -49,7 +52,11 @@ async def test_kill_restart_on_the_same_state_then_hand_over_loses_nothing(
     hub.workers.append(doomed.start())
     other = hub.worker(1)
     await asyncio.gather(ready(doomed), ready(other))
-    load = Workload(hub.settings, "sequence", two_sites_per_partition(partitions))
+    # Dated 200 s back (within the 600 s de-duplication horizon, never late: event time only
+    # grows), so that once the stream ends one record per site closes every window.
+    load = Workload(
+        hub.settings, "sequence", two_sites_per_partition(partitions), backdate_ms=BACKDATE_MS
+    )
     stream = asyncio.create_task(load.run())
     assert doomed.proc is not None
     code = await asyncio.wait_for(asyncio.to_thread(doomed.proc.wait), 120)
@@ -67,9 +74,8 @@ async def test_kill_restart_on_the_same_state_then_hand_over_loses_nothing(
     restarted.stop(signal.SIGTERM)
     await owns_everything(other, partitions)
     await asyncio.wait_for(stream, 300)
-    # Windows close by the idle rule once the stream has stopped: 30 s idle, then event time
-    # runs with the wall clock past each window's end plus 120 s.
-    got = await account(load, hub.database_url, hub.app_id, hub.dlq_start, timeout_s=330)
+    await load.close_windows(lateness_ms=DEFAULT_LATENESS_MS)
+    got = await account(load, hub.database_url, hub.app_id, hub.dlq_start)
     log = restarted.log.read_text()
     assert "local state dropped" in log, "the restart trusted state the changelog never got"
     print(f"{load.tag}: sent {load.acknowledged} ({load.made} with retries), {got.summary()}")

@@ -1,8 +1,9 @@
 """A known stream with an independent count, and the accounting it must balance to.
 
-The workload publishes live telemetry (event time = the wall clock when a record is made) for
-two sites per partition, with device retries (repeated event ids, to be counted once) and
-records from an unregistered device (to land in the DLQ). It keeps its own count of what the
+The workload publishes live telemetry (event time = the wall clock when a record is made, or a
+fixed time before it: ``backdate_ms``) for two sites per partition, with device retries
+(repeated event ids, to be counted once) and records from an unregistered device (to land in
+the DLQ). It keeps its own count of what the
 broker acknowledged, per site. ``account`` then requires, per site, that the counts in
 ``site_aggregates`` plus the hub's DLQ records equal what was sent, nothing twice.
 """
@@ -49,6 +50,9 @@ class Workload:
     rate: float = 1000.0
     invalid_every: int = 40  # one record in 40 from an unregistered device (never a repeat)
     repeat_every: int = 10  # one in 10 re-sends an earlier record's bytes (a device retry)
+    # Event time this far behind the wall clock: at the default lateness the stream's windows can
+    # then be closed by ``close_windows`` at once, rather than by the wall clock minutes later.
+    backdate_ms: int = 0
     made: int = 0
     valid: dict[str, set[str]] = field(default_factory=dict)
     invalid: dict[str, set[str]] = field(default_factory=dict)
@@ -84,7 +88,7 @@ class Workload:
                     site = self.sites[i % len(self.sites)]
                     bad = i % self.invalid_every == self.invalid_every // 2
                     event_id = f"{self.tag}-{i}"
-                    ts_ms = int(time.time() * 1000)
+                    ts_ms = int(time.time() * 1000) - self.backdate_ms
                     self.newest_ts_ms = max(self.newest_ts_ms, ts_ms)
                     self.minute_of[event_id] = ts_ms - ts_ms % MINUTE_MS
                     # Every fourth site is slow: its latency KPI fails and raises an alert.
@@ -123,15 +127,17 @@ class Workload:
     def _count(self, site: str, event_id: str, bad: bool) -> None:
         (self.invalid if bad else self.valid).setdefault(site, set()).add(event_id)
 
-    async def close_windows(self) -> None:
+    async def close_windows(self, lateness_ms: int = LATENESS_MS) -> None:
         """One record per site dated past the last window's end plus lateness, on a metric of
-        its own: the stream's windows close without adding to the counts."""
+        its own: the stream's windows close without adding to the counts. (No record moves event
+        time past its arrival plus the clock tolerance: at the default lateness this closes them
+        at once only for a stream backdated by more than a minute plus the lateness.)"""
         end = self.newest_ts_ms - self.newest_ts_ms % MINUTE_MS + MINUTE_MS
         producer = AIOKafkaProducer(bootstrap_servers=self.settings.kafka_bootstrap, acks="all")
         await producer.start()
         try:
             for site in self.sites:
-                value = record(site, end + LATENESS_MS + 1000, {"test_push": 1.0})
+                value = record(site, end + lateness_ms + 1000, {"test_push": 1.0})
                 await producer.send_and_wait(
                     topics.TELEMETRY, value=value, key=site.encode(), headers=signed(value)
                 )
