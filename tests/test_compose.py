@@ -1,12 +1,25 @@
-"""docker-compose.yml describes the same stack (read, not run: no Docker engine here)."""
+"""docker-compose.yml describes the same stack (read, not run: no Docker engine here): valid by
+the Compose Specification's JSON schema, every hub command it runs exists, the registry loaded
+before the hub's processes, each long-running service restarted and health-checked."""
 
 from __future__ import annotations
 
+import copy
+import importlib.metadata
+import json
+import subprocess
+import sys
+import tomllib
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 import yaml
+
+# check-jsonschema ships a copy of the Compose Specification's schema (read as data: its command
+# line wants a newer click than faust-streaming allows).
+COMPOSE_SCHEMA = "check_jsonschema/builtin_schemas/vendor/compose-spec.json"
 
 
 @pytest.fixture(scope="module")
@@ -25,14 +38,92 @@ def ports(service: dict[str, Any]) -> set[str]:
     return {str(p) for p in service.get("ports", [])}
 
 
-def test_services_are_the_stack_plus_worker_and_api(compose: dict[str, Any]) -> None:
+def compose_validator() -> jsonschema.protocols.Validator:
+    path = importlib.metadata.distribution("check-jsonschema").locate_file(COMPOSE_SCHEMA)
+    schema = json.loads(Path(str(path)).read_text())
+    return jsonschema.validators.validator_for(schema)(schema)
+
+
+def test_the_file_is_valid_by_the_compose_specification(compose: dict[str, Any]) -> None:
+    validator = compose_validator()
+    assert [e.message for e in validator.iter_errors(compose)] == []
+    broken = copy.deepcopy(compose)
+    broken["services"]["worker"]["depends_on"]["registry"]["condition"] = "service_done"
+    assert list(validator.iter_errors(broken)), "the schema let a wrong condition through"
+
+
+def test_each_hub_command_exists_in_the_image(compose: dict[str, Any], project_root: Path) -> None:
+    """The image installs the project (Dockerfile): its console scripts, with these arguments."""
+    scripts = tomllib.loads((project_root / "pyproject.toml").read_text())["project"]["scripts"]
+    built = {name: s for name, s in compose["services"].items() if "build" in s}
+    assert set(built) == {"registry", "worker", "api", "notifier"}
+    for name, service in built.items():
+        program, *args = service["command"]
+        assert program in scripts, (name, program)
+        words = [a for a in args if not a.startswith("-")]
+        shown = subprocess.run(
+            [sys.executable, "-m", "hub", *words, "--help"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert shown.returncode == 0, (name, shown.stderr)
+
+
+def test_the_registry_is_loaded_before_any_hub_process(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    assert services["registry"]["command"] == ["hub", "registry", "load"]
+    for name in ("worker", "api", "notifier"):
+        depends = services[name]["depends_on"]
+        assert depends["registry"] == {"condition": "service_completed_successfully"}, name
+        assert depends["kafka"] == {"condition": "service_healthy"}, name
+
+
+def test_long_running_services_restart_and_report_their_health(compose: dict[str, Any]) -> None:
+    for name, service in compose["services"].items():
+        if name == "registry":
+            assert service["restart"] == "no"
+            continue
+        assert service.get("restart") == "unless-stopped", name
+        if name != "grafana":
+            assert "test" in service.get("healthcheck", {}), name
+
+
+def test_hub_processes_serve_http_to_the_network_and_grafana_is_closed(
+    compose: dict[str, Any],
+) -> None:
+    services = compose["services"]
+    for name in ("worker", "api", "notifier"):
+        assert services[name]["environment"]["HUB_BIND_HOST"] == "0.0.0.0"  # noqa: S104
+    grafana = services["grafana"]["environment"]
+    assert grafana["GF_AUTH_ANONYMOUS_ENABLED"] == "false"
+    assert grafana["GF_SECURITY_ADMIN_PASSWORD"].startswith("${GRAFANA_ADMIN_PASSWORD:?")
+    scrape = yaml.safe_load(
+        (
+            Path(__file__).resolve().parent.parent / "deploy/prometheus/prometheus.compose.yml"
+        ).read_text()
+    )
+    targets = {
+        t for job in scrape["scrape_configs"] for c in job["static_configs"] for t in c["targets"]
+    }
+    assert {"worker:6066", "api:8000", "notifier:9096"} <= targets
+    assert scrape["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] == [
+        "alertmanager:9093"
+    ]
+
+
+def test_services_are_the_stack_plus_the_hubs_processes(compose: dict[str, Any]) -> None:
     assert set(compose["services"]) == {
         "kafka",
         "timescaledb",
+        "alertmanager",
         "prometheus",
         "grafana",
+        "registry",
         "worker",
         "api",
+        "notifier",
     }
     images = {name: s.get("image", "") for name, s in compose["services"].items()}
     assert images["kafka"].startswith("apache/kafka:4.1")
@@ -70,7 +161,7 @@ def test_kafka_has_the_scram_listener_and_acls_of_the_local_stack(
     assert "9093:9093" in ports(kafka)
 
 
-@pytest.mark.parametrize("service", ["worker", "api"])
+@pytest.mark.parametrize("service", ["registry", "worker", "api", "notifier"])
 def test_hub_processes_are_configured_by_hub_variables(
     compose: dict[str, Any], service: str
 ) -> None:
@@ -79,15 +170,15 @@ def test_hub_processes_are_configured_by_hub_variables(
     assert env["HUB_DATABASE_URL"] == "postgresql://hub:hub@timescaledb:5432/hub"
     assert env["HUB_API_PORT"] == "8000"
     depends = compose["services"][service]["depends_on"]
-    assert depends["kafka"]["condition"] == "service_healthy"
     assert depends["timescaledb"]["condition"] == "service_healthy"
 
 
 def test_mounted_provisioning_exists(compose: dict[str, Any], project_root: Path) -> None:
-    for service in ("prometheus", "grafana"):
+    for service in ("prometheus", "grafana", "alertmanager", "timescaledb"):
         for volume in compose["services"][service]["volumes"]:
             source = volume.split(":")[0]
-            assert (project_root / source).is_dir(), f"{service} mounts missing {source}"
+            if source.startswith("./"):  # a bind mount (not a named volume)
+                assert (project_root / source).is_dir(), f"{service} mounts missing {source}"
     assert (project_root / "deploy/prometheus/prometheus.compose.yml").is_file()
     datasources = yaml.safe_load(
         (project_root / "deploy/grafana/provisioning/datasources/hub.yml").read_text()
@@ -96,3 +187,7 @@ def test_mounted_provisioning_exists(compose: dict[str, Any], project_root: Path
         "prometheus",
         "grafana-postgresql-datasource",
     }
+    # The management view reads as Grafana's read-only login, never as the database owner.
+    timescale = next(d for d in datasources["datasources"] if d["uid"] == "hub-timescaledb")
+    assert timescale["user"] == "grafana"
+    assert timescale["secureJsonData"]["password"] == "${GRAFANA_DB_PASSWORD}"

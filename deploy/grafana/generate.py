@@ -70,7 +70,8 @@ operations = [
         "timeseries",
         [
             prom(
-                "sum by (region, district) (rate(hub_records_accepted_total[5m]))",
+                'sum by (region, district) (rate(hub_records_accepted_total{region=~"$region", '
+                'district=~"$district"}[5m]))',
                 "{{region}}/{{district}}",
             ),
         ],
@@ -174,7 +175,7 @@ operations = [
         "Open alerts per demonstration",
         "bargauge",
         [
-            prom("sum by (demonstration) (hub_open_alerts)", "{{demonstration}}"),
+            prom('sum by (region) (hub_open_alerts{region=~"$region"})', "{{region}}"),
         ],
         12,
         32,
@@ -239,7 +240,8 @@ management = [
         [
             sql(
                 "SELECT region, district, sites, sites_reporting, kpi_pass, kpi_fail, compliance_pct, "
-                "last_event_at FROM management_overview ORDER BY region, district"
+                "last_event_at FROM management_overview "
+                "WHERE region IN ($region) AND district IN ($district) ORDER BY region, district"
             )
         ],
         0,
@@ -255,7 +257,8 @@ management = [
         [
             sql(
                 "SELECT region || '/' || district AS metric, coalesce(compliance_pct, 0) AS value "
-                "FROM management_overview ORDER BY compliance_pct NULLS LAST"
+                "FROM management_overview WHERE region IN ($region) AND district IN ($district) "
+                "ORDER BY compliance_pct NULLS LAST"
             )
         ],
         0,
@@ -275,7 +278,9 @@ management = [
                 "100.0 * count(*) FILTER (WHERE r.status = 'pass') / "
                 "nullif(count(*) FILTER (WHERE r.status IN ('pass', 'fail')), 0) AS value "
                 "FROM kpi_results r JOIN sites s USING (site_id) "
-                "WHERE $__timeFilter(r.window_end) GROUP BY 1, 2 ORDER BY 1",
+                "WHERE $__timeFilter(r.window_end) AND r.attributable AND s.region IN ($region) "
+                "AND s.district IN ($district) AND r.demonstration_id IN ($demonstration) "
+                "GROUP BY 1, 2 ORDER BY 1",
                 fmt="time_series",
             )
         ],
@@ -294,7 +299,9 @@ management = [
             sql(
                 "SELECT $__timeGroupAlias(bucket, 5m), s.region AS metric, count(DISTINCT a.site_id) AS value "
                 "FROM site_aggregates a JOIN sites s USING (site_id) "
-                "WHERE $__timeFilter(bucket) AND a.metric = 'online' GROUP BY 1, 2 ORDER BY 1",
+                "WHERE $__timeFilter(bucket) AND a.metric = 'online' AND s.region IN ($region) "
+                "AND s.district IN ($district) AND a.demonstration_id IN ($demonstration) "
+                "GROUP BY 1, 2 ORDER BY 1",
                 fmt="time_series",
             )
         ],
@@ -316,7 +323,8 @@ management = [
                 "(SELECT count(*) FROM kpi_alerts a WHERE a.demonstration_id = d.demonstration_id "
                 "AND a.status = 'open') AS open_alerts "
                 "FROM demonstrations d JOIN kpi_results r USING (demonstration_id) "
-                "WHERE r.window_end > now() - interval '24 hours' GROUP BY 1, 2, 3 "
+                "WHERE r.window_end > now() - interval '24 hours' AND r.attributable "
+                "AND d.demonstration_id IN ($demonstration) GROUP BY 1, 2, 3 "
                 "HAVING count(*) FILTER (WHERE r.status = 'fail') > 0 ORDER BY 4 DESC"
             )
         ],
@@ -333,7 +341,10 @@ management = [
         [
             sql(
                 "SELECT ts, demonstration_id, site_id, kpi_id, transition, value, threshold, status "
-                "FROM kpi_alerts WHERE status IN ('open', 'acknowledged') ORDER BY ts DESC LIMIT 100"
+                "FROM kpi_alerts WHERE status IN ('open', 'acknowledged') "
+                "AND demonstration_id IN ($demonstration) AND site_id IN "
+                "(SELECT site_id FROM sites WHERE region IN ($region) AND district IN ($district)) "
+                "ORDER BY ts DESC LIMIT 100"
             )
         ],
         0,
@@ -349,7 +360,8 @@ management = [
         [
             sql(
                 "SELECT demonstration_id, kpi_id, windows_judged, passed, failed, pass_rate_pct, "
-                "latest_status FROM demonstration_scorecard ORDER BY demonstration_id, kpi_id"
+                "latest_status FROM demonstration_scorecard "
+                "WHERE demonstration_id IN ($demonstration) ORDER BY demonstration_id, kpi_id"
             )
         ],
         0,
@@ -364,9 +376,11 @@ management = [
         "timeseries",
         [
             sql(
-                "SELECT $__timeGroupAlias(bucket, 1h), metric, max(p95) AS value FROM site_aggregates "
-                "WHERE $__timeFilter(bucket) AND metric = 'inference_latency_ms' GROUP BY 1, 2 "
-                "ORDER BY 1",
+                "SELECT $__timeGroupAlias(bucket, 1h), demonstration_id AS metric, max(p95) AS value "
+                "FROM site_aggregates WHERE $__timeFilter(bucket) "
+                "AND metric = 'inference_latency_ms' AND demonstration_id IN ($demonstration) "
+                "AND site_id IN (SELECT site_id FROM sites WHERE region IN ($region) "
+                "AND district IN ($district)) GROUP BY 1, 2 ORDER BY 1",
                 fmt="time_series",
             )
         ],
@@ -380,7 +394,129 @@ management = [
 ]
 
 
-def dashboard(uid, title, panels, tags):
+management.append(
+    {
+        **panel(
+            9,
+            "Sites: KPI compliance of the last 24 hours (grey: not judged)",
+            "geomap",
+            [
+                sql(
+                    "SELECT s.site_id, s.name, s.region, s.district, s.lat AS latitude, "
+                    "s.lon AS longitude, coalesce(round(100.0 * j.pass / nullif(j.pass + j.fail, 0), "
+                    "1), -1) AS compliance_pct FROM sites s LEFT JOIN (SELECT site_id, "
+                    "count(*) FILTER (WHERE status = 'pass') AS pass, "
+                    "count(*) FILTER (WHERE status = 'fail') AS fail FROM kpi_results "
+                    "WHERE window_end > now() - interval '24 hours' AND attributable "
+                    "AND demonstration_id IN ($demonstration) GROUP BY site_id) j USING (site_id) "
+                    "WHERE s.region IN ($region) AND s.district IN ($district)"
+                )
+            ],
+            0,
+            54,
+            w=24,
+            h=14,
+            datasource=PG,
+        ),
+        "fieldConfig": {
+            "defaults": {
+                "thresholds": {
+                    "mode": "absolute",
+                    "steps": [
+                        {"color": "#b8bec6", "value": None},
+                        {"color": "#d64545", "value": 0},
+                        {"color": "#e3a21a", "value": 80},
+                        {"color": "#2e9e5b", "value": 95},
+                    ],
+                },
+                "color": {"mode": "thresholds"},
+            },
+            "overrides": [],
+        },
+        "options": {
+            "view": {"id": "coords", "lat": 35.0, "lon": 126.85, "zoom": 8},
+            "controls": {"showZoom": True, "mouseWheelZoom": True},
+            "layers": [
+                {
+                    "type": "markers",
+                    "name": "sites",
+                    "location": {
+                        "mode": "coords",
+                        "latitude": "latitude",
+                        "longitude": "longitude",
+                    },
+                    "config": {
+                        "size": {"fixed": 4},
+                        "color": {"field": "compliance_pct", "fixed": "#b8bec6"},
+                        "showLegend": True,
+                    },
+                    "tooltip": True,
+                }
+            ],
+            "tooltip": {"mode": "details"},
+        },
+    }
+)
+
+
+def sql_variable(name, label, query, refresh=1):
+    """A multi-value variable read from TimescaleDB; "All" selects every value."""
+    return {
+        "name": name,
+        "label": label,
+        "type": "query",
+        "datasource": PG,
+        "query": query,
+        "definition": query,
+        "refresh": refresh,
+        "multi": True,
+        "includeAll": True,
+        "current": {"selected": True, "text": ["All"], "value": ["$__all"]},
+        "sort": 1,
+    }
+
+
+def prom_variable(name, label, query):
+    return {
+        "name": name,
+        "label": label,
+        "type": "query",
+        "datasource": PROM,
+        "query": {"query": query, "refId": "PrometheusVariableQueryEditor-VariableQuery"},
+        "definition": query,
+        "refresh": 2,
+        "multi": True,
+        "includeAll": True,
+        "allValue": ".*",
+        "current": {"selected": True, "text": ["All"], "value": ["$__all"]},
+        "sort": 1,
+    }
+
+
+MANAGEMENT_VARIABLES = [
+    sql_variable("region", "Region", "SELECT DISTINCT region FROM sites ORDER BY 1"),
+    sql_variable(
+        "district",
+        "District",
+        "SELECT DISTINCT district FROM sites WHERE region IN ($region) ORDER BY 1",
+    ),
+    sql_variable(
+        "demonstration",
+        "Demonstration",
+        "SELECT demonstration_id FROM demonstrations ORDER BY 1",
+    ),
+]
+OPERATIONS_VARIABLES = [
+    prom_variable("region", "Region", "label_values(hub_records_accepted_total, region)"),
+    prom_variable(
+        "district",
+        "District",
+        'label_values(hub_records_accepted_total{region=~"$region"}, district)',
+    ),
+]
+
+
+def dashboard(uid, title, panels, tags, variables=()):
     return {
         "uid": uid,
         "title": title,
@@ -392,7 +528,7 @@ def dashboard(uid, title, panels, tags):
         "time": {"from": "now-6h", "to": "now"},
         "timezone": "browser",
         "panels": panels,
-        "templating": {"list": []},
+        "templating": {"list": list(variables)},
         "annotations": {"list": []},
     }
 
@@ -400,7 +536,13 @@ def dashboard(uid, title, panels, tags):
 out = Path(__file__).resolve().parent / "dashboards"
 (out / "testbed-operations.json").write_text(
     json.dumps(
-        dashboard("hub-operations", "Testbed operations", operations, ["testbed", "pipeline"]),
+        dashboard(
+            "hub-operations",
+            "Testbed operations",
+            operations,
+            ["testbed", "pipeline"],
+            OPERATIONS_VARIABLES,
+        ),
         indent=2,
     )
     + "\n"
@@ -408,7 +550,11 @@ out = Path(__file__).resolve().parent / "dashboards"
 (out / "super-regional-management.json").write_text(
     json.dumps(
         dashboard(
-            "hub-management", "Super-regional management", management, ["testbed", "management"]
+            "hub-management",
+            "Super-regional management",
+            management,
+            ["testbed", "management"],
+            MANAGEMENT_VARIABLES,
         ),
         indent=2,
     )

@@ -30,6 +30,9 @@ BOOTSTRAP_SQL = """
 SELECT format('CREATE ROLE %I LOGIN', :'user')
  WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = :'user') \\gexec
 ALTER ROLE :"user" WITH LOGIN CREATEDB PASSWORD :'password';
+SELECT 'CREATE ROLE hub_readonly NOLOGIN'
+ WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'hub_readonly') \\gexec
+GRANT hub_readonly TO :"user";
 SELECT format('CREATE DATABASE %I OWNER %I', :'db', :'user')
  WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = :'db') \\gexec
 \\c :"db"
