@@ -1,7 +1,8 @@
 """The hub's Prometheus metrics, built on a registry that is passed in (tests use a fresh one).
 
-Labels are bounded: region, district, reason, status, transition, partition, demonstration —
-never a site id, whose thousands of values would swamp Prometheus. The one device label is on
+Labels are bounded: region, district, reason, status, transition, partition. Never a site id,
+whose thousands of values would swamp Prometheus, nor a demonstration: /metrics answers without
+a token, and which company's KPIs are failing is not for everyone. The one device label is on
 ``hub_device_clock_ahead_seconds``, which holds only the devices whose clock runs ahead now (a
 device back in line is removed).
 """
@@ -241,7 +242,11 @@ def api_metrics(registry: CollectorRegistry) -> ApiMetrics:
             "hub_api_request_seconds", "API request time", ["route"], registry=registry
         ),
         open_alerts=Gauge(
-            "hub_open_alerts", "Open KPI alerts", ["demonstration"], registry=registry
+            "hub_open_alerts",
+            "Open KPI alerts by the region of their site (no demonstration: /metrics answers "
+            "without a token, and which company is failing is not for everyone)",
+            ["region"],
+            registry=registry,
         ),
         db_up=Gauge("hub_api_database_up", "1 if the database answered", registry=registry),
     )

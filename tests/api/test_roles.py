@@ -302,3 +302,15 @@ def test_a_valid_token_buys_an_http_only_cookie(api: ApiServer) -> None:
     assert "SameSite=strict" in cookie
     status, _ = raw_get(api, "/", {"cookie": cookie.split(";")[0]})
     assert status == 200
+
+
+def test_metrics_answer_without_a_token_and_name_no_demonstration(
+    alerts: Scratch, api: ApiServer
+) -> None:
+    """Prometheus scrapes /metrics without a token: it counts open alerts by region only."""
+    request = urllib.request.Request(api.base + "/metrics")
+    with urllib.request.urlopen(request, timeout=10) as response:
+        text = response.read().decode()
+    assert "DEMO-" not in text
+    assert 'hub_open_alerts{region="gwangju"} 1.0' in text
+    assert 'hub_open_alerts{region="jeonnam"} 1.0' in text

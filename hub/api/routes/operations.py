@@ -41,12 +41,12 @@ async def prometheus_metrics(request: Request) -> Response:
     with suppress(OSError, asyncpg.PostgresError, TimeoutError):
         async with state.pool.acquire(timeout=2) as conn:
             rows = await conn.fetch(
-                "SELECT d.demonstration_id, count(a.alert_id) AS n FROM demonstrations d "
-                "LEFT JOIN kpi_alerts a ON a.demonstration_id = d.demonstration_id "
-                "AND a.status = 'open' GROUP BY 1"
+                "SELECT s.region, count(a.alert_id) AS n FROM sites s "
+                "LEFT JOIN kpi_alerts a ON a.site_id = s.site_id AND a.status = 'open' "
+                "GROUP BY 1"
             )
         for row in rows:
-            state.metrics.open_alerts.labels(row["demonstration_id"]).set(row["n"])
+            state.metrics.open_alerts.labels(row["region"]).set(row["n"])
     return Response(generate_latest(state.registry), media_type="text/plain; version=0.0.4")
 
 
