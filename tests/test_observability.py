@@ -42,13 +42,30 @@ def dashboard(name: str) -> dict[str, Any]:
     return dict(json.loads((ROOT / "deploy/grafana/dashboards" / name).read_text()))
 
 
+def with_all(expr: str, variables: list[dict[str, Any]]) -> str:
+    """A PromQL expression as Grafana runs it with every variable at "All" (its allValue)."""
+    for variable in variables:
+        expr = expr.replace(f"${variable['name']}", variable.get("allValue", ".*"))
+    return expr
+
+
 def prometheus_expressions() -> list[str]:
-    exprs = [
-        t["expr"] for p in dashboard("testbed-operations.json")["panels"] for t in p["targets"]
-    ]
+    operations = dashboard("testbed-operations.json")
+    variables = operations["templating"]["list"]
+    exprs = [with_all(t["expr"], variables) for p in operations["panels"] for t in p["targets"]]
     rules = yaml.safe_load((ROOT / "deploy/prometheus/rules/hub.yml").read_text())
     exprs += [r["expr"] for g in rules["groups"] for r in g["rules"]]
     return exprs
+
+
+def label_values(definition: str) -> list[str]:
+    """What Grafana's ``label_values(selector, label)`` asks Prometheus' series API."""
+    match = re.fullmatch(r"label_values\((.+), (\w+)\)", definition)
+    assert match, definition
+    selector, label = match.groups()
+    query = urllib.parse.urlencode({"match[]": selector})
+    with urllib.request.urlopen(f"{PROMETHEUS}/api/v1/label/{label}/values?{query}") as answer:
+        return list(json.loads(answer.read())["data"])
 
 
 def expand_grafana_macros(sql: str, hours: int = 6) -> str:
@@ -158,18 +175,52 @@ def test_every_dashboard_and_rule_expression_runs_and_most_return_data(
     assert len(quiet_panels) <= len(panels) // 5, quiet_panels
 
 
-async def test_every_sql_query_of_the_management_dashboard_runs(observed: Settings) -> None:
-    queries = [
-        t["rawSql"]
-        for p in dashboard("super-regional-management.json")["panels"]
-        for t in p["targets"]
-    ]
+def test_the_operations_variables_list_regions_and_districts(observed: Settings) -> None:
+    variables = {v["name"]: v for v in dashboard("testbed-operations.json")["templating"]["list"]}
+    assert set(label_values(variables["region"]["definition"])) == {"gwangju", "jeonnam"}
+    districts = with_all(variables["district"]["definition"], [variables["region"]])
+    assert len(label_values(districts)) >= 5
+
+
+def quoted(values: list[str]) -> str:
+    """A multi-value SQL variable as Grafana interpolates it."""
+    return ",".join("'" + v.replace("'", "''") + "'" for v in values)
+
+
+async def test_every_sql_query_of_the_management_dashboard_runs_read_only(
+    observed: Settings,
+) -> None:
+    """As hub_readonly (Grafana's role), every variable at "All", as Grafana expands it: each
+    variable's own query first, feeding the ones after it."""
+    board = dashboard("super-regional-management.json")
     conn = await asyncpg.connect(observed.database_url)
     try:
+        await conn.execute("SET ROLE hub_readonly")
+        chosen: dict[str, list[str]] = {}
+        for variable in board["templating"]["list"]:
+            query = variable["query"]
+            for name, values in chosen.items():
+                query = query.replace(f"${name}", quoted(values))
+            chosen[variable["name"]] = [r[0] for r in await conn.fetch(query)]
+        assert chosen["region"] == ["gwangju", "jeonnam"]
+        assert len(chosen["district"]) == 5 + 22
+        assert "DEMO-001" in chosen["demonstration"]
         with_rows = 0
+        queries = [t["rawSql"] for p in board["panels"] for t in p["targets"]]
         for query in queries:
+            for name, values in chosen.items():
+                query = query.replace(f"${name}", quoted(values))
             rows = await conn.fetch(expand_grafana_macros(query))
             with_rows += bool(rows)
+        sites = await conn.fetch(expand_grafana_macros(queries[-1]))
+        assert len(sites) == 3705  # the map: every registered site, by lat/lon
+        assert all(-90 <= r["latitude"] <= 90 and -180 <= r["longitude"] <= 180 for r in sites)
+        # Grafana's role reads the management tables only: no tokens, keys or receivers.
+        for secret in ("api_tokens", "device_keys", "notify_receivers"):
+            with pytest.raises(asyncpg.InsufficientPrivilegeError):
+                await conn.fetch(f"SELECT * FROM {secret} LIMIT 1")
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            await conn.execute("DELETE FROM kpi_alerts")
     finally:
         await conn.close()
     assert with_rows >= len(queries) - 2
