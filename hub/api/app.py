@@ -19,6 +19,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CollectorRegistry
 
 from hub.api.deps import only_known_query
+from hub.api.limits import BodyGuard
 from hub.api.routes import (
     alerts,
     demonstrations,
@@ -75,6 +76,7 @@ def create_api(settings: Settings, registry: CollectorRegistry | None = None) ->
     for unavailable in (asyncpg.PostgresError, OSError, TimeoutError):
         api.add_exception_handler(unavailable, database_unavailable)
     api.middleware("http")(count_requests)
+    api.add_middleware(BodyGuard)
     for module in ROUTERS:
         api.include_router(module.router)
     return api

@@ -105,3 +105,46 @@ async def test_injection_in_every_parameter_is_answered_4xx_or_empty(
         # The payload as the bearer token itself.
         assert get(api, "/api/v1/overview", token=payload.replace("\u202e", ""))[0] == 401
     assert await table_counts(scratch.url) == before
+
+
+def raw_post(
+    api: ApiServer, path: str, headers: dict[str, str], chunks: list[bytes]
+) -> tuple[int, str]:
+    """A POST whose body may be declared but never sent, or sent in chunks: the status line and
+    body the server answers with (within 10 s)."""
+    import http.client
+
+    connection = http.client.HTTPConnection("127.0.0.1", api.port, timeout=10)
+    try:
+        connection.putrequest("POST", path)
+        for name, value in headers.items():
+            connection.putheader(name, value)
+        connection.endheaders()
+        for chunk in chunks:
+            try:
+                connection.send(chunk)
+            except OSError:
+                break  # the server answered and closed: what it said is read below
+        response = connection.getresponse()
+        return response.status, response.read().decode()
+    finally:
+        connection.close()
+
+
+def test_a_body_is_read_only_with_a_valid_token_and_only_up_to_16_kib(api: ApiServer) -> None:
+    path = "/api/v1/alerts/nope/ack"
+    json_type = {"content-type": "application/json"}
+    # 10 MB announced, nothing sent: answered at once, nothing read.
+    status, body = raw_post(api, path, {**json_type, "content-length": "10000000"}, [])
+    assert (status, "bearer token" in body) == (401, True)
+    valid = {**json_type, "authorization": f"Bearer {api.token}"}
+    status, body = raw_post(api, path, {**valid, "content-length": "10000000"}, [])
+    assert (status, "over 16384 bytes" in body) == (413, True)
+    # Chunked, no length given: cut off once it passes the limit.
+    chunk = b"4000\r\n" + b"x" * 0x4000 + b"\r\n"
+    status, body = raw_post(api, path, {**valid, "transfer-encoding": "chunked"}, [chunk] * 4)
+    assert (status, "over 16384 bytes" in body) == (413, True)
+    # A small body with a valid token goes through to the route (an unknown alert: 404).
+    ack = b'{"by": "ops", "note": ""}'
+    status, _ = raw_post(api, path, {**valid, "content-length": str(len(ack))}, [ack])
+    assert status == 404
