@@ -8,10 +8,12 @@ never written.
 
 from __future__ import annotations
 
+import grp
 import os
 import pwd
 import re
 import shutil
+import stat
 import subprocess
 import time
 from pathlib import Path
@@ -40,6 +42,28 @@ CREATE EXTENSION IF NOT EXISTS timescaledb;
 \\c template1
 CREATE EXTENSION IF NOT EXISTS timescaledb;
 """
+
+
+def blocking_directory(path: Path, uid: int, gids: set[int]) -> Path | None:
+    """The first existing directory on the way to ``path`` that the user ``uid`` (in groups
+    ``gids``) may not enter, or None. PostgreSQL runs as its own user: a checkout in a home
+    directory only root may enter (``/root``) cannot hold its cluster."""
+    for directory in [*reversed(path.parents), path]:
+        try:
+            info = directory.stat()
+        except FileNotFoundError:
+            break
+        if uid == 0:
+            continue
+        if info.st_uid == uid:
+            allowed = info.st_mode & stat.S_IXUSR
+        elif info.st_gid in gids:
+            allowed = info.st_mode & stat.S_IXGRP
+        else:
+            allowed = info.st_mode & stat.S_IXOTH
+        if not allowed:
+            return directory
+    return None
 
 
 def extension_version() -> str:
@@ -98,6 +122,7 @@ class TimescaleDB:
                 f"timescaledb: port {self.address} is taken by another process; stop it, "
                 "or choose another port in HUB_DATABASE_URL"
             )
+        self._check_reachable()
         prereqs.ensure([prereqs.POSTGRES], say)
         if not CONTROL.exists() or not (PG_LIBDIR / "timescaledb.so").exists():
             self._build_extension(say)
@@ -154,6 +179,21 @@ class TimescaleDB:
             entry = pwd.getpwnam(self.os_user)
             for path in paths:
                 os.chown(path, entry.pw_uid, entry.pw_gid)
+
+    def _check_reachable(self) -> None:
+        """Fail with the fix, not initdb's "could not change directory ...: Permission denied"."""
+        if os.geteuid() != 0:
+            return
+        entry = pwd.getpwnam(self.os_user)
+        gids = {entry.pw_gid} | {g.gr_gid for g in grp.getgrall() if self.os_user in g.gr_mem}
+        blocked = blocking_directory(self.dir, entry.pw_uid, gids)
+        if blocked is not None:
+            mode = stat.filemode(blocked.stat().st_mode)
+            raise StackError(
+                f"timescaledb: PostgreSQL runs as the user {self.os_user}, who may not enter "
+                f"{blocked} ({mode}): set HUB_HOME to a directory it can reach (e.g. "
+                f"HUB_HOME=/var/lib/testbed-hub), or `chmod o+x {blocked}`, or clone elsewhere"
+            )
 
     def _initdb(self, say: Say) -> None:
         if (self.data / "PG_VERSION").exists():

@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import socket
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 from hub.settings import Settings
 from tests.conftest import run_hub
@@ -73,3 +79,54 @@ def test_unknown_part_is_refused() -> None:
     result = run_hub("stack", "up", "zookeeper")
     assert result.returncode == 1
     assert "unknown part zookeeper" in result.stderr
+
+
+@pytest.fixture
+def open_dir() -> Iterator[Path]:
+    """A directory everyone may enter (pytest's own temporary directories are 0700)."""
+    path = Path(tempfile.mkdtemp(prefix="hub-reach-"))
+    path.chmod(0o755)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_a_home_postgres_cannot_enter_fails_naming_the_fix(open_dir: Path) -> None:
+    """A checkout in a directory only root may enter (a root user's home): the database's own
+    user could not create its cluster there. One line naming the directory and the fix."""
+    if os.geteuid() != 0:
+        pytest.skip("PostgreSQL runs as the invoking user when it is not root: nothing to cross")
+    locked = open_dir / "root-only"
+    locked.mkdir(mode=0o700)
+    env = {
+        "HUB_HOME": str(locked / "checkout" / ".hub"),
+        "HUB_DATABASE_URL": f"postgresql://hub:hub@127.0.0.1:{free_port()}/hub",
+    }
+    result = run_hub("stack", "up", "timescaledb", env=env)
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert f"may not enter {locked} (drwx------)" in lines[0]
+    assert "HUB_HOME" in lines[0]
+
+
+def test_blocking_directory_reads_owner_group_and_other_bits(open_dir: Path) -> None:
+    from hub.stack.timescaledb import blocking_directory
+
+    outer = open_dir / "outer"
+    inner = outer / "inner"
+    inner.mkdir(parents=True)
+    outer.chmod(0o750)
+    stranger, group = 54_321, {54_321}
+    assert blocking_directory(inner / "data", stranger, group) == outer
+    assert blocking_directory(inner / "data", stranger, {outer.stat().st_gid}) is None
+    assert blocking_directory(inner / "data", outer.stat().st_uid, set()) is None
+    outer.chmod(0o751)
+    assert blocking_directory(inner / "data", stranger, group) is None
