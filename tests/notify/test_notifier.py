@@ -34,6 +34,7 @@ from tests.support import eventually, record, scratch_database, signed
 
 NOTIFY_PORT = 9096  # where the local stack's Alertmanager sends (deploy/alertmanager)
 GWANGJU_T01_SITE = "GJ-BUK-0002"  # hosts a DEMO-T01 test device (the first Gwangju sites do)
+ESCALATED = f"esc-{uuid.uuid4().hex[:8]}"
 
 
 def free_port() -> int:
@@ -184,6 +185,17 @@ async def notified(
                 added = await run_hub_async("notify", *args, env=env)
                 assert added.returncode == 0, added.stderr
                 assert added.stdout.startswith(f"added {args[1]}:")
+            # A breach open for an hour, unacknowledged: escalated at the notifier's first check.
+            conn = await asyncpg.connect(url)
+            try:
+                await conn.execute(
+                    "INSERT INTO kpi_alerts (alert_id, ts, demonstration_id, site_id, kpi_id,"
+                    " transition, value, threshold, status) VALUES ($1, now() - interval '1 hour',"
+                    " 'DEMO-005', 'JN-MOKPO-0001', 'read_accuracy', 'breach', 90, 95, 'open')",
+                    ESCALATED,
+                )
+            finally:
+                await conn.close()
             process = NotifierProcess(env, logs / "notifier.log").start()
             try:
                 await process.ready()
@@ -311,28 +323,17 @@ async def test_an_incident_reaches_its_receivers_within_15_s(
 
 
 async def test_a_breach_left_open_is_escalated_to_operators_once(notified: Notified) -> None:
-    alert_id = f"esc-{uuid.uuid4().hex[:8]}"
-    conn = await asyncpg.connect(notified.url)
-    try:
-        await conn.execute(
-            "INSERT INTO kpi_alerts (alert_id, ts, demonstration_id, site_id, kpi_id, transition,"
-            " value, threshold, status) VALUES ($1, now() - interval '1 hour', 'DEMO-005',"
-            " 'JN-MOKPO-0001', 'read_accuracy', 'breach', 90, 95, 'open')",
-            alert_id,
-        )
-    finally:
-        await conn.close()
+    """HUB_NOTIFY_ESCALATE_AFTER is 600 s here: the breach of the fixture has been open an hour."""
     inbox = notified.inbox
 
     async def escalated() -> bool | None:
-        return True if inbox.ids("ops", f"escalation:{alert_id}") else None
+        return True if inbox.ids("ops", f"escalation:{ESCALATED}") else None
 
-    # HUB_NOTIFY_ESCALATE_AFTER is 600 s here; the check runs every 30 s.
     await eventually(escalated, "the escalation of the open breach", 45)
-    assert len(inbox.ids("ops", f"escalation:{alert_id}")) == 1
+    assert len(inbox.ids("ops", f"escalation:{ESCALATED}")) == 1
     assert not inbox.ids("jn", "escalation:")  # operators only
-    subject = next(d["subject"] for _, d, _ in inbox.received if d["notice_id"].endswith(alert_id))
-    assert f"/api/v1/alerts/{alert_id}/ack" in subject
+    subject = next(d["subject"] for _, d, _ in inbox.received if d["notice_id"].endswith(ESCALATED))
+    assert f"/api/v1/alerts/{ESCALATED}/ack" in subject
 
 
 async def test_platform_alerts_reach_operators_through_alertmanager(notified: Notified) -> None:
