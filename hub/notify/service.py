@@ -23,6 +23,7 @@ import aiohttp
 import asyncpg
 from aiohttp import web
 from aiokafka import AIOKafkaConsumer
+from aiokafka.errors import KafkaError
 from prometheus_client import CollectorRegistry, generate_latest
 
 from hub import topics
@@ -115,7 +116,14 @@ class Notifier:
                 ]
                 await self.take(notices)
                 if batches:
-                    await consumer.commit()
+                    try:
+                        await consumer.commit()
+                    except KafkaError as error:
+                        # Left the group during a long database outage, say: what was read is
+                        # read again by whoever owns the partitions, and the outbox keeps it once.
+                        log.warning(
+                            "offset commit failed (%s); the records will be read again", error
+                        )
         finally:
             await consumer.stop()
 

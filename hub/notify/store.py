@@ -152,11 +152,13 @@ async def companies(conn: Connection) -> dict[str, str]:
 
 async def open_breaches(conn: Connection, older_than: datetime) -> list[dict[str, Any]]:
     """Attributable breaches still open (not acknowledged) whose window ended before
-    ``older_than``."""
+    ``older_than``, and not escalated yet."""
     rows = await conn.fetch(
         """SELECT alert_id, ts, demonstration_id, site_id, kpi_id, value, threshold
              FROM kpi_alerts
             WHERE status = 'open' AND transition = 'breach' AND attributable AND ts < $1
+              AND NOT EXISTS (SELECT FROM notify_outbox o
+                               WHERE o.notice_id = 'escalation:' || kpi_alerts.alert_id)
             ORDER BY ts LIMIT 1000""",
         older_than,
     )
