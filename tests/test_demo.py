@@ -27,6 +27,8 @@ async def test_a_short_demo_accounts_exactly_and_leaves_nothing_running(stack: S
         )
     out = result.stdout
     assert result.returncode == 0, result.stderr[-3000:] + out[-3000:]
+    # Nothing but the demo's own lines: client-library messages go to .hub/demo/clients.log.
+    assert result.stderr == "", result.stderr[-3000:]
     accounting = re.search(r"accounting: ([\d,]+) records accepted by the workers, ([\d,]+)", out)
     assert accounting is not None, out[-3000:]
     assert accounting.group(1) == accounting.group(2)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 
 from hub.cli.common import Commands, positive_float, positive_int, say
 from hub.settings import Settings
@@ -36,6 +37,17 @@ def add(commands: Commands) -> None:
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     from hub.demo import DemoOptions, run_demo
+
+    # The client libraries' own messages (aiokafka logs "Group Coordinator Request failed" over
+    # and over while a fresh broker creates its offsets topic) go to a file, not between the
+    # demo's lines; the demo reports what matters itself.
+    logs = settings.home / "demo"
+    logs.mkdir(parents=True, exist_ok=True)
+    logging.basicConfig(
+        filename=logs / "clients.log",
+        level=logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
 
     options = DemoOptions(
         duration_s=args.duration, rate_hz=args.rate, workers=args.workers, keep=args.keep
