@@ -91,6 +91,26 @@ async def all_in_sync(settings: Settings, topic: str) -> bool | None:
     return True if all(len(p["isr"]) == 3 for p in described[0]["partitions"]) else None
 
 
+async def made_more(load: Workload, records: int) -> None:
+    """Until the stream has made ``records`` more records than now."""
+    target = load.made + records
+
+    async def made() -> bool | None:
+        return True if load.made >= target else None
+
+    await eventually(made, f"{records:,} more records made", 120)
+
+
+async def acknowledged_more(load: Workload, records: int) -> None:
+    """Until the brokers have acknowledged ``records`` more records than now."""
+    target = load.acknowledged + records
+
+    async def acknowledged() -> bool | None:
+        return True if load.acknowledged >= target else None
+
+    await eventually(acknowledged, f"{records:,} more records acknowledged", 120)
+
+
 async def test_a_broker_then_the_active_controller_killed_under_load_lose_nothing(
     cluster: Settings, database: str, tmp_path: Path
 ) -> None:
@@ -110,12 +130,17 @@ async def test_a_broker_then_the_active_controller_killed_under_load_lose_nothin
     workers = [WorkerProcess(i, tmp_path, env).start() for i in (0, 1)]
     try:
         await asyncio.gather(*(asyncio.to_thread(w.wait_ready) for w in workers))
+        # Backdated 200 s, so that its windows can be closed at once at the default lateness.
         load = Workload(
-            settings, "cluster", two_sites_per_partition(settings.partitions), total=40_000
+            settings,
+            "cluster",
+            two_sites_per_partition(settings.partitions),
+            total=60_000,
+            backdate_ms=200_000,
         )
         stream = asyncio.create_task(load.run())
         for victim in ("a broker", "the active controller"):
-            await asyncio.sleep(8)  # under load: the stream runs for 40 s
+            await made_more(load, 5_000)  # under load: the stream runs for 60 s
             assert not stream.done(), "the stream ended before the fault"
             leader = await asyncio.to_thread(kafka.active_controller)
             node = next(
@@ -125,16 +150,16 @@ async def test_a_broker_then_the_active_controller_killed_under_load_lose_nothin
             assert pid is not None
             os.kill(pid, signal.SIGKILL)
             print(f"killed {victim}: node {node.node} (pid {pid}), controller was {leader}")
-            await asyncio.sleep(5)
+            # The two others carry on: writes are acknowledged (acks=all, 2 in sync) meanwhile.
+            await acknowledged_more(load, 3_000)
             up = await run_hub_async("stack", "up", "kafka", env=env, timeout_s=180)
             assert up.returncode == 0, up.stdout + up.stderr
             await eventually(
                 lambda: all_in_sync(settings, topics.TELEMETRY), "every replica back in sync", 120
             )
         await asyncio.wait_for(stream, 300)
-        # At the hub's defaults windows close by the idle rule once the stream has stopped: 30 s
-        # idle, then event time runs with the wall clock past each window's end plus 120 s.
-        got = await account(load, database, app_id, dlq_start, timeout_s=330)
+        await load.close_windows(lateness_ms=int(DEFAULT_WORKER_ENV["HUB_ALLOWED_LATENESS"]) * 1000)
+        got = await account(load, database, app_id, dlq_start, timeout_s=180)
         print(f"{load.tag}: sent {load.acknowledged} ({load.made} with retries), {got.summary()}")
         for worker in workers:
             assert worker.proc is not None
