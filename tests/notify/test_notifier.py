@@ -27,7 +27,7 @@ from aiokafka import AIOKafkaProducer
 from aiosmtpd.controller import Controller
 
 from hub import topics
-from hub.localrun import scrape
+from hub.localrun import drop_hub_topics, fresh_hub, scrape
 from hub.settings import Settings
 from tests.conftest import TEST_DEMO, WorkerProcess, registry_dir_with_test_demo, run_hub_async
 from tests.support import eventually, record, scratch_database, signed
@@ -282,8 +282,25 @@ async def test_kpi_alerts_reach_each_scope_once_retried_and_across_a_restart(
     await eventually(caught_up, "the alert published while the notifier was down", 60)
 
 
+@pytest.fixture
+async def incident_worker(notified: Notified, tmp_path: Path) -> AsyncIterator[WorkerProcess]:
+    """A worker of its own on the notifier's scratch database (the registry with DEMO-T01): the
+    session's worker reads the shared database, whose registry other tests reload."""
+    settings = Settings.from_env({**os.environ, "HUB_DATABASE_URL": notified.url})
+    app_id = f"incident-{uuid.uuid4().hex[:8]}"
+    await fresh_hub(settings, app_id)
+    env = {"HUB_DATABASE_URL": notified.url, "HUB_APP_ID": app_id, "HUB_WORKER_WEB_PORT": "16466"}
+    worker = WorkerProcess(0, tmp_path, env).start()
+    try:
+        await asyncio.to_thread(worker.wait_ready)
+        yield worker
+    finally:
+        worker.stop()
+        await drop_hub_topics(settings, app_id)
+
+
 async def test_an_incident_reaches_its_receivers_within_15_s(
-    notified: Notified, worker: WorkerProcess, stack: Settings
+    notified: Notified, incident_worker: WorkerProcess, stack: Settings
 ) -> None:
     """Through intake (signed, validated) and straight on: no window to wait for."""
     event_id = f"incident-{uuid.uuid4().hex[:8]}"
