@@ -83,6 +83,34 @@ def expand_grafana_macros(sql: str, hours: int = 6) -> str:
     )
 
 
+async def push_event_time(settings: Settings, ahead_ms: int) -> None:
+    """One signed ``online`` record per partition, from a registered device, ``ahead_ms`` ahead."""
+    from aiokafka import AIOKafkaProducer
+
+    from hub import topics
+    from hub.registry.files import read_registry
+    from tests.support import partition_of, record, signed
+
+    registry = read_registry()
+    reporting = {d.demonstration_id for d in registry.demonstrations if "online" in d.metrics}
+    first: dict[int, tuple[str, str]] = {}
+    for device in registry.devices:
+        if device.demonstration_id in reporting:
+            partition = partition_of(device.site_id, settings.partitions)
+            first.setdefault(partition, (device.site_id, device.device_id))
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
+    await producer.start()
+    try:
+        ts = int(time.time() * 1000) + ahead_ms
+        for site, device_id in first.values():
+            value = record(site, ts, {"online": 1.0}, device=device_id)
+            await producer.send_and_wait(
+                topics.TELEMETRY, value=value, key=site.encode(), headers=signed(value)
+            )
+    finally:
+        await producer.stop()
+
+
 @pytest.fixture(scope="module")
 def observed(
     loaded_registry: Settings, tmp_path_factory: pytest.TempPathFactory
@@ -104,12 +132,15 @@ def observed(
             "--rate",
             "2",
             "--duration",
-            "40",
+            "15",
             "--bad-fraction",
             "0.05",
             timeout=300,
         )
         assert load.returncode == 0, load.stderr
+        # Close the simulated minute now: a record on every partition dated 70 s ahead (the tests'
+        # clock tolerance is 300 s) moves event time past its end plus the 5 s lateness.
+        asyncio.run(push_event_time(settings, 70_000))
         deadline = time.monotonic() + 150
         while time.monotonic() < deadline:  # a window closed, and Prometheus scraped it
             result = promql("sum(hub_windows_closed_total)")

@@ -120,38 +120,33 @@ SELECT site_id, demonstration_id, metric, time_bucket('1 hour', bucket) AS bucke
  ORDER BY demonstration_id, metric, bucket"""
 
 
-def aggregates_sql(step: Step) -> str:
-    """Parameters: site, metric (or NULL), from, to, company (or NULL)."""
-    return _MINUTES if step == "1m" else _HOURS
+@dataclass(frozen=True, slots=True)
+class AggregatesQuery:
+    """One site's aggregates over a range: what the history endpoint and the export both read."""
+
+    site_id: str
+    metric: str | None  # None: every metric
+    span: TimeRange
+    step: Step
+    company: str | None  # a company token's company: its demonstrations' rows only
+
+    def sql(self) -> tuple[str, tuple[object, ...]]:
+        text = _MINUTES if self.step == "1m" else _HOURS
+        return text, (self.site_id, self.metric, self.span.start, self.span.end, self.company)
 
 
-async def site_aggregates(
-    conn: Connection,
-    site_id: str,
-    metric: str | None,
-    span: TimeRange,
-    step: Step,
-    company: str | None,
-) -> list[Row]:
-    rows = await conn.fetch(aggregates_sql(step), site_id, metric, span.start, span.end, company)
-    return [dict(r) for r in rows]
+async def site_aggregates(conn: Connection, query: AggregatesQuery) -> list[Row]:
+    text, args = query.sql()
+    return [dict(r) for r in await conn.fetch(text, *args)]
 
 
 async def stream_site_aggregates(
-    conn: Connection,
-    site_id: str,
-    metric: str | None,
-    span: TimeRange,
-    step: Step,
-    company: str | None,
-    prefetch: int = 2000,
+    conn: Connection, query: AggregatesQuery, prefetch: int = 2000
 ) -> AsyncIterator[Row]:
     """The same rows through a server-side cursor: an export of any length in bounded memory.
     The caller holds ``conn`` in a transaction (cursors need one)."""
-    cursor = conn.cursor(
-        aggregates_sql(step), site_id, metric, span.start, span.end, company, prefetch=prefetch
-    )
-    async for record in cursor:
+    text, args = query.sql()
+    async for record in conn.cursor(text, *args, prefetch=prefetch):
         yield dict(record)
 
 

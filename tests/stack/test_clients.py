@@ -190,6 +190,6 @@ async def test_kafkas_console_tools_publish_as_a_device_and_read_as_a_partner(
         "--max-messages",
         "100000",
         "--timeout-ms",
-        "15000",
+        "5000",
     )
     assert marker in out, out[-2000:]

@@ -88,7 +88,8 @@ async def site_aggregates(
     await visible_site(conn, who, site_id)
     span = span_of(start, end, step)
     await checked_metric(conn, who, site_id, metric)
-    return await history.site_aggregates(conn, site_id, metric, span, step, who.company)
+    query = history.AggregatesQuery(site_id, metric, span, step, who.company)
+    return await history.site_aggregates(conn, query)
 
 
 @router.get(
@@ -159,7 +160,7 @@ async def export_site_aggregates(
     await visible_site(conn, who, site_id)
     span = span_of(start, end, f"export-{step}")
     await checked_metric(conn, who, site_id, metric)
-    rows = csv_lines(request, site_id, metric, span, step, who.company)
+    rows = csv_lines(request, history.AggregatesQuery(site_id, metric, span, step, who.company))
     name = f"{site_id}-{metric or 'all'}-{span.start:%Y%m%dT%H%M}-{span.end:%Y%m%dT%H%M}.csv"
     return StreamingResponse(
         rows,
@@ -168,14 +169,7 @@ async def export_site_aggregates(
     )
 
 
-async def csv_lines(
-    request: Request,
-    site_id: str,
-    metric: str | None,
-    span: TimeRange,
-    step: Step,
-    company: str | None,
-) -> AsyncIterator[str]:
+async def csv_lines(request: Request, query: history.AggregatesQuery) -> AsyncIterator[str]:
     """A header, then the rows in chunks, from a connection of its own: the request's goes back
     to the pool when the handler returns, before the body is sent."""
     buffer = io.StringIO()
@@ -183,7 +177,7 @@ async def csv_lines(
     out.writerow(history.EXPORT_COLUMNS)
     async with request.app.state.pool.acquire(timeout=10) as conn, conn.transaction():
         n = 0
-        async for row in history.stream_site_aggregates(conn, site_id, metric, span, step, company):
+        async for row in history.stream_site_aggregates(conn, query):
             out.writerow(
                 [
                     row["bucket"].isoformat() if k == "bucket" else _cell(row[k])
