@@ -145,16 +145,21 @@ class Notifier:
             async with self.db().acquire() as conn:
                 due = await store.claim_due(conn, BATCH, LEASE_S)
                 self.metrics.pending.set(await store.pending(conn))
+                receivers = {r.name: r for r in await store.receivers(conn)}
             if not due:
                 return
-            await asyncio.gather(*(self.deliver_one(session, row) for row in due))
+            # A receiver removed meanwhile took its rows with it: nothing to send.
+            await asyncio.gather(
+                *(
+                    self.deliver_one(session, receivers[row.receiver], row)
+                    for row in due
+                    if row.receiver in receivers
+                )
+            )
 
-    async def deliver_one(self, session: aiohttp.ClientSession, due: store.Due) -> None:
-        async with self.db().acquire() as conn:
-            found = [r for r in await store.receivers(conn) if r.name == due.receiver]
-        if not found:
-            return  # removed meanwhile (its rows went with it)
-        receiver = found[0]
+    async def deliver_one(
+        self, session: aiohttp.ClientSession, receiver: model.Receiver, due: store.Due
+    ) -> None:
         document = send.payload(due.notice_id, due.kind, due.subject, due.body)
         try:
             if receiver.kind == "webhook":

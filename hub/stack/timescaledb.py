@@ -66,6 +66,20 @@ def blocking_directory(path: Path, uid: int, gids: set[int]) -> Path | None:
     return None
 
 
+def check_reachable(directory: Path, os_user: str) -> None:
+    """Fail with the fix, not initdb's "could not change directory ...: Permission denied"."""
+    entry = pwd.getpwnam(os_user)
+    gids = {entry.pw_gid} | {g.gr_gid for g in grp.getgrall() if os_user in g.gr_mem}
+    blocked = blocking_directory(directory, entry.pw_uid, gids)
+    if blocked is not None:
+        mode = stat.filemode(blocked.stat().st_mode)
+        raise StackError(
+            f"timescaledb: PostgreSQL runs as the user {os_user}, who may not enter "
+            f"{blocked} ({mode}): set HUB_HOME to a directory it can reach (e.g. "
+            f"HUB_HOME=/var/lib/testbed-hub), or `chmod o+x {blocked}`, or clone elsewhere"
+        )
+
+
 def extension_version() -> str:
     try:
         match = re.search(r"default_version\s*=\s*'([^']+)'", CONTROL.read_text())
@@ -181,19 +195,8 @@ class TimescaleDB:
                 os.chown(path, entry.pw_uid, entry.pw_gid)
 
     def _check_reachable(self) -> None:
-        """Fail with the fix, not initdb's "could not change directory ...: Permission denied"."""
-        if os.geteuid() != 0:
-            return
-        entry = pwd.getpwnam(self.os_user)
-        gids = {entry.pw_gid} | {g.gr_gid for g in grp.getgrall() if self.os_user in g.gr_mem}
-        blocked = blocking_directory(self.dir, entry.pw_uid, gids)
-        if blocked is not None:
-            mode = stat.filemode(blocked.stat().st_mode)
-            raise StackError(
-                f"timescaledb: PostgreSQL runs as the user {self.os_user}, who may not enter "
-                f"{blocked} ({mode}): set HUB_HOME to a directory it can reach (e.g. "
-                f"HUB_HOME=/var/lib/testbed-hub), or `chmod o+x {blocked}`, or clone elsewhere"
-            )
+        if os.geteuid() == 0:  # otherwise PostgreSQL runs as the user who made the directory
+            check_reachable(self.dir, self.os_user)
 
     def _initdb(self, say: Say) -> None:
         if (self.data / "PG_VERSION").exists():

@@ -38,13 +38,18 @@ BAD_RANGE: dict[int | str, dict[str, Any]] = {
 }
 
 
+def bad_query(field: str, message: str) -> RequestValidationError:
+    """A 422 naming the query parameter, shaped like FastAPI's own."""
+    return RequestValidationError(
+        [{"loc": ["query", field], "msg": message, "type": "value_error"}]
+    )
+
+
 def span_of(start: datetime | None, end: datetime | None, limit: str) -> TimeRange:
     try:
         return history.resolve_range(start, end, limit, datetime.now(UTC))
     except RangeError as error:
-        raise RequestValidationError(
-            [{"loc": ["query", error.field], "msg": str(error), "type": "value_error"}]
-        ) from None
+        raise bad_query(error.field, str(error)) from None
 
 
 async def checked_metric(
@@ -56,15 +61,10 @@ async def checked_metric(
         return
     known = await history.site_metrics(conn, site_id, who.company)
     if metric not in known:
-        raise RequestValidationError(
-            [
-                {
-                    "loc": ["query", "metric"],
-                    "msg": f"site {site_id} reports no metric {metric!r}; "
-                    f"it reports: {', '.join(known) or 'none'}",
-                    "type": "value_error",
-                }
-            ]
+        raise bad_query(
+            "metric",
+            f"site {site_id} reports no metric {metric!r}; "
+            f"it reports: {', '.join(known) or 'none'}",
         )
 
 
@@ -119,16 +119,10 @@ async def kpi_results(
     span = span_of(start, end, "kpi-results")
     rows = await history.kpi_results(conn, demonstration_id, span, site_id, kpi_id, limit)
     if len(rows) > limit:
-        raise RequestValidationError(
-            [
-                {
-                    "loc": ["query", "limit"],
-                    "msg": f"more than {limit} judged windows in this range: narrow from/to, "
-                    f"filter by site_id or kpi_id, or raise limit (at most "
-                    f"{history.KPI_RESULTS_MAX_LIMIT})",
-                    "type": "value_error",
-                }
-            ]
+        raise bad_query(
+            "limit",
+            f"more than {limit} judged windows in this range: narrow from/to, filter by site_id "
+            f"or kpi_id, or raise limit (at most {history.KPI_RESULTS_MAX_LIMIT})",
         )
     return rows
 
