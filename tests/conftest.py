@@ -99,6 +99,8 @@ FAST_WORKER_ENV = {
     "HUB_TICK_INTERVAL": "1",
     "HUB_REGISTRY_REFRESH": "1",
     "HUB_WORKER_WEB_PORT": "16066",
+    # A killed worker's partitions move after 10 s, not 30 s: a restarted one waits that long.
+    "HUB_SESSION_TIMEOUT": "10",
 }
 TEST_DEMO = "DEMO-T01"
 

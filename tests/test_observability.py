@@ -132,7 +132,7 @@ def observed(
             "--rate",
             "2",
             "--duration",
-            "15",
+            "6",
             "--bad-fraction",
             "0.05",
             timeout=300,

@@ -43,7 +43,10 @@ async def test_a_full_replay_into_an_emptied_database_yields_identical_tables(
 ) -> None:
     worker = hub.worker()
     await asyncio.to_thread(worker.wait_ready)
-    load = Workload(hub.settings, "replay", two_sites_per_partition(hub.settings.partitions))
+    # No fault to land mid-stream: the records as fast as the producer sends them (to 2,000/s).
+    load = Workload(
+        hub.settings, "replay", two_sites_per_partition(hub.settings.partitions), rate=2000.0
+    )
     await load.run()
     await load.close_windows()
     await account(load, hub.database_url, hub.app_id, hub.dlq_start)

@@ -62,6 +62,7 @@ async def test_kill_restart_on_the_same_state_then_hand_over_loses_nothing(
     code = await asyncio.wait_for(asyncio.to_thread(doomed.proc.wait), 120)
     assert code == 86, f"the fault did not fire: exit code {code}"
     assert load.made < load.total, "the stream ended before the fault"
+    print(f"{load.tag}: the fault fired after {load.made} of {load.total} records were made")
 
     restarted = WorkerProcess(0, hub.logs, hub.env).start()  # the same datadir, no fault
     hub.workers.append(restarted)

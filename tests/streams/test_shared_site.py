@@ -67,7 +67,7 @@ async def shared(
         try:
             worker = hub.worker()
             await asyncio.to_thread(worker.wait_ready)
-            # The minute just past: its window closes by the idle rule once the records stop.
+            # The minute just past, closed by a later record.
             minute = int(time.time()) // 60 * 60 - 60
             records = []
             for site in sites:
@@ -77,6 +77,10 @@ async def shared(
                     theirs = {"test_latency_ms": 500.0 + i}
                     records.append((site, record(site, ts, ours)))
                     records.append((site, record(site, ts, theirs, device=f"{site}-RIV1")))
+            # Then one record a site past the minute's end plus the 5 s lateness (on a metric of
+            # its own): the minute closes now, not when the idle rule's clock gets there.
+            close = (minute + 60 + 6) * 1000
+            records += [(site, record(site, close, {"test_push": 1.0})) for site in sites]
             assert await publish(stack, records) == [None] * len(records)
 
             async def judged() -> bool | None:
