@@ -9,7 +9,12 @@ from pathlib import Path
 
 from hub.settings import Settings
 from tests.isolated import IsolatedHub, start_hub, stop_hub
-from tests.reliability.workload import Workload, account, two_sites_per_partition
+from tests.reliability.workload import (
+    LATENESS_MS,
+    Workload,
+    account,
+    two_sites_per_partition,
+)
 from tests.support import eventually, fetch
 
 # What the hub writes, without the column that says when it wrote it; only the rows of the
@@ -57,6 +62,19 @@ async def test_a_full_replay_into_an_emptied_database_yields_identical_tables(
         return got if got["kpi_results"] else None
 
     await eventually(judged, "the stream's KPI results")
+    closing = datetime.fromtimestamp((through + LATENESS_MS + 1000) / 1000, UTC)
+
+    async def closed_seen() -> bool | None:
+        # Each site's closing record processed: stopped earlier, the worker never reads the
+        # last ones (the counts are complete once the first of a partition's arrived).
+        rows = await fetch(
+            hub.database_url,
+            "SELECT count(*) AS n FROM site_last_seen WHERE last_event_at >= $1",
+            closing,
+        )
+        return True if rows[0]["n"] == len(load.sites) else None
+
+    await eventually(closed_seen, "every site's closing record in site_last_seen")
     worker.stop()  # a graceful stop writes what the worker held back (site_last_seen)
     original = await tables(hub.database_url, through)
     print("replay: original rows", {t: len(rows) for t, rows in original.items()})

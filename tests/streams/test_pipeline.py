@@ -540,6 +540,6 @@ async def test_dlq_list_skips_what_is_not_a_rejected_record(stack: Settings) -> 
         await producer.send_and_wait(topics.DLQ, b'{"not": "a rejected record"}', partition=0)
     finally:
         await producer.stop()
-    listed = await run_hub_async("dlq", "list", "--limit", "1", "--hub", "any")
+    listed = await run_hub_async("dlq", "list", "--since", "2m", "--limit", "1", "--hub", "any")
     assert listed.returncode == 0, listed.stderr
     assert "not rejected records" in listed.stderr
