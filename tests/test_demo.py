@@ -23,7 +23,7 @@ async def test_a_short_demo_accounts_exactly_and_leaves_nothing_running(stack: S
     assert not any(listening(p) for p in ports), "a process already holds the demo's ports"
     async with scratch_database(stack) as url:
         result = await run_hub_async(
-            "demo", "--duration", "10", env={"HUB_DATABASE_URL": url}, timeout_s=600
+            "demo", "--duration", "20", env={"HUB_DATABASE_URL": url}, timeout_s=600
         )
     out = result.stdout
     assert result.returncode == 0, result.stderr[-3000:] + out[-3000:]
