@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import asyncpg
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.partitioner import DefaultPartitioner
 
 from hub import signing, telemetry
@@ -49,6 +49,21 @@ async def install_test_keys(database_url: str) -> None:
         )
     finally:
         await conn.close()
+
+
+async def send_all(
+    settings: Settings, topic: str, items: list[tuple[str, bytes]], sign: bool = False
+) -> None:
+    """Each (key, value) to ``topic`` in order, acknowledged by every replica; with ``sign``,
+    signed by the device each value names (``signed``)."""
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
+    await producer.start()
+    try:
+        for key, value in items:
+            headers = signed(value) if sign else None
+            await producer.send_and_wait(topic, value=value, key=key.encode(), headers=headers)
+    finally:
+        await producer.stop()
 
 
 def signed(value: bytes) -> list[tuple[str, bytes]]:

@@ -30,7 +30,7 @@ from hub import topics
 from hub.localrun import drop_hub_topics, fresh_hub, scrape
 from hub.settings import Settings
 from tests.conftest import TEST_DEMO, WorkerProcess, registry_dir_with_test_demo, run_hub_async
-from tests.support import eventually, record, scratch_database, signed
+from tests.support import eventually, record, scratch_database, send_all, signed
 
 NOTIFY_PORT = 9096  # where the local stack's Alertmanager sends (deploy/alertmanager)
 GWANGJU_T01_SITE = "GJ-BUK-0002"  # hosts a DEMO-T01 test device (the first Gwangju sites do)
@@ -229,16 +229,6 @@ def kpi_alert(alert_id: str, site: str, region: str, demo: str) -> bytes:
     ).encode()
 
 
-async def publish(settings: Settings, topic: str, items: list[tuple[str, bytes]]) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
-    await producer.start()
-    try:
-        for key, value in items:
-            await producer.send_and_wait(topic, value=value, key=key.encode())
-    finally:
-        await producer.stop()
-
-
 async def test_kpi_alerts_reach_each_scope_once_retried_and_across_a_restart(
     notified: Notified, stack: Settings
 ) -> None:
@@ -246,7 +236,7 @@ async def test_kpi_alerts_reach_each_scope_once_retried_and_across_a_restart(
     jeonnam = kpi_alert(f"{tag}-jn", "JN-MOKPO-0001", "jeonnam", "DEMO-005")
     gwangju = kpi_alert(f"{tag}-gj", "GJ-BUK-0002", "gwangju", "DEMO-001")
     # Each published twice (a replayed window): delivered once.
-    await publish(stack, topics.KPI_ALERTS, [("a", jeonnam), ("b", gwangju)] * 2)
+    await send_all(stack, topics.KPI_ALERTS, [("a", jeonnam), ("b", gwangju)] * 2)
     inbox, mailbox = notified.inbox, notified.mailbox
     want = {f"alert:{tag}-jn", f"alert:{tag}-gj"}
 
@@ -278,7 +268,7 @@ async def test_kpi_alerts_reach_each_scope_once_retried_and_across_a_restart(
     # Published while the notifier is down: delivered once it is back.
     notified.process.stop()
     late = kpi_alert(f"{tag}-late", "JN-MOKPO-0001", "jeonnam", "DEMO-005")
-    await publish(stack, topics.KPI_ALERTS, [("a", late)])
+    await send_all(stack, topics.KPI_ALERTS, [("a", late)])
     notified.process.start()
     await notified.process.ready()
 

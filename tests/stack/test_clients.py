@@ -13,7 +13,6 @@ import uuid
 from pathlib import Path
 
 import pytest
-from aiokafka import AIOKafkaProducer
 from confluent_kafka import Consumer, KafkaError, Message, Producer
 
 from hub import topics
@@ -21,7 +20,7 @@ from hub.registry.files import read_registry
 from hub.settings import Settings
 from hub.stack.kafka import Kafka, command
 from tests.stack.test_access import add
-from tests.support import record, signed
+from tests.support import record, send_all, signed
 
 PARTNER_TOPIC = topics.partner_topic("jeonnam", "kpi-alerts")
 
@@ -65,12 +64,7 @@ def console(settings: Settings, main: str, *args: str, stdin: str = "") -> str:
 
 async def hub_publishes(settings: Settings, key: str, value: bytes) -> None:
     """A KPI alert on the partner topic, as the hub writes it (plaintext listener)."""
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
-    await producer.start()
-    try:
-        await producer.send_and_wait(PARTNER_TOPIC, value=value, key=key.encode())
-    finally:
-        await producer.stop()
+    await send_all(settings, PARTNER_TOPIC, [(key, value)])
 
 
 async def test_librdkafka_devices_publish_and_partners_read(

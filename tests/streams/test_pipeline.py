@@ -33,7 +33,7 @@ from tests.support import (
     partition_of,
     read_since,
     record,
-    signed,
+    send_all,
 )
 
 LATENESS_MS = int(FAST_WORKER_ENV["HUB_ALLOWED_LATENESS"]) * 1000
@@ -83,15 +83,7 @@ def scenario_minute(
 
 
 async def publish(settings: Settings, records: list[tuple[str, bytes]]) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
-    await producer.start()
-    try:
-        for key, value in records:
-            await producer.send_and_wait(
-                topics.TELEMETRY, value=value, key=key.encode(), headers=signed(value)
-            )
-    finally:
-        await producer.stop()
+    await send_all(settings, topics.TELEMETRY, records, sign=True)
 
 
 async def window_counts(
