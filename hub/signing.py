@@ -9,10 +9,11 @@ record fails at intake as ``unauthenticated``. Revoking the device ends both.
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import secrets
 from collections.abc import Sequence
-from typing import Final
+from typing import Any, Final
 
 HEADER: Final = "hub-signature"
 VERSION: Final = b"v1="
@@ -23,9 +24,41 @@ def new_key() -> bytes:
     return secrets.token_bytes(KEY_BYTES)
 
 
+# HMAC-SHA256 (RFC 2104) with the key's inner and outer hashes prepared once per key and copied
+# per record: the one-shot ``hmac.digest`` sets the key up and looks SHA-256 up in OpenSSL every
+# time (1.7 us a record here against 0.7 us); ``tests/telemetry/test_signing.py`` holds it to
+# ``hmac.digest``.
+_BLOCK: Final = 64
+_INNER: Final = bytes(x ^ 0x36 for x in range(256))
+_OUTER: Final = bytes(x ^ 0x5C for x in range(256))
+_prepared: dict[bytes, tuple[Any, Any]] = {}
+_MAX_KEYS: Final = 100_000  # once per device key; the registry holds a few thousand
+
+
+def _prepare(key: bytes) -> tuple[Any, Any]:
+    pads = _prepared.get(key)
+    if pads is None:
+        block = (hashlib.sha256(key).digest() if len(key) > _BLOCK else key).ljust(_BLOCK, b"\0")
+        pads = (hashlib.sha256(block.translate(_INNER)), hashlib.sha256(block.translate(_OUTER)))
+        if len(_prepared) >= _MAX_KEYS:
+            _prepared.clear()
+        _prepared[key] = pads
+    return pads
+
+
+def mac(key: bytes, value: bytes) -> bytes:
+    """HMAC-SHA256 of ``value`` under ``key``."""
+    inner, outer = _prepare(key)
+    inner = inner.copy()
+    inner.update(value)
+    outer = outer.copy()
+    outer.update(inner.digest())
+    return bytes(outer.digest())
+
+
 def signature(key: bytes, value: bytes) -> bytes:
     """The header value a device sends with ``value``: ``v1=`` and the HMAC in hex."""
-    return VERSION + hmac.digest(key, value, "sha256").hex().encode()
+    return VERSION + mac(key, value).hex().encode()
 
 
 def headers(key: bytes, value: bytes) -> list[tuple[str, bytes]]:

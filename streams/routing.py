@@ -72,6 +72,7 @@ def dlq_record(
 
 def aggregate_message(window: ClosedWindow, site: SiteInfo, closed_ms: int) -> dict[str, Any]:
     acc = window.acc
+    p50, p95, p99 = acc.quantiles((0.50, 0.95, 0.99))
     return {
         "schema": "site-aggregate/1",
         "site_id": window.site_id,
@@ -86,9 +87,9 @@ def aggregate_message(window: ClosedWindow, site: SiteInfo, closed_ms: int) -> d
         "min": acc.min,
         "max": acc.max,
         "mean": acc.sum / acc.count,
-        "p50": acc.quantile(0.50),
-        "p95": acc.quantile(0.95),
-        "p99": acc.quantile(0.99),
+        "p50": p50,
+        "p95": p95,
+        "p99": p99,
         "closed_at": iso(closed_ms),
     }
 

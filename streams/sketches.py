@@ -65,6 +65,30 @@ def sketch_of(values: Sequence[float]) -> BaseDDSketch:
     )
 
 
+def quantiles_of(values: Sequence[float], qs: Sequence[float]) -> list[float | None]:
+    """What ``sketch_of(values).get_quantile_value(q)`` answers for each ``q``, without building
+    the sketch: the library takes the bin holding rank ``q * (count - 1)``; bins are ordered as
+    the values are, so that is the bin of the value at that rank once sorted (negative values
+    mirrored, the zero bin between). Closing a window asks three quantiles of ~60 values."""
+    if not values:
+        return [None for _ in qs]
+    ordered = sorted(values)
+    last = len(ordered) - 1
+    out: list[float | None] = []
+    for q in qs:
+        if q < 0 or q > 1:
+            out.append(None)
+            continue
+        value = ordered[int(q * last)]
+        if value > _MIN_POSSIBLE:
+            out.append(MAPPING.value(MAPPING.key(value)))
+        elif value < -_MIN_POSSIBLE:
+            out.append(-MAPPING.value(MAPPING.key(-value)))
+        else:
+            out.append(0.0)
+    return out
+
+
 def fold(sketch: BaseDDSketch | None, values: Sequence[float]) -> BaseDDSketch:
     """``sketch`` with ``values`` added (a new sketch when there was none)."""
     part = sketch_of(values)

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import hashlib
 from array import array
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -91,25 +91,41 @@ class Acc:
         self.binned = sketch
 
     def merge(self, other: Acc) -> None:
+        """Values the other has not binned are taken as values (the same bins either way)."""
         if other.count == 0:
             return
         self.count += other.count
         self.sum += other.sum
         self.min = min(self.min, other.min)
         self.max = max(self.max, other.max)
-        self.sketch.merge(other.sketch)
+        if other.binned is None:
+            self.pending.extend(other.pending)
+            if len(self.pending) >= FOLD_AT:
+                self.binned = sketches.fold(self.binned, self.pending)
+                self.pending = array("d")
+        else:
+            self.sketch.merge(other.sketch)
 
     def quantile(self, q: float) -> float | None:
-        """None when empty, or when the sketch cannot answer: intake keeps values in a range the
-        sketch handles, but a window must close whatever it holds."""
+        return self.quantiles((q,))[0]
+
+    def quantiles(self, qs: Sequence[float]) -> list[float | None]:
+        """The sketch's answers; None when empty, or when the sketch cannot answer: intake keeps
+        values in a range the sketch handles, but a window must close whatever it holds. Values
+        not binned yet (most windows: under ``FOLD_AT``) are answered without binning them."""
         if self.count == 0:
-            return None
+            return [None for _ in qs]
         try:
-            value = self.sketch.get_quantile_value(q)
+            if self.binned is None:
+                values = sketches.quantiles_of(self.pending, qs)
+            else:
+                sketch = self.sketch
+                values = [sketch.get_quantile_value(q) for q in qs]
         except (ArithmeticError, ValueError):
-            return None
+            return [None for _ in qs]
         # The sketch's bucket midpoints can stray just outside the observed range.
-        return None if value is None else min(max(value, self.min), self.max)
+        low, high = self.min, self.max
+        return [None if v is None else min(max(v, low), high) for v in values]
 
 
 def encode_sketch(sketch: BaseDDSketch) -> bytes:

@@ -107,3 +107,29 @@ def test_merging_accumulators_merges_buffered_values_too() -> None:
         b.add(value)
     a.merge(b)
     same(a.sketch, library(samples(8)["latency"][:100] + samples(9)["latency"][:50]))
+
+
+@pytest.mark.parametrize("name", list(samples(0)))
+def test_quantiles_of_unbinned_values_are_the_librarys(name: str) -> None:
+    values = samples(13)[name]
+    theirs = library(values)
+    assert sketches.quantiles_of(values, QUANTILES) == [
+        theirs.get_quantile_value(q) for q in QUANTILES
+    ]
+
+
+def test_an_accumulator_answers_alike_before_and_after_binning() -> None:
+    values = [*samples(17)["signed"][: FOLD_AT - 3], 0.0, 1e-300]
+    acc = Acc()
+    for value in values:
+        acc.add(value)
+    # Under FOLD_AT nothing is binned: answered from the values themselves.
+    assert len(acc.pending) == len(values)
+    theirs = library(values)
+    low, high = min(values), max(values)
+    expected = [min(max(float(theirs.get_quantile_value(q) or 0), low), high) for q in QUANTILES]
+    assert acc.quantiles(QUANTILES) == expected
+    assert acc.sketch.count == len(values)  # now binned
+    assert len(acc.pending) == 0
+    assert acc.quantiles(QUANTILES) == expected
+    assert Acc().quantiles((0.5, 0.99)) == [None, None]
