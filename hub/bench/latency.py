@@ -24,12 +24,12 @@ from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaProducer
 
-from hub import signing, topics
+from hub import topics
+from hub.bench.load import BatchSender, Load
 from hub.db import connect
 from hub.errors import HubError
 from hub.settings import Settings
 from hub.simulate import SimulationOptions, load_sites
-from hub.simulate.fleet import Fleet
 
 POLL_S = 0.05
 # The load is the measurement's clock: a generator this far behind its schedule has turned the
@@ -80,16 +80,16 @@ async def offer(
     sites, keys = await load_sites(
         settings, SimulationOptions(sites=0, rate_hz=rate_hz, duration_s=1)
     )
-    fleet = Fleet(sites, outage_per_hour=0.0, seed=int(until_s))
+    load = Load(sites, keys, settings.partitions, run=f"latency-{int(until_s)}", seed=int(until_s))
     producer = AIOKafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap, linger_ms=5, acks="all", compression_type="lz4"
+        bootstrap_servers=settings.kafka_bootstrap, acks="all", compression_type="lz4"
     )
     await producer.start()
+    sender = BatchSender(producer, topics.TELEMETRY)
     interval = 1 / rate_hz
     started = time.time()
-    # Half an interval off the grid: device clocks jitter by up to 40 ms, never across a minute.
+    # Half an interval off the grid: no record is dated on a minute's edge.
     stamp = (int(started / interval) + 1.5) * interval
-    sent = 0
     behind = 0.0
     try:
         while stamp < until_s:
@@ -101,25 +101,25 @@ async def offer(
             if behind > MAX_BEHIND_S:
                 raise LoadFellBehind(
                     f"the load generator fell {behind:.1f} s behind its schedule after "
-                    f"{sent:,} records ({sent / max(begun - started, 1e-9):,.0f}/s of the "
-                    f"{rate_hz * len(sites):,.0f}/s asked): this machine cannot offer "
+                    f"{load.sent:,} records ({load.sent / max(begun - started, 1e-9):,.0f}/s of "
+                    f"the {rate_hz * len(sites):,.0f}/s asked): this machine cannot offer "
                     f"{rate_hz:g} Hz x {len(sites):,} sites while the hub runs; latency not "
                     "measured (try --latency-rate 1)"
                 )
             minute = int(stamp) // 60 * 60
             sends[minute] = begun
-            for site_id, device_id, value in fleet.tick(stamp, interval):
-                await producer.send(
-                    topics.TELEMETRY,
-                    value=value,
-                    key=site_id.encode(),
-                    headers=signing.headers(keys[device_id], value),
-                )
-                sent += 1
+            for record in load.tick(stamp):
+                await sender.add(*record)
+            await sender.flush()
             stamp += interval
-        await producer.flush()
+        result = await sender.drain()
+        if result.failed:
+            raise LoadFellBehind(
+                f"the broker refused {len(result.failed):,} batches: {result.failed[0]!r}"
+            )
     finally:
         await producer.stop()
+    sent = load.sent
     return sent, time.time() - started, behind, len(sites)
 
 

@@ -19,11 +19,11 @@ from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.partitioner import DefaultPartitioner
 
 from hub import signing, telemetry, topics
+from hub.bench.load import BatchSender, Load
 from hub.errors import HubError
 from hub.localrun import ensure_hub_topics
 from hub.settings import Settings
 from hub.simulate import SimulationOptions, load_sites
-from hub.simulate.fleet import Fleet
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,49 +72,43 @@ async def preload(
     await ensure_hub_topics(settings)  # a fresh broker has none yet
     options = SimulationOptions(sites=0, rate_hz=rate_hz, duration_s=1)
     sites, keys = await load_sites(settings, options)
-    fleet = Fleet(sites, outage_per_hour=0.0, seed=first)
+    load = Load(sites, keys, settings.partitions, run=f"bench-{first}", seed=first)
     producer = AIOKafkaProducer(
         bootstrap_servers=settings.kafka_bootstrap,
-        linger_ms=50,
         max_batch_size=128 * 1024,  # compressed, well under the topic's max.message.bytes
         compression_type="lz4",
         acks="all",
     )
     await producer.start()
-    low: dict[int, int] = {}
-    high: dict[int, int] = {}
-    failed: list[BaseException] = []
-    sent = 0
+    sender = BatchSender(producer, topics.TELEMETRY)
     # Half an interval in: device clocks jitter by up to 40 ms, never across a minute.
     stamps = [first + (i + 0.5) / rate_hz for i in range(int(minutes * 60 * rate_hz))]
+    per_minute = max(1, int(60 * rate_hz))
     try:
         for i, stamp in enumerate(stamps):
-            for site_id, device_id, value in fleet.tick(stamp, 1 / rate_hz):
-                future = await producer.send(
-                    topics.TELEMETRY,
-                    value=value,
-                    key=site_id.encode(),
-                    headers=signing.headers(keys[device_id], value),
-                )
-                future.add_done_callback(_track(low, high, failed))
-                sent += 1
-            per_minute = max(1, int(60 * rate_hz))
+            for record in load.tick(stamp):
+                await sender.add(*record)
             if i % per_minute == 0:
-                say(f"  pre-loading: {sent:,} records, minute {i // per_minute + 1}")
-        await producer.flush()
-        if failed:
-            raise PreloadFailed(f"{len(failed):,} of {sent:,} records refused: {failed[0]!r}")
+                say(f"  pre-loading: {load.sent:,} records, minute {i // per_minute + 1}")
+        sent = await sender.drain()
+        if sent.failed:
+            raise PreloadFailed(
+                f"{len(sent.failed):,} batches of {load.sent:,} records refused: {sent.failed[0]!r}"
+            )
+        if sent.records != load.sent:
+            raise PreloadFailed(f"{sent.records:,} of {load.sent:,} records acknowledged")
         end = first + minutes * 60
         devices = {site.site_id: site.devices[0].device_id for site in sites}
         closing = end + settings.allowed_lateness_s + 1
         await close_every_partition(producer, settings, closing, devices, keys)
     finally:
         await producer.stop()
+    low, high = sent.low, sent.high
     return Workload(
         ranges={TopicPartition(topics.TELEMETRY, p): (low[p], high[p] + 1) for p in low},
         first_minute_s=first,
         end_minute_s=first + minutes * 60,
-        records=sent,
+        records=load.sent,
         sites=len(sites),
         rate_hz=rate_hz,
     )
@@ -122,22 +116,6 @@ async def preload(
 
 class PreloadFailed(HubError):
     """The broker refused some of the records: the pipelines would not read the same ones."""
-
-
-def _track(
-    low: dict[int, int], high: dict[int, int], failed: list[BaseException]
-) -> Callable[[object], None]:
-    def done(future: object) -> None:
-        error = future.exception()  # type: ignore[attr-defined]
-        if error is not None:
-            failed.append(error)
-            return
-        metadata = future.result()  # type: ignore[attr-defined]
-        p, o = metadata.partition, metadata.offset
-        low[p] = min(low.get(p, o), o)
-        high[p] = max(high.get(p, o), o)
-
-    return done
 
 
 async def close_every_partition(

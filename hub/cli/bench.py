@@ -69,6 +69,12 @@ def add(commands: Commands) -> None:
         "directory (it drops its local state and restores from the changelog); the verdict "
         "then also requires its commits to keep reaching the log end",
     )
+    bench.add_argument(
+        "--no-faust",
+        action="store_true",
+        help="skip idiomatic Faust (about 15 minutes here): its ratio is then null; for trying "
+        "a change, not for the record",
+    )
     bench.add_argument("--json", action="store_true", help="one JSON line on stdout")
     bench.set_defaults(handler=run)
 
@@ -104,6 +110,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         workers=args.workers,
         latency_minutes=max(0, args.latency_minutes),
         latency_rate_hz=args.latency_rate,
+        faust=not args.no_faust,
     )
     report = run_bench(settings, options, progress)
     print(as_json(report) if args.json else table(report))
