@@ -3,9 +3,18 @@
 from __future__ import annotations
 
 import msgspec
+import pytest
 
-from streams.state import LEGACY_DEMO, V2, decode_journal, encode_journal
-from streams.windows import JournalEntry
+from streams.kpi import KpiState
+from streams.state import (
+    LEGACY_DEMO,
+    V2,
+    decode_journal,
+    decode_kpi_state,
+    encode_journal,
+    encode_kpi_state,
+)
+from streams.windows import FOLD_AT, Acc, JournalEntry, encode_sketch
 
 ENTRY = JournalEntry("GJ-DONG-0001", "DEMO-001", 1_000, 1_040, 2**63 + 5, {"online": 1.0})
 
@@ -24,3 +33,47 @@ def test_a_v1_journal_reads_with_no_demonstration_and_its_event_time_as_arrival(
     assert decode_journal(raw) == [
         JournalEntry("GJ-DONG-0001", LEGACY_DEMO, 1_000, 1_000, 7, {"online": 1.0})
     ]
+
+
+def _state(values: list[float]) -> KpiState:
+    acc = Acc()
+    for value in values:
+        acc.add(value)
+    return KpiState(60_000, 0, acc, {"detections": 3.0}, {"latency_ms": 120_000}, 2, "ok", None)
+
+
+def test_a_kpi_state_keeps_binned_and_waiting_values_through_its_codec() -> None:
+    values = [float(v % 97) + 0.5 for v in range(FOLD_AT + 40)]  # one fold, 40 waiting
+    state = _state(values)
+    assert state.acc.binned is not None
+    assert len(state.acc.pending) == 40
+    back = decode_kpi_state(encode_kpi_state(state))
+    assert len(back.acc.pending) == 40  # written as values, not binned for the write
+    assert (back.acc.count, back.acc.sum, back.acc.min, back.acc.max) == (
+        state.acc.count,
+        state.acc.sum,
+        state.acc.min,
+        state.acc.max,
+    )
+    # The protobuf form carries gamma, from which the library recomputes its multiplier.
+    assert back.acc.quantiles((0.5, 0.95, 0.99)) == pytest.approx(
+        state.acc.quantiles((0.5, 0.95, 0.99)), rel=1e-12
+    )
+    assert (back.sums, back.merged, back.minutes_up, back.last_status) == (
+        state.sums,
+        state.merged,
+        state.minutes_up,
+        state.last_status,
+    )
+
+
+def test_a_kpi_state_written_before_waiting_values_were_kept_still_reads() -> None:
+    state = _state([1.0, 2.0, 3.0])
+    sketch = encode_sketch(state.acc.sketch)  # binned, as the earlier release wrote every state
+    raw = V2 + msgspec.msgpack.encode(
+        [60_000, 0, 3, 6.0, 1.0, 3.0, sketch, {}, {"latency_ms": 120_000}, 2, "ok", None]
+    )
+    back = decode_kpi_state(raw)
+    assert back.acc.count == 3
+    assert len(back.acc.pending) == 0
+    assert back.acc.quantile(0.5) == pytest.approx(state.acc.quantile(0.5), rel=1e-12)
