@@ -118,10 +118,13 @@ decode = msgspec.json.Decoder(DlqRecord).decode
 SINCE_MARGIN_MS = 300_000
 
 
-async def read_dlq(settings: Settings, since: datetime | None = None) -> list[DlqEntry]:
+async def read_dlq(
+    settings: Settings, since: datetime | None = None, topic: str = topics.DLQ
+) -> list[DlqEntry]:
     """Every distinct rejected record currently in the DLQ topic, oldest first; with ``since``,
     those rejected since then (read from the broker's offsets for that time, not from the
-    beginning: a week of DLQ is not read to list the last ten minutes)."""
+    beginning: a week of DLQ is not read to list the last ten minutes). Distinct per hub: hubs
+    sharing a broker read the same records and each rejects them on its own."""
     consumer = AIOKafkaConsumer(
         bootstrap_servers=settings.kafka_bootstrap,
         enable_auto_commit=False,
@@ -129,7 +132,7 @@ async def read_dlq(settings: Settings, since: datetime | None = None) -> list[Dl
     )
     await consumer.start()
     try:
-        tps = [TopicPartition(topics.DLQ, p) for p in range(settings.partitions)]
+        tps = [TopicPartition(topic, p) for p in range(settings.partitions)]
         consumer.assign(tps)
         end = await consumer.end_offsets(tps)
         start = dict.fromkeys(tps, 0)
@@ -139,7 +142,7 @@ async def read_dlq(settings: Settings, since: datetime | None = None) -> list[Dl
             start = {tp: end[tp] if o is None else o.offset for tp, o in found.items()}
         for tp in tps:
             consumer.seek(tp, start[tp])  # (seek_to_beginning after assign fetched nothing here)
-        newest: dict[str, DlqEntry] = {}
+        newest: dict[tuple[str, str], DlqEntry] = {}
         foreign = 0
         remaining = {tp for tp in tps if end[tp] > start[tp]}
         while remaining:
@@ -157,15 +160,16 @@ async def read_dlq(settings: Settings, since: datetime | None = None) -> list[Dl
                         foreign += 1  # the topic is shared: a producer may write anything
                         continue
                     raw_key = None if record.key is None else message.key
-                    known = newest.get(record.identity)
+                    identity = (record.hub, record.identity)
+                    known = newest.get(identity)
                     if known is None or record.received_at >= known.record.received_at:
-                        newest[record.identity] = DlqEntry(record, raw_key)
+                        newest[identity] = DlqEntry(record, raw_key)
                 if await consumer.position(tp) >= end[tp]:
                     remaining.discard(tp)
     finally:
         await consumer.stop()
     if foreign:
-        log.warning("skipped %d records in %s that are not rejected records", foreign, topics.DLQ)
+        log.warning("skipped %d records in %s that are not rejected records", foreign, topic)
     return sorted(newest.values(), key=lambda e: e.record.received_at)
 
 
@@ -185,9 +189,13 @@ async def replay(settings: Settings, entries: list[DlqEntry]) -> Counter[str]:
     )
     await producer.start()
     sent: Counter[str] = Counter()
+    replayed: set[str] = set()
     try:
         for entry in entries:
             record = entry.record
+            if record.identity in replayed:
+                continue  # hubs sharing the broker each rejected it (``--hub any``): once
+            replayed.add(record.identity)
             await producer.send(
                 topics.TELEMETRY,
                 value=record.value,
