@@ -125,7 +125,6 @@ class BatchSender:
         self.producer = producer
         self.topic = topic
         self.open: dict[int, BatchBuilder] = {}
-        self.counts: dict[int, int] = {}
         self.sent = Sent()
         self.pending: set[asyncio.Future[object]] = set()
 
