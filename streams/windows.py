@@ -72,15 +72,17 @@ class Acc:
         pending = self.pending
         pending.append(value)
         if len(pending) >= FOLD_AT:
-            self.binned = sketches.fold(self.binned, pending)
-            self.pending = array("d")
+            self._fold()
+
+    def _fold(self) -> None:
+        self.binned = sketches.fold(self.binned, self.pending)
+        self.pending = array("d")
 
     @property
     def sketch(self) -> BaseDDSketch:
         """Every value added so far, in the ddsketch library's form."""
         if self.pending:
-            self.binned = sketches.fold(self.binned, self.pending)
-            self.pending = array("d")
+            self._fold()
         if self.binned is None:
             self.binned = sketches.empty()
         return self.binned
@@ -101,8 +103,7 @@ class Acc:
         if other.binned is None:
             self.pending.extend(other.pending)
             if len(self.pending) >= FOLD_AT:
-                self.binned = sketches.fold(self.binned, self.pending)
-                self.pending = array("d")
+                self._fold()
         else:
             self.sketch.merge(other.sketch)
 

@@ -120,25 +120,37 @@ def signed_records(
     return out
 
 
+def timed_runs(
+    incoming: list[Record], batch: int, repeat: int, now_ms: int | None = None
+) -> tuple[float, int, int]:
+    """A fresh partition-0 processor per run over ``incoming`` in batches: (best seconds,
+    records accepted, windows closed) of the last run. ``now_ms``: the worker's clock, or each
+    batch's last arrival when None."""
+    snapshot = registry_snapshot()
+    config = ProcessorConfig()
+    best = math.inf
+    accepted = closed = 0
+    for _ in range(repeat):
+        processor = PartitionProcessor(0, config)
+        accepted = closed = 0
+        start = time.perf_counter()
+        for i in range(0, len(incoming), batch):
+            part = incoming[i : i + batch]
+            result = processor.process(part, snapshot, now_ms or part[-1].timestamp)
+            accepted += result.counts.accepted
+            closed += result.counts.windows_closed
+        best = min(best, time.perf_counter() - start)
+    return best, accepted, closed
+
+
 def processor_us_per_record(records: list[tuple[str, bytes]], repeat: int) -> float:
     """A fresh partition processor per run, fed the records in batches of 500 as one partition.
     Every record must be accepted: a figure measured on a path of rejections would be false."""
-    snapshot = registry_snapshot()
-    config = ProcessorConfig()
-    incoming = signed_records(records, snapshot, config.partitions)
-    batch = 500
-    best = math.inf
-    for _ in range(repeat):
-        processor = PartitionProcessor(0, config)
-        now_ms = int(time.time() * 1000) + 60_000
-        accepted = 0
-        start = time.perf_counter()
-        for i in range(0, len(incoming), batch):
-            accepted += processor.process(incoming[i : i + batch], snapshot, now_ms).counts.accepted
-        best = min(best, time.perf_counter() - start)
-        if accepted != len(records):
-            raise RuntimeError(f"the processor accepted {accepted:,} of {len(records):,} records")
-    return best / len(records) * 1e6
+    incoming = signed_records(records, registry_snapshot(), ProcessorConfig().partitions)
+    seconds, accepted, _ = timed_runs(incoming, 500, repeat, int(time.time() * 1000) + 60_000)
+    if accepted != len(records):
+        raise RuntimeError(f"the processor accepted {accepted:,} of {len(records):,} records")
+    return seconds / len(records) * 1e6
 
 
 def minutes_us_per_record(minutes: int, repeat: int) -> float:
@@ -146,11 +158,10 @@ def minutes_us_per_record(minutes: int, repeat: int) -> float:
     record arriving 20 ms after its time, in batches of 400 (what a fetch of 12 partitions
     gives one): every window closes inside the run."""
     snapshot = registry_snapshot()
-    config = ProcessorConfig()
     fleet = Fleet(build_fleet(device_rows(0), 0, seed=7), outage_per_hour=0.0, seed=7)
     first = (int(time.time()) // 60 - minutes - 10) * 60
     incoming: list[Record] = []
-    for second in range(minutes * 60 + config.lateness_ms // 1000 + 60):
+    for second in range(minutes * 60 + ProcessorConfig().lateness_ms // 1000 + 60):
         stamp = first + second + 0.5
         for site_id, device_id, raw in fleet.tick(stamp, 1.0):
             key = snapshot.devices[device_id].key or b""
@@ -166,21 +177,10 @@ def minutes_us_per_record(minutes: int, repeat: int) -> float:
                     signing.headers(key, raw),
                 )
             )
-    batch = 400
-    best = math.inf
-    for _ in range(repeat):
-        processor = PartitionProcessor(0, config)
-        accepted = closed = 0
-        start = time.perf_counter()
-        for i in range(0, len(incoming), batch):
-            part = incoming[i : i + batch]
-            result = processor.process(part, snapshot, part[-1].timestamp)
-            accepted += result.counts.accepted
-            closed += result.counts.windows_closed
-        best = min(best, time.perf_counter() - start)
-        if accepted != len(incoming) or not closed:
-            raise RuntimeError(f"accepted {accepted:,} of {len(incoming):,}, {closed} windows")
-    return best / len(incoming) * 1e6
+    seconds, accepted, closed = timed_runs(incoming, 400, repeat)
+    if accepted != len(incoming) or not closed:
+        raise RuntimeError(f"accepted {accepted:,} of {len(incoming):,}, {closed} windows")
+    return seconds / len(incoming) * 1e6
 
 
 def signature_us_per_record(records: list[tuple[str, bytes]], repeat: int) -> float:
