@@ -166,9 +166,11 @@ async def fetch(database_url: str, query: str, *args: object) -> list[asyncpg.Re
 
 
 @asynccontextmanager
-async def scratch_database(stack: Settings, registry_dir: Path | None = None) -> AsyncIterator[str]:
+async def scratch_database(
+    stack: Settings, registry_dir: Path | None = None, *, load: bool = True
+) -> AsyncIterator[str]:
     """A fresh database with the schema and a registry (the repository's, or ``registry_dir``),
-    dropped afterwards. Yields its URL."""
+    or with nothing at all unless ``load``; dropped afterwards. Yields its URL."""
     name = f"hub_test_{uuid.uuid4().hex[:10]}"
     target = stack.database
     admin = await asyncpg.connect(stack.database_url)
@@ -178,10 +180,11 @@ async def scratch_database(stack: Settings, registry_dir: Path | None = None) ->
         await admin.close()
     url = f"postgresql://{target.user}:{target.password}@{target.host}:{target.port}/{name}"
     try:
-        args = ["registry", "load", *(["--dir", str(registry_dir)] if registry_dir else [])]
-        loaded = await run_hub_async(*args, env={"HUB_DATABASE_URL": url})
-        assert loaded.returncode == 0, loaded.stderr
-        await install_test_keys(url)
+        if load:
+            args = ["registry", "load", *(["--dir", str(registry_dir)] if registry_dir else [])]
+            loaded = await run_hub_async(*args, env={"HUB_DATABASE_URL": url})
+            assert loaded.returncode == 0, loaded.stderr
+            await install_test_keys(url)
         yield url
     finally:
         admin = await asyncpg.connect(stack.database_url)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import sys
 import time
 
@@ -81,9 +82,18 @@ def add(commands: Commands) -> None:
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     from hub.bench.e2e import BenchOptions, as_json, run_bench, table
+    from hub.registry.load import ensure_loaded
     from hub.stack import Stack
 
     Stack(settings).up(lambda line: print(line, file=sys.stderr, flush=True))
+    loaded = asyncio.run(ensure_loaded(settings))
+    if loaded is not None:
+        print(
+            f"no registry was loaded: loaded the shipped one ({loaded.counts['sites']:,} sites, "
+            f"{loaded.counts['devices']:,} devices)",
+            file=sys.stderr,
+            flush=True,
+        )
     progress = (
         (lambda line: print(f"{time.strftime('%H:%M:%S')} {line}", file=sys.stderr, flush=True))
         if args.json

@@ -176,3 +176,16 @@ async def load_files(settings: Settings, directory: Path = DATA_DIR) -> LoadRepo
         return await load_registry(conn, registry)
     finally:
         await conn.close()
+
+
+async def ensure_loaded(settings: Settings, directory: Path = DATA_DIR) -> LoadReport | None:
+    """Migrate, and load the shipped registry only when none is loaded (a fresh stack): a
+    benchmark needs registered sites, but must not replace a registry someone loaded."""
+    conn = await connect(settings)
+    try:
+        await migrate(conn)
+        if await conn.fetchval("SELECT count(*) FROM sites"):
+            return None
+    finally:
+        await conn.close()
+    return await load_files(settings, directory)

@@ -8,6 +8,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import asyncpg
+
 from hub import devicekeys
 from hub.db import connect
 from hub.device import DeviceClient
@@ -47,7 +49,12 @@ async def load_sites(
     one; a revoked device keeps sending with no valid key, and is rejected)."""
     conn = await connect(settings)
     try:
-        rows = await conn.fetch(FLEET_QUERY, options.region)
+        try:
+            rows = await conn.fetch(FLEET_QUERY, options.region)
+        except asyncpg.UndefinedTableError:
+            raise RegistryNotLoaded(
+                "the database has no registry tables: run `hub registry load` first (it migrates)"
+            ) from None
         if not rows:
             where = f" in region {options.region}" if options.region else ""
             raise RegistryNotLoaded(f"no registered devices{where}: run `hub registry load` first")

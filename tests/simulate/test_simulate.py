@@ -3,6 +3,7 @@ valid and registered, the bad ones failing for the reason it announced."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from collections import Counter
@@ -11,6 +12,7 @@ import asyncpg
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from hub import telemetry
+from hub.registry.load import ensure_loaded
 from hub.settings import Settings
 from hub.telemetry import Rejected
 from hub.topics import TELEMETRY, ensure_topics
@@ -18,6 +20,7 @@ from streams.intake import admit
 from streams.processor import Record
 from streams.registry import load_snapshot
 from tests.conftest import run_hub_async
+from tests.support import scratch_database
 
 
 async def read_new_records(
@@ -92,3 +95,36 @@ async def test_simulated_records_all_validate_and_bad_ones_fail_as_announced(
     assert dict(good) == {k: v for k, v in tally["by_kind"].items() if v}
     assert sum(bad.values()) > 0
     assert set(bad) <= {str(r) for r in telemetry.Reason}
+
+
+async def test_simulating_against_an_empty_database_names_the_missing_step(
+    stack: Settings,
+) -> None:
+    async with scratch_database(stack, load=False) as url:
+        result = await run_hub_async(
+            "simulate", "--sites", "1", "--duration", "1", env={"HUB_DATABASE_URL": url}
+        )
+    assert result.returncode != 0
+    assert "no registry tables: run `hub registry load` first" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+async def test_a_benchmark_loads_the_shipped_registry_only_into_an_empty_database(
+    stack: Settings,
+) -> None:
+    async with scratch_database(stack, load=False) as url:
+        settings = dataclasses.replace(stack, database_url=url)
+        first = await ensure_loaded(settings)
+        assert first is not None
+        assert first.counts["sites"] == 3705
+        conn = await asyncpg.connect(url)
+        try:
+            removed = await conn.fetchval(
+                "DELETE FROM devices WHERE device_id = (SELECT min(device_id) FROM devices) "
+                "RETURNING device_id"
+            )
+            assert await ensure_loaded(settings) is None  # a loaded registry is left as it is
+            back = await conn.fetchval("SELECT count(*) FROM devices WHERE device_id = $1", removed)
+        finally:
+            await conn.close()
+        assert back == 0
