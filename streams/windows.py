@@ -62,6 +62,17 @@ class Acc:
     pending: array[float] = field(default_factory=lambda: array("d"))
     binned: BaseDDSketch | None = None
 
+    @classmethod
+    def of(cls, values: array[float]) -> Acc:
+        """The accumulator of ``values`` (taken over, not copied): a window's summary is taken
+        from its values once, at close, instead of being kept up to date value by value."""
+        if not values:
+            return cls()
+        acc = cls(len(values), sum(values), min(values), max(values), values)
+        if len(values) >= FOLD_AT:
+            acc._fold()
+        return acc
+
     def add(self, value: float) -> None:
         self.count += 1
         self.sum += value
@@ -143,6 +154,9 @@ def decode_sketch(raw: bytes) -> BaseDDSketch:
 
 # (site_id, demonstration_id, metric): one series of 1-minute windows.
 Series = tuple[str, str, str]
+# (site_id, demonstration_id): one demonstration's devices at one site, whose records fill one
+# window per metric: a record looks its group up once, then appends each metric's value.
+Group = tuple[str, str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,8 +206,11 @@ class PartitionWindows:
         self.watermark_ms = 0
         # Every window ending at or before this has been emitted.
         self.closed_through_ms = 0
-        # minute -> series -> accumulator: closing takes whole minutes, oldest first.
-        self.open: dict[int, dict[Series, Acc]] = {}
+        # minute -> group -> metric -> the window's values: closing takes whole minutes, oldest
+        # first. A window holding FOLD_AT values has them summarised into ``folded``, which
+        # bounds its memory at any rate.
+        self.open: dict[int, dict[Group, dict[str, array[float]]]] = {}
+        self.folded: dict[tuple[int, str, str, str], Acc] = {}
         # Event ids by the minute of arrival they were first accepted in: forgotten a minute at
         # a time once the horizon has passed. ``arrived_ms``: the newest arrival seen.
         self.seen: dict[int, int] = {}
@@ -244,15 +261,51 @@ class PartitionWindows:
     def _add(
         self, site_id: str, demonstration_id: str, minute: int, metrics: dict[str, float]
     ) -> None:
-        windows = self.open.get(minute)
+        groups = self.open.get(minute)
+        if groups is None:
+            groups = self.open[minute] = {}
+        group = (site_id, demonstration_id)
+        windows = groups.get(group)
         if windows is None:
-            windows = self.open[minute] = {}
+            groups[group] = {metric: array("d", (value,)) for metric, value in metrics.items()}
+            return
         for metric, value in metrics.items():
-            series = (site_id, demonstration_id, metric)
-            acc = windows.get(series)
-            if acc is None:
-                acc = windows[series] = Acc()
-            acc.add(value)
+            values = windows.get(metric)
+            if values is None:
+                windows[metric] = array("d", (value,))
+                continue
+            values.append(value)
+            if len(values) >= FOLD_AT:
+                self._fold((minute, site_id, demonstration_id, metric), values)
+
+    def _fold(self, key: tuple[int, str, str, str], values: array[float]) -> None:
+        part = Acc.of(array("d", values))
+        del values[:]
+        folded = self.folded.get(key)
+        if folded is None:
+            self.folded[key] = part
+        else:
+            folded.merge(part)
+
+    def window(self, minute: int, series: Series) -> Acc | None:
+        """What an open window holds so far (a copy), or None: for tests and inspection."""
+        site_id, demonstration_id, metric = series
+        values = self.open.get(minute, {}).get((site_id, demonstration_id), {}).get(metric)
+        if values is None:
+            return None
+        return self._closing(minute, site_id, demonstration_id, metric, array("d", values))
+
+    def _closing(
+        self, minute: int, site_id: str, demonstration_id: str, metric: str, values: array[float]
+    ) -> Acc:
+        acc = Acc.of(values)
+        folded = self.folded.get((minute, site_id, demonstration_id, metric))
+        if folded is None:
+            return acc
+        whole = Acc()
+        whole.merge(folded)
+        whole.merge(acc)
+        return whole
 
     def restore(self, entries: Iterable[JournalEntry], watermark_ms: int, closed_ms: int) -> None:
         """Rebuild from the journal: ids always, samples only for windows not yet emitted."""
@@ -276,17 +329,21 @@ class PartitionWindows:
             return []
         closed: list[ClosedWindow] = []
         for minute in sorted(m for m in self.open if m + MINUTE_MS <= through):
-            windows = self.open.pop(minute)
-            closed.extend(
-                ClosedWindow(site, demo, metric, minute, windows[(site, demo, metric)])
-                for site, demo, metric in sorted(windows)
-            )
+            groups = self.open.pop(minute)
+            for site, demo in sorted(groups):
+                windows = groups[(site, demo)]
+                for metric in sorted(windows):
+                    acc = self._closing(minute, site, demo, metric, windows[metric])
+                    closed.append(ClosedWindow(site, demo, metric, minute, acc))
+        if self.folded:
+            for key in [k for k in self.folded if k[0] + MINUTE_MS <= through]:
+                del self.folded[key]
         self.closed_through_ms = through
         self._forget_old_ids()
         return closed
 
     def open_windows(self) -> int:
-        return sum(len(windows) for windows in self.open.values())
+        return sum(len(windows) for groups in self.open.values() for windows in groups.values())
 
     def _forget_old_ids(self) -> None:
         horizon = self.arrived_ms - self.dedup_horizon_ms

@@ -2,9 +2,22 @@
 
 from __future__ import annotations
 
-import pytest
+import math
+import random
 
-from streams.windows import MINUTE_MS, JournalEntry, PartitionWindows, Verdict, id_hash
+import pytest
+from ddsketch import DDSketch
+
+from streams.windows import (
+    FOLD_AT,
+    MINUTE_MS,
+    RELATIVE_ACCURACY,
+    Acc,
+    JournalEntry,
+    PartitionWindows,
+    Verdict,
+    id_hash,
+)
 
 T0 = 1_795_600_000_000 - 1_795_600_000_000 % MINUTE_MS  # a minute boundary
 LATENESS = 120_000
@@ -13,6 +26,12 @@ HORIZON = 600_000
 
 def windows() -> PartitionWindows:
     return PartitionWindows(lateness_ms=LATENESS, dedup_horizon_ms=HORIZON)
+
+
+def held(w: PartitionWindows, minute: int, series: tuple[str, str, str]) -> Acc:
+    acc = w.window(minute, series)
+    assert acc is not None, f"no open window {series} at {minute}"
+    return acc
 
 
 def offer(
@@ -36,18 +55,18 @@ def test_counts_sums_and_extremes_per_site_demonstration_metric_minute() -> None
     offer(w, "other-site", T0 + 5, site="S2", m=10.0)
     offer(w, "other-demonstration", T0 + 6, demo="D2", m=100.0)
     offer(w, "next-minute", T0 + MINUTE_MS, m=7.0)
-    acc = w.open[T0][("S1", "D1", "m")]
+    acc = held(w, T0, ("S1", "D1", "m"))
     assert (acc.count, acc.sum, acc.min, acc.max) == (3, 6.0, 1.0, 3.0)
-    assert w.open[T0][("S2", "D1", "m")].count == 1
-    assert w.open[T0][("S1", "D2", "m")].sum == 100.0  # never mixed with D1's devices
-    assert w.open[T0 + MINUTE_MS][("S1", "D1", "m")].count == 1
+    assert held(w, T0, ("S2", "D1", "m")).count == 1
+    assert held(w, T0, ("S1", "D2", "m")).sum == 100.0  # never mixed with D1's devices
+    assert held(w, T0 + MINUTE_MS, ("S1", "D1", "m")).count == 1
 
 
 def test_a_repeated_event_id_counts_once() -> None:
     w = windows()
     assert offer(w, "same", T0 + 1000) is Verdict.ACCEPTED
     assert offer(w, "same", T0 + 1000) is Verdict.DUPLICATE
-    assert w.open[T0][("S1", "D1", "m")].count == 1
+    assert held(w, T0, ("S1", "D1", "m")).count == 1
 
 
 def test_a_retry_stamped_into_another_minute_is_still_a_repeat() -> None:
@@ -55,7 +74,8 @@ def test_a_retry_stamped_into_another_minute_is_still_a_repeat() -> None:
     w = windows()
     assert offer(w, "retried", T0 + 10_000, arrival_ms=T0 + 80_000) is Verdict.ACCEPTED
     assert offer(w, "retried", T0 + 75_000, arrival_ms=T0 + 80_500) is Verdict.DUPLICATE
-    assert sum(acc.count for minute in w.open.values() for acc in minute.values()) == 1
+    assert held(w, T0, ("S1", "D1", "m")).count == 1
+    assert w.window(T0 + MINUTE_MS, ("S1", "D1", "m")) is None
 
 
 def test_ids_are_remembered_for_the_horizon_of_arrival_time() -> None:
@@ -145,7 +165,7 @@ def test_restore_rebuilds_open_windows_and_remembers_ids() -> None:
     ]
     w = windows()
     w.restore(journal, watermark_ms=T0 + 2000, closed_ms=0)
-    assert w.open[T0][("S1", "D1", "m")].count == 2
+    assert held(w, T0, ("S1", "D1", "m")).count == 2
     # A record re-consumed after the crash is recognised, not counted again.
     assert offer(w, "b", T0 + 2000) is Verdict.DUPLICATE
 
@@ -163,7 +183,7 @@ def test_quantiles_are_within_the_sketch_error_bound() -> None:
     values = [float(v) for v in range(1, 1001)]
     for i, v in enumerate(values):
         offer(w, f"e{i}", T0 + i, m=v)
-    acc = w.open[T0][("S1", "D1", "m")]
+    acc = held(w, T0, ("S1", "D1", "m"))
     for q, exact in ((0.5, 500.0), (0.95, 950.0), (0.99, 990.0)):
         estimate = acc.quantile(q)
         assert estimate is not None
@@ -174,7 +194,31 @@ def test_extreme_values_at_the_edge_of_the_accepted_range_still_give_quantiles()
     w = windows()
     for i, v in enumerate((1e15, -1e15, 5e-324, 0.0)):
         offer(w, f"x{i}", T0 + i, m=v)
-    acc = w.open[T0][("S1", "D1", "m")]
+    acc = held(w, T0, ("S1", "D1", "m"))
     assert (acc.count, acc.min, acc.max) == (4, -1e15, 1e15)
     for q in (0.5, 0.95, 0.99):
         assert acc.quantile(q) is not None
+
+
+@pytest.mark.parametrize("n", [1, FOLD_AT - 1, FOLD_AT, FOLD_AT + 1, 3 * FOLD_AT + 17])
+def test_a_closed_window_holds_every_value_whatever_its_size(n: int) -> None:
+    """Windows keep raw values and summarise them past FOLD_AT: closed, a window of any size
+    has the count, sum, extremes and the library's own quantiles of all its values."""
+    rng = random.Random(n)
+    values = [rng.choice((-1.0, 1.0)) * rng.lognormvariate(0, 3) for _ in range(n)]
+    w = windows()
+    for i, value in enumerate(values):
+        offer(w, f"e{i}", T0 + i * 10, m=value, other=float(i))
+    offer(w, "closer", T0 + MINUTE_MS + LATENESS, site="S2")
+    closed = {c.metric: c.acc for c in w.close_due() if c.site_id == "S1"}
+    acc = closed["m"]
+    assert (acc.count, acc.min, acc.max) == (n, min(values), max(values))
+    assert acc.sum == pytest.approx(math.fsum(values), rel=1e-12, abs=1e-9)
+    assert closed["other"].sum == n * (n - 1) / 2
+    sketch = DDSketch(RELATIVE_ACCURACY)
+    for value in values:
+        sketch.add(value)
+    qs = (0.0, 0.5, 0.95, 0.99, 1.0)
+    expected = [min(max(sketch.get_quantile_value(q), acc.min), acc.max) for q in qs]
+    assert acc.quantiles(qs) == expected
+    assert not w.folded  # what was summarised went with the window
