@@ -37,7 +37,7 @@ import logging
 import weakref
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any, ClassVar, NamedTuple
+from typing import Any, ClassVar
 
 import faust
 from aiokafka import ConsumerRecord
@@ -124,15 +124,6 @@ def check() -> None:
 BatchHandler = Callable[[Message, Sequence[ConsumerRecord]], Awaitable[Sequence[int] | None]]
 
 
-class Fetched(NamedTuple):
-    """One fetch's records per partition, the partitions active for it, and the consumer
-    generation it began in (records of an earlier generation are not this worker's to take)."""
-
-    records: Mapping[TP, list[ConsumerRecord]]
-    active: set[TP] | None
-    generation: int
-
-
 class BatchingConsumer(Consumer):
     """Set ``handlers`` (topic -> handler) on a subclass: see :func:`batching_consumer`."""
 
@@ -149,20 +140,13 @@ class BatchingConsumer(Consumer):
 
     async def _drain_messages(self, fetcher: Any) -> None:
         """Faust's drain loop (``Consumer._drain_messages`` and ``getmany``), batching the
-        topics handled, with the next fetch under way while a fetch's batches are handled:
-        Faust unpacks a fetch into records in its consumer thread while this loop waits, and
-        the loop waits for the database and the broker while that thread could unpack."""
-        ahead: asyncio.Task[Fetched] | None = None
+        topics handled."""
         try:
             while not (self._stopped.is_set() or fetcher._stopped.is_set()):
                 self.diag.set_flag(CONSUMER_FETCHING)
                 await self.sleep(0)  # a fetch may not yield to the loop when records wait
                 if not self.should_stop:
-                    fetched = await (ahead or self._fetch())
-                    ahead = None
-                    if fetched.records and not self.should_stop:
-                        ahead = asyncio.ensure_future(self._fetch())
-                    await self._handle(fetched)
+                    await self._drain_once()
                 self.diag.unset_flag(CONSUMER_FETCHING)
         except self.consumer_stopped_errors:
             if self.transport.app.should_stop:
@@ -175,21 +159,10 @@ class BatchingConsumer(Consumer):
             raise
         finally:
             self.diag.unset_flag(CONSUMER_FETCHING)
-            if ahead is not None:
-                ahead.cancel()
 
     async def _drain_once(self) -> None:
-        """One fetch, handled (the loop's step without the fetch ahead)."""
-        await self._handle(await self._fetch())
-
-    async def _fetch(self) -> Fetched:
-        """One fetch, with the consumer generation it began in."""
-        generation = self.app.consumer_generation_id
         records, active = await self._wait_next_records(1.0)
-        return Fetched(records or {}, active, generation)
-
-    async def _handle(self, fetched: Fetched) -> None:
-        if self.should_stop:
+        if records is None or self.should_stop:
             return
         if not self.flow_active:
             # As Faust's getmany: the flow stopped for a rebalance while fetching; what was
@@ -199,23 +172,18 @@ class BatchingConsumer(Consumer):
             except Exception as error:
                 log.warning("seek to the committed offsets failed: %r", error)
             return
-        if self.app.consumer_generation_id != fetched.generation:
-            # A rebalance came and went during the fetch (it may have begun while the previous
-            # fetch's batches were handled): its records were asked for under the old
-            # assignment, and the new one has sought its partitions to their committed offsets.
-            return
-        generation, active = fetched.generation, fetched.active
+        generation = self.app.consumer_generation_id
         batches: list[tuple[BatchHandler, TP, list[ConsumerRecord]]] = []
-        for tp, records in fetched.records.items():
+        for tp, fetched in records.items():
             if not self.flow_active or self.app.consumer_generation_id != generation:
                 break  # a rebalance began: the rest belongs to the next generation
             if active is not None and tp not in active and tp not in self._buffered_partitions:
                 continue
             handler = self.handlers.get(tp.topic)
             if handler is None:
-                await self._deliver_each(tp, records)
+                await self._deliver_each(tp, fetched)
             else:
-                fresh = await self._unread(tp, records)
+                fresh = await self._unread(tp, fetched)
                 if fresh:
                     batches.append((handler, tp, fresh))
         if batches:

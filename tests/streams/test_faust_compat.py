@@ -7,8 +7,6 @@ fails it (checked by hand for each, as noted in the test).
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import gc
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -188,66 +186,6 @@ async def test_commits_happen_every_broker_commit_every_acknowledgements(rig: Ri
     assert rig.commits == 0
     await rig.drain({A: records(A, 3, 4)})
     assert rig.commits == 1
-
-
-async def test_a_fetch_begun_before_a_rebalance_is_not_handed_over(rig: Rig) -> None:
-    """The next fetch begins while the batches of one are handled; if the group rebalanced
-    meanwhile, the partitions it asked for may not be this worker's any more."""
-    # (Broken by taking the generation when the fetch returns, as before: handed over.)
-    consumer = rig.consumer
-
-    async def fetch_across_a_rebalance(_wait_s: float) -> tuple[dict[TP, Any], set[TP] | None]:
-        consumer.app.consumer_generation_id += 1
-        return {A: records(A, 0, 1)}, None
-
-    consumer._wait_next_records = fetch_across_a_rebalance  # type: ignore[method-assign,assignment]
-    await consumer._drain_once()
-    assert rig.handler.batches == []
-    assert not consumer._unacked_messages
-
-
-async def test_the_next_fetch_is_under_way_while_a_fetch_is_handled(rig: Rig) -> None:
-    """The consumer thread unpacks the next fetch while the loop waits on the database and
-    the broker for this one; batches still reach the handler in fetch order."""
-    # (Broken by fetching only after the handler returns: the second fetch would not have
-    # begun while the first batch was handled.)
-    consumer = rig.consumer
-    fetches = [{A: records(A, 0, 1)}, {A: records(A, 2, 3)}, {B: records(B, 0)}]
-    began: list[int] = []
-    seen_while_handling: list[list[int]] = []
-    done = asyncio.Event()
-
-    async def fetch(_wait_s: float) -> tuple[dict[TP, Any], set[TP] | None]:
-        began.append(len(began))
-        if not fetches:
-            await asyncio.sleep(3600)  # the loop is stopped while this one waits
-        return fetches.pop(0), None
-
-    handled = rig.handler.__call__
-
-    async def handler(last: Message, batch: Sequence[ConsumerRecord[bytes, bytes]]) -> Any:
-        await asyncio.sleep(0)  # as a write would: the fetch ahead gets to run
-        seen_while_handling.append(list(began))
-        processed = await handled(last, batch)
-        if len(rig.handler.batches) == 3:
-            done.set()
-        return processed
-
-    consumer.handlers = {TOPIC: handler}
-    consumer._wait_next_records = fetch  # type: ignore[method-assign,assignment]
-
-    class Fetcher:
-        _stopped = asyncio.Event()
-
-    drain = asyncio.ensure_future(consumer._drain_messages(Fetcher()))
-    async with asyncio.timeout(10):
-        await done.wait()
-    consumer._stopped.set()
-    drain.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await drain
-    assert rig.handler.batches == [(0, [0, 1]), (0, [2, 3]), (1, [0])]
-    assert seen_while_handling == [[0, 1], [0, 1, 2], [0, 1, 2, 3]]
 
 
 def test_the_installed_faust_has_what_the_hub_relies_on() -> None:
