@@ -45,6 +45,9 @@ def test_a_tiny_bench_runs_three_pipelines_on_the_same_records(loaded_registry: 
     assert report["workers"] == 1
     assert report["machine"]["cpus"] >= 1
     assert report["close_lag_p99_s"] is None  # not measured when skipped, never made up
+    # Measured from the moment the group settled: the records accepted after it, and no more.
+    settled = report["records_per_s_settled"]
+    assert settled is None or settled > 0
 
 
 def test_each_run_takes_past_minutes_no_earlier_run_used(tmp_path: Path) -> None:
