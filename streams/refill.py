@@ -5,6 +5,10 @@ the skipped range as a "gap" and commits past it): the records are never deliver
 lost. The processor knows the next offset it expects; when a batch starts beyond it, the runtime
 reads the missing range here, with a plain aiokafka consumer, and processes it first.
 
+A partition that no progress record covers starts where its consumer group's committed offset
+stands (or at the log start, with none): ``start_offset`` tells the runtime, so that a skip in
+the very first batch is read back too.
+
 A partition's new owner also reads back what its previous owner sent to the DLQ after its last
 durable progress record: those records are re-delivered, and must not be rejected twice.
 """
@@ -16,6 +20,7 @@ import time
 
 import msgspec
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 
 from streams.processor import Record
 
@@ -50,6 +55,22 @@ class Refill:
                 Record(topic, partition, m.offset, m.key, m.value, m.timestamp, m.headers)
                 for m in await self._fetch(consumer, tp, end)
             ]
+
+    async def start_offset(self, group: str, topic: str, partition: int) -> int:
+        """Where ``group`` starts reading a partition it holds no progress of: its committed
+        offset, or the log start when it has none (``auto_offset_reset=earliest``)."""
+        tp = TopicPartition(topic, partition)
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
+        await admin.start()
+        try:
+            committed = (await admin.list_consumer_group_offsets(group, partitions=[tp])).get(tp)
+        finally:
+            await admin.close()
+        if committed is not None and committed.offset >= 0:
+            return int(committed.offset)
+        async with self._lock:
+            consumer = await self._start()
+            return int((await consumer.beginning_offsets([tp]))[tp])
 
     async def rejected(
         self, dlq: TopicPartition, since_ms: int, hub: str, source: TopicPartition, start: int

@@ -8,8 +8,8 @@ import json
 import time
 import uuid
 
-from aiokafka import AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, RecordsToDelete
 
 from hub import topics
 from hub.settings import Settings
@@ -52,5 +52,42 @@ async def test_the_dlq_tail_gives_this_hubs_rejections_of_one_source_partition(
         await admin.start()
         try:
             await admin.delete_topics([dlq.topic])
+        finally:
+            await admin.close()
+
+
+async def test_a_partition_without_progress_starts_at_the_groups_offset_or_the_log_start(
+    stack: Settings,
+) -> None:
+    """Where a worker's first batch of a partition should begin, so that a batch Faust delivers
+    from further on is noticed and the records before it are read back."""
+    name = f"test-start-{uuid.uuid4().hex[:8]}"
+    tp = TopicPartition(name, 0)
+    await ensure_topics(stack.kafka_bootstrap, 1, [name])
+    producer = AIOKafkaProducer(bootstrap_servers=stack.kafka_bootstrap)
+    await producer.start()
+    try:
+        for n in range(10):
+            await producer.send_and_wait(name, b"%d" % n, partition=0)
+    finally:
+        await producer.stop()
+    committer = AIOKafkaConsumer(
+        bootstrap_servers=stack.kafka_bootstrap, group_id=f"{name}-committed"
+    )
+    await committer.start()
+    admin = AIOKafkaAdminClient(bootstrap_servers=stack.kafka_bootstrap)
+    await admin.start()
+    refill = Refill(stack.kafka_bootstrap)
+    try:
+        committer.assign([tp])
+        await committer.commit({tp: 7})
+        await admin.delete_records({tp: RecordsToDelete(3)})  # retention took the first three
+        assert await refill.start_offset(f"{name}-committed", name, 0) == 7
+        assert await refill.start_offset(f"{name}-never-committed", name, 0) == 3
+    finally:
+        await refill.close()
+        await committer.stop()
+        try:
+            await admin.delete_topics([name])
         finally:
             await admin.close()
