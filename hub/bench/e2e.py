@@ -5,7 +5,8 @@ the same number of processes, in one run; then latency at 10 Hz.
    pre-loaded into ``testbed.telemetry.v1`` (``hub.bench.workload``);
 2. **the hub end to end**: a fresh hub (its own consumer group and state) at its default settings
    reads exactly those records; the clock runs from its first fetch to the last window written
-   (closed windows, KPIs judged, alerts raised, rows merged);
+   (closed windows, KPIs judged, alerts raised, rows merged); its rate is also given from the
+   moment its group settled (``records_per_s_settled``: the start-up rebalance excluded);
 3. **the floor** (``hub.bench.floor``) and **idiomatic Faust** (``hub.bench.faust_idiomatic``) on
    the same records, each into a table of its own, clocked from first fetch to last commit;
 4. **latency** (``hub.bench.latency``): every registered site at 10 Hz for whole minutes at the
