@@ -8,6 +8,7 @@ import json
 import time
 from pathlib import Path
 
+from hub.bench.faust_idiomatic import latest
 from hub.bench.workload import plan_minutes
 from hub.settings import Settings
 from tests.conftest import run_hub
@@ -60,3 +61,11 @@ def test_each_run_takes_past_minutes_no_earlier_run_used(tmp_path: Path) -> None
     for i, (a, b) in enumerate(spans):
         for c, d in spans[i + 1 :]:
             assert b <= c or d <= a, f"runs {spans} share minutes"
+
+
+def test_a_window_idiomatic_faust_closes_twice_is_written_once_as_last_closed() -> None:
+    """Faust may close a window again (a full run crashed on the duplicate key once)."""
+    first = ("2026-12-01T03:32Z", "GJ-1", "DEMO-007", "power_w", 10, 5.0, 0.1, 1.0)
+    again = ("2026-12-01T03:32Z", "GJ-1", "DEMO-007", "power_w", 12, 6.0, 0.1, 1.0)
+    other = ("2026-12-01T03:32Z", "GJ-1", "DEMO-007", "online", 12, 12.0, 1.0, 1.0)
+    assert latest([first, other, again]) == [again, other]
