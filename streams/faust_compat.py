@@ -55,9 +55,9 @@ from hub.errors import HubError
 
 log = logging.getLogger("hub.worker")
 
-FAUST_RELEASE = "0.15.3"
+FAUST_RELEASE = "0.15.3"  # the release whose private members this module was written against
 # How often a flush waiting for the broker says so.
-FLUSH_REPORT_S = 30.0  # the release whose private members this module was written against
+FLUSH_REPORT_S = 30.0
 
 
 class FaustIncompatible(HubError):
@@ -302,10 +302,9 @@ class IdempotentProducer(Producer):
     And a ``flush`` that waits for every message queued before it: Faust commits offsets right
     after ``flush``, whose buffer gives up once no message left it for 0.1 s
     (``ProducerBuffer.flush_atmost``), and does not count the one being handed over. Table
-    writes (the journal, the progress record) then reached the changelog after the offsets
-    were committed; a rebalance in between lost a batch: the new owner restored a state
-    without it and read on from the committed offset (seen once in `hub bench`: 5,000 records,
-    one batch, missing from partition 2's first minute).
+    writes (the journal, the progress record) could then reach the changelog after the offsets
+    were committed, and a crash in between leave the next owner a progress record behind the
+    commit, or none (docs/reliability.md, fix 6).
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
