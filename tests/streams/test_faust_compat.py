@@ -191,16 +191,16 @@ async def test_commits_happen_every_broker_commit_every_acknowledgements(rig: Ri
     assert rig.commits == 1
 
 
-class SlowChannel:
-    """A changelog topic whose broker acknowledges a write after ``delay_s`` (a busy loop, a
-    broker slow to answer), or fails it."""
+class HeldChannel:
+    """A changelog topic whose broker acknowledges (or refuses, with ``error``) each write only
+    once ``answer`` is set: a busy loop, a broker slow to answer."""
 
-    def __init__(self, delay_s: float, error: Exception | None = None) -> None:
-        self.delay_s = delay_s
+    def __init__(self, error: Exception | None = None) -> None:
         self.error = error
+        self.answer = asyncio.Event()
 
     async def publish_message(self, fut: FutureMessage, wait: bool = False) -> None:
-        await asyncio.sleep(self.delay_s)
+        await self.answer.wait()
         if self.error is None:
             fut.set_result(
                 RecordMetadata("changelog", 7, TopicPartition("changelog", 7), 0, 0, None, 0)
@@ -209,7 +209,7 @@ class SlowChannel:
             fut.set_exception(self.error)
 
 
-def table_write(channel: SlowChannel) -> FutureMessage:
+def table_write(channel: HeldChannel) -> FutureMessage:
     stand_in: Any = channel
     return FutureMessage(
         PendingMessage(stand_in, b"7|p", b"progress", 7, None, None, None, None, None)
@@ -231,15 +231,20 @@ async def test_a_flush_before_an_offset_commit_waits_for_every_table_write(
     producer: faust_compat.IdempotentProducer,
 ) -> None:
     """Faust commits offsets right after a flush. Its own flush gives up once no write left the
-    buffer for 0.1 s; the journal and progress record then reached the changelog after the
-    commit, and a rebalance in between lost a batch (5,000 records in a `hub bench` run)."""
-    # (Broken by dropping the override's wait: flush returns with the write unacknowledged.)
-    first, second = table_write(SlowChannel(0.3)), table_write(SlowChannel(0.3))
+    buffer for 0.1 s, so a commit could pass the journal and progress record still buffered
+    (docs/reliability.md, fix 6)."""
+    # (Broken by dropping the override's wait: flush returns with the writes unacknowledged.)
+    broker = HeldChannel()
+    first, second = table_write(broker), table_write(broker)
     producer.send_soon(first)
     producer.send_soon(second)
     await producer.buffer.flush()  # Faust's own
     assert not second.done()  # what the override is for; if Faust fixes it, drop the override
-    await producer.flush()
+    flushing = asyncio.ensure_future(producer.flush())
+    await asyncio.wait([flushing], timeout=0.5)
+    assert not flushing.done()  # still waiting for the broker's answer
+    broker.answer.set()
+    await asyncio.wait_for(flushing, timeout=5)
     assert first.done()
     assert second.done()
     assert not producer.unacknowledged
@@ -251,11 +256,15 @@ async def test_a_table_write_the_broker_refused_stops_the_commit(
     """Refused before the flush began or while it waits: either way, no commit, now or later
     (the state lacks the write; the worker must restart from what is durable)."""
     # (Broken by forgetting a write once it completed: the flush would return, and commit.)
-    refused = table_write(SlowChannel(0.01, RuntimeError("NotEnoughReplicas")))
+    refusing = HeldChannel(RuntimeError("NotEnoughReplicas"))
+    refusing.answer.set()
+    refused = table_write(refusing)
     producer.send_soon(refused)
     await asyncio.wait([refused], timeout=5)
     assert refused.done()
-    producer.send_soon(table_write(SlowChannel(0.01)))
+    answering = HeldChannel()
+    answering.answer.set()
+    producer.send_soon(table_write(answering))
     for _ in range(2):
         with pytest.raises(faust_compat.ChangelogNotDelivered, match="NotEnoughReplicas"):
             await producer.flush()
