@@ -3,13 +3,15 @@ three pipelines ran on the same records and that the report carries the contract
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 import time
 from pathlib import Path
 
 from hub.bench.faust_idiomatic import latest
-from hub.bench.workload import plan_minutes
+from hub.bench.workload import free_minutes, plan_minutes
+from hub.db import connect
 from hub.settings import Settings
 from tests.conftest import run_hub
 
@@ -61,6 +63,40 @@ def test_each_run_takes_past_minutes_no_earlier_run_used(tmp_path: Path) -> None
     for i, (a, b) in enumerate(spans):
         for c, d in spans[i + 1 :]:
             assert b <= c or d <= a, f"runs {spans} share minutes"
+
+
+def test_a_run_passes_over_minutes_something_else_wrote(
+    loaded_registry: Settings, tmp_path: Path
+) -> None:
+    """The book knows earlier pre-loads only: rows a latency phase or a demo wrote at the time
+    must not be counted as the run's (an empty book here, rows in the last 40 minutes)."""
+    settings = dataclasses.replace(loaded_registry, home=tmp_path)
+    now = int(time.time()) // 60 * 60
+    written = [now - 60 * i for i in range(40)]
+    marker = "bench-test-written"
+
+    async def write(delete: bool) -> None:
+        conn = await connect(settings)
+        try:
+            await conn.execute("DELETE FROM site_aggregates WHERE demonstration_id = $1", marker)
+            if not delete:
+                await conn.executemany(
+                    "INSERT INTO site_aggregates (bucket, site_id, metric, count, sum, min, "
+                    "max, demonstration_id) "
+                    "VALUES (to_timestamp($1), 'GJ-TEST', 'online', 1, 1, 1, 1, $2)",
+                    [(float(m), marker) for m in written],
+                )
+        finally:
+            await conn.close()
+
+    asyncio.run(write(delete=False))
+    try:
+        first = asyncio.run(free_minutes(settings, 5))
+    finally:
+        asyncio.run(write(delete=True))
+    assert first + 5 * 60 <= min(written), "the run took minutes that hold rows already"
+    booked = (tmp_path / "bench" / f"minutes-used-{settings.database.dbname}").read_text()
+    assert len(booked.splitlines()) > 1  # the spans passed over stay booked
 
 
 def test_a_window_idiomatic_faust_closes_twice_is_written_once_as_last_closed() -> None:
