@@ -25,6 +25,9 @@ from streams.kpi import KpiState
 from streams.windows import Acc, JournalEntry, decode_sketch, encode_sketch
 
 V2: Final = b"\x02"
+# A journal whose entries' digests are of (device_id, event_id): ids are unique per device. V2
+# journals (the same layout) hold digests of the event id alone.
+V3: Final = b"\x03"
 # A v1 journal entry's demonstration, and a v1 KPI state's merge guard, before attribution.
 LEGACY_DEMO: Final = "\x00v1"
 
@@ -95,11 +98,16 @@ class Layout:
 
 
 def encode_journal(entries: Iterable[JournalEntry]) -> bytes:
-    return V2 + _pack(list(entries))
+    return V3 + _pack(list(entries))
+
+
+def legacy_digests(raw: bytes) -> bool:
+    """Whether a journal's digests are of the event id alone (written before V3)."""
+    return raw[:1] != V3
 
 
 def decode_journal(raw: bytes) -> list[JournalEntry]:
-    if raw[:1] == V2:
+    if raw[:1] in (V3, V2):
         return _entries.decode(raw[1:])
     # v1: [site, ts, id hash, metrics]; the event time stands in for the arrival.
     return [JournalEntry(s, LEGACY_DEMO, t, t, h, m) for s, t, h, m in _unpack(raw)]

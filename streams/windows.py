@@ -10,9 +10,11 @@ moves it past its own arrival (the broker's log-append time) plus ``clock_tolera
 whose clock runs ahead is accepted into its own windows but cannot make everybody else late.
 Replaying the partition after a crash reaches the same verdicts, which is what keeps counts exact.
 
-A repeat of an ``event_id`` is recognised by the id alone, whatever ``ts`` it carries, for
-``dedup_horizon_ms`` of arrival time after the id was first accepted (log-append times only grow
-within a partition, and no device sets them).
+A repeat of a (``device_id``, ``event_id``) pair is recognised whatever ``ts`` it carries, for
+``dedup_horizon_ms`` of arrival time after the pair was first accepted (log-append times only grow
+within a partition, and no device sets them). Ids are unique per device only: two devices that
+both number their events 1, 2, 3... each count. Journals written before hold digests of the
+``event_id`` alone; restored, they are remembered apart (``legacy``) until the horizon passes.
 """
 
 from __future__ import annotations
@@ -48,10 +50,26 @@ _UNSIGNED_64: Final = struct.Struct(">Q").unpack
 
 
 def id_hash(event_id: str) -> int:
-    """A stable 64-bit digest of an event id: compact to remember, the same in every process.
-    (A prepared BLAKE2b copied, read as one unsigned integer: a third cheaper a record than
-    constructing the hash and ``int.from_bytes``, the same value.)"""
+    """The digest journals written before per-device ids held: of the event id alone. Only for
+    reading them (a repeat of an event accepted before the upgrade is still a repeat)."""
     digest = _ID_HASH.copy()
+    digest.update(event_id.encode())
+    value: int = _UNSIGNED_64(digest.digest())[0]
+    return value
+
+
+_ID_LENGTH: Final = struct.Struct(">H").pack
+
+
+def event_digest(device_id: str, event_id: str) -> int:
+    """A stable 64-bit digest of a (device, event id) pair: compact to remember, the same in
+    every process. The device id goes first with its length, so no two pairs share an input.
+    (A prepared BLAKE2b copied, read as one unsigned integer: a third cheaper a record than
+    constructing the hash and ``int.from_bytes``.)"""
+    device = device_id.encode()
+    digest = _ID_HASH.copy()
+    digest.update(_ID_LENGTH(len(device)))
+    digest.update(device)
     digest.update(event_id.encode())
     value: int = _UNSIGNED_64(digest.digest())[0]
     return value
@@ -226,10 +244,18 @@ class PartitionWindows:
         # a time once the horizon has passed. ``arrived_ms``: the newest arrival seen.
         self.seen: dict[int, int] = {}
         self.seen_by_minute: dict[int, list[int]] = {}
+        # Digests of the event id alone, from journals written before ids were per device:
+        # empty once the horizon has passed over them (checked only while not empty).
+        self.legacy: dict[int, int] = {}
+        self.legacy_by_minute: dict[int, list[int]] = {}
         self.arrived_ms = 0
 
     def is_repeat(self, digest: int) -> bool:
         return digest in self.seen
+
+    def is_legacy_repeat(self, event_id: str) -> bool:
+        """An event accepted before the upgrade to per-device ids (its device is not known)."""
+        return bool(self.legacy) and id_hash(event_id) in self.legacy
 
     def offer(
         self,
@@ -268,6 +294,13 @@ class PartitionWindows:
             self.seen_by_minute[bucket] = [digest]
         else:
             ids.append(digest)
+
+    def _remember_legacy(self, digest: int, arrival_ms: int) -> None:
+        if arrival_ms > self.arrived_ms:
+            self.arrived_ms = arrival_ms
+        bucket = minute_of(arrival_ms)
+        self.legacy[digest] = bucket
+        self.legacy_by_minute.setdefault(bucket, []).append(digest)
 
     def _add(
         self, site_id: str, demonstration_id: str, minute: int, metrics: dict[str, float]
@@ -318,12 +351,21 @@ class PartitionWindows:
         whole.merge(acc)
         return whole
 
-    def restore(self, entries: Iterable[JournalEntry], watermark_ms: int, closed_ms: int) -> None:
-        """Rebuild from the journal: ids always, samples only for windows not yet emitted."""
+    def restore(
+        self,
+        entries: Iterable[tuple[JournalEntry, bool]],
+        watermark_ms: int,
+        closed_ms: int,
+    ) -> None:
+        """Rebuild from the journal: ids always, samples only for windows not yet emitted.
+        Each entry comes with whether its digest is a legacy one (of the event id alone)."""
         self.watermark_ms = max(self.watermark_ms, watermark_ms)
         self.closed_through_ms = max(self.closed_through_ms, closed_ms)
-        for entry in entries:
-            self._remember(entry.id_hash, entry.arrival_ms)
+        for entry, legacy in entries:
+            if legacy:
+                self._remember_legacy(entry.id_hash, entry.arrival_ms)
+            else:
+                self._remember(entry.id_hash, entry.arrival_ms)
             minute = minute_of(entry.ts_ms)
             if minute + MINUTE_MS > self.closed_through_ms:
                 self._add(entry.site_id, entry.demonstration_id, minute, entry.metrics)
@@ -362,6 +404,10 @@ class PartitionWindows:
             for digest in self.seen_by_minute.pop(minute):
                 if self.seen.get(digest) == minute:
                     del self.seen[digest]
+        for minute in [m for m in self.legacy_by_minute if m + MINUTE_MS <= horizon]:
+            for digest in self.legacy_by_minute.pop(minute):
+                if self.legacy.get(digest) == minute:
+                    del self.legacy[digest]
 
     def journal_is_obsolete(self, newest_ts_ms: int, newest_arrival_ms: int) -> bool:
         """A journal chunk is no longer needed once its events' windows are emitted and their

@@ -9,23 +9,33 @@ from streams.kpi import KpiState
 from streams.state import (
     LEGACY_DEMO,
     V2,
+    V3,
     decode_journal,
     decode_kpi_state,
     encode_journal,
     encode_kpi_state,
+    legacy_digests,
 )
 from streams.windows import FOLD_AT, Acc, JournalEntry, encode_sketch
 
 ENTRY = JournalEntry("GJ-DONG-0001", "DEMO-001", 1_000, 1_040, 2**63 + 5, {"online": 1.0})
 
 
-def test_a_v2_journal_is_a_version_byte_then_msgpack_arrays_in_field_order() -> None:
+def test_a_v3_journal_is_a_version_byte_then_msgpack_arrays_in_field_order() -> None:
     raw = encode_journal([ENTRY])
-    assert raw[:1] == V2
+    assert raw[:1] == V3
+    assert not legacy_digests(raw)
     assert msgspec.msgpack.decode(raw[1:]) == [
         ["GJ-DONG-0001", "DEMO-001", 1_000, 1_040, 2**63 + 5, {"online": 1.0}]
     ]
     assert decode_journal(raw) == [ENTRY]
+
+
+def test_a_v2_journal_reads_alike_with_its_digests_marked_legacy() -> None:
+    """V2 journals have V3's layout; their digests are of the event id alone."""
+    raw = V2 + encode_journal([ENTRY])[1:]
+    assert decode_journal(raw) == [ENTRY]
+    assert legacy_digests(raw)
 
 
 def test_a_v1_journal_reads_with_no_demonstration_and_its_event_time_as_arrival() -> None:

@@ -16,6 +16,7 @@ from streams.windows import (
     JournalEntry,
     PartitionWindows,
     Verdict,
+    event_digest,
     id_hash,
 )
 
@@ -164,7 +165,7 @@ def test_restore_rebuilds_open_windows_and_remembers_ids() -> None:
         JournalEntry("S1", "D1", T0 + 2000, T0 + 2000, id_hash("b"), {"m": 4.0}),
     ]
     w = windows()
-    w.restore(journal, watermark_ms=T0 + 2000, closed_ms=0)
+    w.restore(((e, False) for e in journal), watermark_ms=T0 + 2000, closed_ms=0)
     assert held(w, T0, ("S1", "D1", "m")).count == 2
     # A record re-consumed after the crash is recognised, not counted again.
     assert offer(w, "b", T0 + 2000) is Verdict.DUPLICATE
@@ -173,7 +174,9 @@ def test_restore_rebuilds_open_windows_and_remembers_ids() -> None:
 def test_restore_skips_windows_already_emitted_but_keeps_their_ids() -> None:
     journal = [JournalEntry("S1", "D1", T0 + 1000, T0 + 1000, id_hash("a"), {"m": 2.0})]
     w = windows()
-    w.restore(journal, watermark_ms=T0 + 4 * MINUTE_MS, closed_ms=T0 + MINUTE_MS)
+    w.restore(
+        ((e, False) for e in journal), watermark_ms=T0 + 4 * MINUTE_MS, closed_ms=T0 + MINUTE_MS
+    )
     assert T0 not in w.open
     assert offer(w, "a", T0 + 1000) is Verdict.DUPLICATE
 
@@ -238,3 +241,26 @@ def test_event_id_digests_stay_what_journals_hold(event_id: str, digest: int) ->
     """Journals written by earlier releases hold these digests: a changed hash would let every
     repeat re-consumed after an upgrade through as new."""
     assert id_hash(event_id) == digest
+
+
+def test_a_pair_digest_depends_on_the_device_and_on_where_the_device_id_ends() -> None:
+    assert event_digest("DEV-A", "42") != event_digest("DEV-B", "42")
+    # No two pairs share an input: the device id is length-prefixed.
+    assert event_digest("DEV-A", "B42") != event_digest("DEV-AB", "42")
+    # Journals hold these values: a changed hash would let repeats through after an upgrade.
+    assert event_digest("GJ-BUK-0012-CAM1", "42") == 15322018901371658673
+
+
+def test_legacy_digests_are_recognised_until_the_horizon_passes_over_them() -> None:
+    """A journal written before ids were per device: its events' repeats are still repeats
+    (by event id alone) until the de-dup horizon has passed, then forgotten."""
+    w = windows()
+    legacy = JournalEntry("S1", "D1", T0 + 1000, T0 + 1000, id_hash("42"), {"m": 2.0})
+    w.restore([(legacy, True)], watermark_ms=T0 + 1000, closed_ms=0)
+    assert w.is_legacy_repeat("42")
+    assert not w.is_repeat(event_digest("S1-CAM1", "42"))
+    late = T0 + HORIZON + 3 * MINUTE_MS
+    w.offer("S1", "D1", late, late, event_digest("S1-CAM1", "x"), {"m": 1.0})
+    w.close_due()
+    assert not w.is_legacy_repeat("42")
+    assert not w.legacy_by_minute
