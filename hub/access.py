@@ -163,10 +163,17 @@ async def _revoke_key(settings: Settings, device_id: str) -> None:
         await conn.close()
 
 
+def rotate_key(settings: Settings, device_id: str) -> bytes:
+    """A new signing key for a registered device, valid for what the broker appends from now on;
+    the old key still signs the records appended before (a backlog not processed yet)."""
+    return asyncio.run(_issue_key(settings, device_id))
+
+
 def add_device(settings: Settings, device_id: str) -> Credentials:
     """A broker login that may only produce telemetry, at most ``HUB_DEVICE_BYTE_RATE`` bytes a
-    second, and a new signing key (the old one stops working): records count only when signed
-    with it and naming this device."""
+    second, and a new signing key: records count only when signed with it and naming this
+    device. For a device that holds a key this is a rotation: the old key still signs what the
+    broker appended before."""
     username = f"device.{device_id}"
     key = asyncio.run(_issue_key(settings, device_id))
     tools = KafkaTools(settings)

@@ -1,10 +1,13 @@
-"""The devices' signing keys in the database: issued, revoked, looked up (``hub.signing`` says how
-they are used).
+"""The devices' signing keys in the database: issued, rotated, revoked, looked up (``hub.signing``
+says how they are used).
 
-A key is issued by ``hub access add-device`` (a new one replaces the old) and revoked by
-``hub access revoke``; workers reload the registry snapshot, keys included, when one changes. The
-simulator issues keys for the simulated devices that never had one, and never revives a revoked
-one.
+Keys have a history (migration 0010): a key signs the records the broker appended from its issue
+until its rotation or revocation, so a record is judged by the key its device held when it was
+appended. ``hub access add-device`` issues a key (a rotation when the device holds one),
+``hub access rotate-key`` rotates, ``hub access revoke`` closes the current key. Workers reload
+the registry snapshot, keys included, when one changes, and at once when a record needs a key
+their snapshot may be too old to hold. The simulator issues keys for the simulated devices that
+never had one, and never revives a revoked one.
 """
 
 from __future__ import annotations
@@ -15,21 +18,34 @@ from hub import signing
 from hub.db import Connection
 
 
-async def issue(conn: Connection, device_id: str) -> bytes:
-    """A new key for the device (the previous one stops working)."""
-    key = signing.new_key()
-    await conn.execute(
-        """INSERT INTO device_keys (device_id, secret) VALUES ($1, $2)
-           ON CONFLICT (device_id) DO UPDATE SET secret = excluded.secret, issued_at = now(),
-                                                 revoked_at = NULL""",
-        device_id,
-        key,
-    )
+async def issue(conn: Connection, device_id: str, key: bytes | None = None) -> bytes:
+    """A new key for the device, valid from now; the current one (if any) signs only what was
+    appended before now (a rotation)."""
+    key = key or signing.new_key()
+    async with conn.transaction():
+        # now() is the transaction's time: the old key ends exactly where the new one starts.
+        await conn.execute(
+            "UPDATE device_keys SET revoked_at = now() WHERE device_id = $1 AND revoked_at IS NULL",
+            device_id,
+        )
+        await conn.execute(
+            "INSERT INTO device_keys (device_id, secret, issued_at) VALUES ($1, $2, now())",
+            device_id,
+            key,
+        )
     return key
 
 
+async def current(conn: Connection, device_id: str) -> bytes | None:
+    """The key the device holds now, if any."""
+    secret = await conn.fetchval(
+        "SELECT secret FROM device_keys WHERE device_id = $1 AND revoked_at IS NULL", device_id
+    )
+    return None if secret is None else bytes(secret)
+
+
 async def revoke(conn: Connection, device_id: str) -> bool:
-    """The device's key stops working; False if it had no valid key."""
+    """The device's key signs nothing appended from now on; False if it had no valid key."""
     status = await conn.execute(
         "UPDATE device_keys SET revoked_at = now() WHERE device_id = $1 AND revoked_at IS NULL",
         device_id,
@@ -51,7 +67,7 @@ async def ensure(conn: Connection, device_ids: Collection[str]) -> dict[str, byt
         if never:
             await conn.executemany(
                 "INSERT INTO device_keys (device_id, secret) VALUES ($1, $2) "
-                "ON CONFLICT (device_id) DO NOTHING",
+                "ON CONFLICT (device_id) WHERE revoked_at IS NULL DO NOTHING",
                 [(r["device_id"], signing.new_key()) for r in never],
             )
         rows = await conn.fetch(

@@ -3,11 +3,13 @@
 The DLQ topic is read from its start up to its end at the moment of the call. Records are
 identified by their origin: where the record was first rejected (topic, partition, offset). A
 record rejected twice (a worker re-consumed it after a restart), or rejected again after a replay
-(the replayed copy carries its origin in the ``hub-replayed-from`` header, and its rejection
-keeps it), appears once, as its newest rejection. Replay publishes the original bytes, key and
-headers (the device's signature) to the telemetry topic, so a record that is now acceptable
-(after a registry fix, say) is counted once: a second replay of the same event is a repeat of its
-``event_id``, and replaying a still-invalid record twice never multiplies it.
+(the replayed copy carries its origin and its first append time under the hub's mark,
+``hub.signing.replay_headers``, which no device can forge, and its rejection keeps both), appears
+once, as its newest rejection. Replay publishes the original bytes, key and headers (the device's
+signature; any other ``hub-*`` header the device sent is dropped) to the telemetry topic, so a
+record that is now acceptable (after a registry fix, say) is counted once, judged by the key its
+device held when the record was first appended: a second replay of the same event is a repeat of
+its (``device_id``, ``event_id``), and replaying a still-invalid record twice never multiplies it.
 """
 
 from __future__ import annotations
@@ -23,12 +25,13 @@ from datetime import UTC, datetime, timedelta
 import msgspec
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from hub import topics
+from hub import signing, topics
+from hub.db import connect
+from hub.db.migrate import migrate
 from hub.errors import HubError
 from hub.settings import Settings
 
 log = logging.getLogger("hub.dlq")
-REPLAY_HEADER = "hub-replayed-from"  # the same as streams.routing.REPLAY_HEADER
 
 
 class BadTime(HubError):
@@ -47,6 +50,7 @@ class DlqRecord(msgspec.Struct, frozen=True):
     headers: list[tuple[str, str]] = []  # (name, base64 value), as the record arrived
     origin: str = ""  # "topic/partition/offset" of the first rejection
     hub: str = ""  # which hub rejected it (HUB_APP_ID): hubs sharing a broker share the DLQ
+    appended_at: str = ""  # when the broker first appended the record (its key is chosen by it)
 
     @property
     def source(self) -> tuple[str, int, int]:
@@ -59,10 +63,20 @@ class DlqRecord(msgspec.Struct, frozen=True):
 
     @property
     def original_headers(self) -> list[tuple[str, bytes]]:
-        """The record's headers without an earlier replay's mark."""
+        """The record's headers as the device sent them, without any ``hub-*`` header but its
+        signature (an earlier replay's mark, or one a device made up)."""
         return [
-            (name, base64.b64decode(value)) for name, value in self.headers if name != REPLAY_HEADER
+            (name, base64.b64decode(value))
+            for name, value in self.headers
+            if name == signing.HEADER or not name.startswith("hub-")
         ]
+
+    @property
+    def appended_ms(self) -> int:
+        """When the broker first appended it (records rejected before this was kept: when they
+        were rejected, the nearest time known)."""
+        moment = self.appended_at or self.received_at
+        return int(datetime.fromisoformat(moment).timestamp() * 1000)
 
     @property
     def received(self) -> datetime:
@@ -182,8 +196,21 @@ def table(entries: list[DlqEntry]) -> Iterator[str]:
         yield f"{r.received_at:24}  {r.reason:16}  {source:>12}  {key:16}  {r.detail}"
 
 
+async def replay_key(settings: Settings) -> bytes:
+    """The key of the hub's mark on replayed records (migration 0011)."""
+    conn = await connect(settings)
+    try:
+        await migrate(conn)
+        secret = await conn.fetchval("SELECT secret FROM hub_keys WHERE name = 'replay'")
+    finally:
+        await conn.close()
+    return bytes(secret)
+
+
 async def replay(settings: Settings, entries: list[DlqEntry]) -> Counter[str]:
-    """Publish each record's original bytes and key to the telemetry topic again."""
+    """Publish each record's original bytes and key to the telemetry topic again, marked by the
+    hub with its origin and first append time."""
+    key = await replay_key(settings)
     producer = AIOKafkaProducer(
         bootstrap_servers=settings.kafka_bootstrap, enable_idempotence=True, linger_ms=20
     )
@@ -200,7 +227,10 @@ async def replay(settings: Settings, entries: list[DlqEntry]) -> Counter[str]:
                 topics.TELEMETRY,
                 value=record.value,
                 key=entry.raw_key,
-                headers=[*record.original_headers, (REPLAY_HEADER, record.identity.encode())],
+                headers=[
+                    *record.original_headers,
+                    *signing.replay_headers(key, record.identity, record.appended_ms, record.value),
+                ],
             )
             sent[record.reason] += 1
         await producer.flush()

@@ -48,6 +48,7 @@ class WorkerMetrics:
     db_errors: Counter
     watermark_lag: Gauge
     registry_digest_loaded: Gauge
+    registry_rereads: Counter
     partitions_assigned: Gauge
     closed_through: Gauge
     clock_ahead: Gauge
@@ -178,6 +179,12 @@ def worker_metrics(registry: CollectorRegistry) -> WorkerMetrics:
         registry_digest_loaded=Gauge(
             "hub_registry_loaded_timestamp_seconds",
             "When the worker last loaded the registry",
+            registry=registry,
+        ),
+        registry_rereads=Counter(
+            "hub_registry_rereads",
+            "Registry reads before judging a record that named a device or key newer than the "
+            "worker's registry, maybe (one a batch at most)",
             registry=registry,
         ),
         partitions_assigned=Gauge(

@@ -76,3 +76,53 @@ def presented(record_headers: Sequence[tuple[str, bytes]] | None) -> bytes | Non
 
 def verify(key: bytes, value: bytes, presented_signature: bytes) -> bool:
     return hmac.compare_digest(signature(key, value), presented_signature)
+
+
+# -- the hub's own mark on a record `hub dlq replay` sends again ----------------------------------
+
+REPLAYED_FROM: Final = "hub-replayed-from"  # topic/partition/offset of the first rejection
+REPLAY_MARK: Final = "hub-replay-mark"  # v1=<original append ms>.<HMAC-SHA256 hex>
+
+
+def _replay_input(origin: str, appended_ms: int, value: bytes) -> bytes:
+    return f"{origin}|{appended_ms}|".encode() + hashlib.sha256(value).digest()
+
+
+def replay_headers(
+    key: bytes, origin: str, appended_ms: int, value: bytes
+) -> list[tuple[str, bytes]]:
+    """What `hub dlq replay` adds to a record it sends again: its origin, and a mark under the
+    hub's key binding the origin, the record's original append time and its bytes."""
+    mark = (
+        VERSION
+        + f"{appended_ms}.".encode()
+        + mac(key, _replay_input(origin, appended_ms, value)).hex().encode()
+    )
+    return [(REPLAYED_FROM, origin.encode()), (REPLAY_MARK, mark)]
+
+
+def trusted_replay(
+    key: bytes | None, record_headers: Sequence[tuple[str, bytes]] | None, value: bytes
+) -> tuple[str, int] | None:
+    """The (origin, original append time) of a record the hub replayed, when its mark verifies
+    under the hub's key; None otherwise (a device's own ``hub-*`` headers carry no weight)."""
+    if key is None or not record_headers or len(record_headers) < 2:
+        return None
+    origin = mark = None
+    for name, header in record_headers:
+        if name == REPLAYED_FROM:
+            origin = header
+        elif name == REPLAY_MARK:
+            mark = header
+    if origin is None or mark is None or not mark.startswith(VERSION):
+        return None
+    stamp, _, presented_mac = mark[len(VERSION) :].partition(b".")
+    try:
+        appended_ms = int(stamp)
+        text = origin.decode()
+    except ValueError:
+        return None
+    expected = mac(key, _replay_input(text, appended_ms, value)).hex().encode()
+    if not hmac.compare_digest(expected, presented_mac):
+        return None
+    return text, appended_ms

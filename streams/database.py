@@ -7,6 +7,7 @@ import asyncio
 import os
 import socket
 from collections.abc import Callable
+from dataclasses import replace
 
 import asyncpg
 
@@ -55,11 +56,13 @@ class WorkerDatabase:
         async with (await self.pool()).acquire(timeout=10) as conn:
             return await claim(conn, self.hub, partition, self.owner)
 
-    async def snapshot_if_changed(self, digest: str) -> Snapshot | None:
-        """The registry, if its digest is no longer ``digest``."""
+    async def snapshot_if_changed(self, current: Snapshot) -> Snapshot:
+        """The registry, read again if its digest is no longer ``current``'s; otherwise
+        ``current`` as of now (nothing newer existed when the database was asked)."""
         async with (await self.pool()).acquire(timeout=10) as conn:
-            if digest and await current_digest(conn) == digest:
-                return None
+            digest, now = await current_digest(conn)
+            if current.digest and digest == current.digest:
+                return replace(current, as_of_ms=now)
             return await load_snapshot(conn)
 
     async def close(self) -> None:

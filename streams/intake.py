@@ -10,11 +10,12 @@ Lateness is judged later, by the windows, which know the partition's event-time 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import NamedTuple, Protocol
 
 from hub import signing, telemetry
 from hub.telemetry import Event, Reason, Rejected
-from streams.registry import Snapshot
+from streams.registry import KeySpan, Snapshot
 
 
 class KafkaRecord(Protocol):
@@ -37,6 +38,12 @@ class KafkaRecord(Protocol):
     def headers(self) -> Sequence[tuple[str, bytes]]: ...
 
 
+class RegistryMiss(Rejected):
+    """A rejection a newer registry could overturn: the device, or the key it signed with, may
+    have been registered or issued after the snapshot was read. The processor stops there, and
+    the runtime reads the registry again before judging the record (``Snapshot.as_of_ms``)."""
+
+
 class Admitted(NamedTuple):
     """An accepted record's event and its device's demonstration (a tuple: made per record)."""
 
@@ -44,29 +51,29 @@ class Admitted(NamedTuple):
     demonstration_id: str
 
 
-def admit(record: KafkaRecord, arrival_ms: int, snapshot: Snapshot, partitions: int) -> Admitted:
-    """Decode, validate and check one record against the registry; raise Rejected otherwise."""
+def admit(
+    record: KafkaRecord,
+    arrival_ms: int,
+    snapshot: Snapshot,
+    partitions: int,
+    appended_ms: int | None = None,
+) -> Admitted:
+    """Decode, validate and check one record against the registry; raise Rejected otherwise.
+    ``appended_ms``: when the broker first appended it (a replay's original time), by which its
+    key is chosen; its arrival otherwise."""
     value = record.value or b""
     event = telemetry.decode(value, arrival_ms)
     device = snapshot.devices.get(event.device_id)
     if device is None:
-        raise Rejected(Reason.UNKNOWN_DEVICE, f"device_id: {event.device_id!r} is not registered")
+        raise RegistryMiss(
+            Reason.UNKNOWN_DEVICE, f"device_id: {event.device_id!r} is not registered"
+        )
     presented = signing.presented(record.headers)
     if presented is None:
         raise Rejected(
             Reason.UNAUTHENTICATED, f"headers: no {signing.HEADER} (records are signed by device)"
         )
-    if device.key is None:
-        raise Rejected(
-            Reason.UNAUTHENTICATED,
-            f"{signing.HEADER}: device {event.device_id} holds no valid key (none issued, or "
-            "revoked)",
-        )
-    if not signing.verify(device.key, value, presented):
-        raise Rejected(
-            Reason.UNAUTHENTICATED,
-            f"{signing.HEADER}: not signed with the key of device {event.device_id}",
-        )
+    authenticate(event.device_id, device.keys, value, presented, appended_ms or arrival_ms)
     if device.site_id != event.site_id:
         raise Rejected(
             Reason.SITE_MISMATCH,
@@ -94,3 +101,31 @@ def admit(record: KafkaRecord, arrival_ms: int, snapshot: Snapshot, partitions: 
                     f"metrics.{name}: not declared by demonstration {demo.demonstration_id}",
                 )
     return Admitted(event, device.demonstration_id)
+
+
+def authenticate(
+    device_id: str, keys: Sequence[KeySpan], value: bytes, presented: bytes, appended_ms: int
+) -> None:
+    """The record is signed with the key the device held when the broker appended it: a key
+    issued at T signs records appended from T on; a rotated or revoked key still signs what was
+    appended before."""
+    valid = [span for span in keys if span.covers(appended_ms)]
+    for span in valid:
+        if signing.verify(span.secret, value, presented):
+            return
+    when = iso_ms(appended_ms)
+    if not valid:
+        raise RegistryMiss(
+            Reason.UNAUTHENTICATED,
+            f"{signing.HEADER}: device {device_id} held no valid key when the record was "
+            f"appended ({when}): none issued yet, or revoked",
+        )
+    raise RegistryMiss(
+        Reason.UNAUTHENTICATED,
+        f"{signing.HEADER}: not signed with the key device {device_id} held when the record "
+        f"was appended ({when})",
+    )
+
+
+def iso_ms(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds")

@@ -20,12 +20,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Final
 
+from hub import signing
 from hub.registry.model import Kpi
 from hub.telemetry import Reason, Rejected
 from streams import kpi as kpis
 from streams import routing, state
 from streams.counts import Counts
-from streams.intake import KafkaRecord, admit
+from streams.intake import KafkaRecord, RegistryMiss, admit
 from streams.kpi import KpiState
 from streams.outputs import Outputs
 from streams.registry import DemoInfo, SiteInfo, Snapshot
@@ -37,7 +38,7 @@ from streams.windows import (
     JournalEntry,
     PartitionWindows,
     Verdict,
-    id_hash,
+    event_digest,
     minute_of,
 )
 
@@ -77,6 +78,9 @@ class ProcessorConfig:
     # Partitions of the telemetry topic: a site's records belong to one of them.
     partitions: int = 12
     clock_tolerance_ms: int = CLOCK_TOLERANCE_MS
+    # How far the broker's clock (append times) and the database's (a snapshot's time) may
+    # disagree: a record appended this close to a snapshot's reading waits for a newer one.
+    registry_clock_margin_ms: int = 5_000
 
 
 @dataclass(slots=True)
@@ -87,6 +91,8 @@ class BatchResult(Outputs):
     last_seen_rows: list[LastSeenRow] = field(default_factory=list)
     state_writes: list[tuple[bytes, bytes | None]] = field(default_factory=list)
     counts: Counts = field(default_factory=Counts)
+    # Where processing stopped for a newer registry (an index into the records), if it did.
+    resume_at: int | None = None
 
     @property
     def rows(self) -> int:
@@ -149,12 +155,13 @@ class PartitionProcessor:
         self, items: Iterable[tuple[bytes, bytes]], snapshot: Snapshot, now_ms: int
     ) -> None:
         """Rebuild from this partition's state-table entries (after start or a rebalance)."""
-        journal: list[tuple[int, list[JournalEntry]]] = []
+        journal: list[tuple[int, list[JournalEntry], bool]] = []
         progress = Progress(0, 0, 0, 0, 0)
         for key, value in items:
             kind, rest = self.layout.kind(key)
             if kind == b"j":
-                journal.append((int(rest), self._attributed(state.decode_journal(value), snapshot)))
+                entries = self._attributed(state.decode_journal(value), snapshot)
+                journal.append((int(rest), entries, state.legacy_digests(value)))
             elif kind == b"k":
                 demo, kpi_id, site = rest.decode().split("|", 2)
                 self.kpi_states[(demo, kpi_id, site)] = state.decode_kpi_state(value)
@@ -165,11 +172,13 @@ class PartitionProcessor:
         self.progress_ms = progress.written_ms
         self.observed_from_ms = progress.observed_from_ms
         journal.sort(key=lambda item: item[0])
-        for seq, entries in journal:
+        for seq, entries, _ in journal:
             self.chunks[seq] = _newest(entries)
             self.next_seq = max(self.next_seq, seq + 1)
         self.windows.restore(
-            (e for _, es in journal for e in es), progress.watermark_ms, progress.closed_through_ms
+            ((e, legacy) for _, es, legacy in journal for e in es),
+            progress.watermark_ms,
+            progress.closed_through_ms,
         )
         for kpi_key, kpi_state in self.kpi_states.items():
             kpi = snapshot_kpi(snapshot, kpi_key)
@@ -179,7 +188,7 @@ class PartitionProcessor:
             if kpi is not None:
                 self._index(kpi_key, kpi_state.window_end_ms(kpi))
         # What a previous owner may not have written yet: the merge keeps the greatest anyway.
-        for _, entries in journal:
+        for _, entries, _ in journal:
             self._note_seen(entries)
         # A restart counts as an arrival: the idle clock must not run on from a progress record
         # that may predate the journal's last chunk (only a prefix of the writes may be durable).
@@ -202,15 +211,25 @@ class PartitionProcessor:
     # -- processing ------------------------------------------------------------------------------
 
     def process(
-        self, records: Sequence[KafkaRecord], snapshot: Snapshot, now_ms: int
+        self,
+        records: Sequence[KafkaRecord],
+        snapshot: Snapshot,
+        now_ms: int,
+        *,
+        registry_final: bool = False,
     ) -> BatchResult:
+        """Judge ``records`` in order. A record that names a device, or carries a signature,
+        the snapshot may be too old to know (appended after it was read) ends the batch early:
+        ``resume_at`` says where, and the runtime calls again with a newer snapshot and
+        ``registry_final`` (then its verdict stands)."""
         result = BatchResult()
         accepted: list[JournalEntry] = []
         windows = self.windows
         partitions = self.config.partitions
         tolerance = self.config.clock_tolerance_ms
         clock_ahead = self.clock_ahead
-        for record in records:
+        margin = self.config.registry_clock_margin_ms
+        for index, record in enumerate(records):
             if record.offset < self.next_offset:
                 result.counts.redelivered += 1
                 continue
@@ -223,20 +242,41 @@ class PartitionProcessor:
                 continue
             # The broker's log-append time, never later than now (a forged create time).
             arrival = min(record.timestamp, now_ms) if record.timestamp > 0 else now_ms
+            # A record `hub dlq replay` sent again, its mark verified: judged by the key of its
+            # first append, and rejected again under its first identity.
+            replay = (
+                signing.trusted_replay(snapshot.replay_key, record.headers, record.value or b"")
+                if len(record.headers or ()) > 1
+                else None
+            )
             try:
-                admitted = admit(record, arrival, snapshot, partitions)
-                event = admitted.event
-                digest = id_hash(event.event_id)
-                verdict = windows.offer(
-                    event.site_id,
-                    admitted.demonstration_id,
-                    event.ts_ms,
-                    arrival,
-                    digest,
-                    event.metrics,
+                admitted = admit(
+                    record, arrival, snapshot, partitions, replay[1] if replay else None
                 )
+                event = admitted.event
+                digest = event_digest(event.device_id, event.event_id)
+                if windows.legacy and windows.is_legacy_repeat(event.event_id):
+                    verdict = Verdict.DUPLICATE
+                else:
+                    verdict = windows.offer(
+                        event.site_id,
+                        admitted.demonstration_id,
+                        event.ts_ms,
+                        arrival,
+                        digest,
+                        event.metrics,
+                    )
+            except RegistryMiss as miss:
+                if not registry_final and not snapshot.is_final_for(arrival, margin):
+                    # The device or its key may be newer than the snapshot: stop before this
+                    # record; the runtime reads the registry again and goes on from here.
+                    self.next_offset = record.offset
+                    result.resume_at = index
+                    break
+                self._reject(result, record, miss.reason, miss.detail, now_ms, replay)
+                continue
             except Rejected as rejection:
-                self._reject(result, record, rejection.reason, rejection.detail, now_ms)
+                self._reject(result, record, rejection.reason, rejection.detail, now_ms, replay)
                 continue
             except Exception as error:  # a record must never stop the partition
                 log.warning(
@@ -246,7 +286,7 @@ class PartitionProcessor:
                     error,
                 )
                 detail = f"record: {type(error).__name__} while processing ({error})"[:500]
-                self._reject(result, record, Reason.UNPROCESSABLE, detail, now_ms)
+                self._reject(result, record, Reason.UNPROCESSABLE, detail, now_ms, replay)
                 continue
             ahead = event.ts_ms - arrival
             if ahead > tolerance:
@@ -281,7 +321,7 @@ class PartitionProcessor:
                     f"more than {self.config.lateness_ms // 1000} s behind the partition's "
                     f"event time {routing.iso(windows.watermark_ms)}"
                 )
-                self._reject(result, record, Reason.LATE, detail, now_ms)
+                self._reject(result, record, Reason.LATE, detail, now_ms, replay)
         sites = snapshot.sites
         for site_id, n in Counter(entry.site_id for entry in accepted).items():
             site = sites.get(site_id, UNKNOWN_SITE)
@@ -345,7 +385,13 @@ class PartitionProcessor:
         return result
 
     def _reject(
-        self, result: BatchResult, record: KafkaRecord, reason: str, detail: str, now_ms: int
+        self,
+        result: BatchResult,
+        record: KafkaRecord,
+        reason: str,
+        detail: str,
+        now_ms: int,
+        replay: tuple[str, int] | None = None,
     ) -> None:
         result.counts.rejected[reason] += 1
         result.outgoing.append(
@@ -355,6 +401,7 @@ class PartitionProcessor:
                 record=record,
                 received_ms=now_ms,
                 hub=self.config.hub,
+                replay=replay,
             )
         )
 

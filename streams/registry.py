@@ -10,10 +10,11 @@ registry files).
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, timezone
 from functools import cache, lru_cache
+from typing import Final
 
 from aiokafka.partitioner import murmur2
 
@@ -30,12 +31,40 @@ class SiteInfo:
     district: str
 
 
+# Far in the future: a key not revoked, or a snapshot built from files (nothing newer exists).
+FOREVER_MS: Final = 2**62
+# How far the broker's clock (append times) may trail the database's (key issue times).
+KEY_CLOCK_MARGIN_MS: Final = 5_000
+
+
+@dataclass(frozen=True, slots=True)
+class KeySpan:
+    """A device's signing key and when it was valid: records the broker appended in
+    ``[from_ms, until_ms)`` are judged by it (issued at ``from_ms``; rotated or revoked at
+    ``until_ms``)."""
+
+    from_ms: int
+    until_ms: int
+    secret: bytes
+
+    def covers(self, appended_ms: int) -> bool:
+        # A key can sign nothing before its device holds it: taking it a little before its
+        # issue time by the broker's clock (which may trail the database's) opens nothing.
+        return self.from_ms - KEY_CLOCK_MARGIN_MS <= appended_ms < self.until_ms
+
+
 @dataclass(frozen=True, slots=True)
 class DeviceInfo:
     site_id: str
     demonstration_id: str
-    # The device's signing key (``hub access add-device``); None when none is valid.
-    key: bytes | None = None
+    # The device's signing keys over time (``hub access add-device | rotate-key``), oldest first.
+    keys: tuple[KeySpan, ...] = ()
+
+    @property
+    def current_key(self) -> bytes | None:
+        """The key it signs with now (none once revoked)."""
+        last = self.keys[-1] if self.keys else None
+        return last.secret if last is not None and last.until_ms == FOREVER_MS else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +91,17 @@ class Snapshot:
     site_demos: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     # (demonstration, metric) -> the demonstration's KPIs that read the metric's windows
     kpi_inputs: Mapping[tuple[str, str], tuple[Kpi, ...]] = field(default_factory=dict)
+    # The database's clock when it was read: every device and key that existed then is here. A
+    # record appended later that names an unknown device or fails its signature may be one
+    # issued since: the runtime reads the registry again before rejecting it.
+    as_of_ms: int = FOREVER_MS
+    # The key of the hub's mark on records `hub dlq replay` sends (``hub.signing``).
+    replay_key: bytes | None = None
+
+    def is_final_for(self, appended_ms: int, margin_ms: int) -> bool:
+        """Whether this snapshot knows every key that could sign a record appended then (the
+        broker's and the database's clocks may differ by ``margin_ms``)."""
+        return appended_ms < self.as_of_ms - margin_ms
 
     def partition_of(self, site_id: str, partitions: int) -> int:
         """Where Kafka's default (murmur2) partitioner puts a record keyed by ``site_id``."""
@@ -75,7 +115,8 @@ class Snapshot:
         return hash(self.digest)
 
 
-EMPTY = Snapshot(digest="")
+# Nothing loaded yet: any device it does not know may exist.
+EMPTY = Snapshot(digest="", as_of_ms=0)
 
 
 @cache
@@ -98,13 +139,26 @@ def period_ms(starts_on: str | date, ends_on: str | date) -> tuple[int, int]:
     return int(first.timestamp() * 1000), int(after.timestamp() * 1000)
 
 
+def _spans(key: bytes | Sequence[KeySpan] | None) -> tuple[KeySpan, ...]:
+    if key is None:
+        return ()
+    if isinstance(key, bytes):
+        return (KeySpan(0, FOREVER_MS, key),)
+    return tuple(key)
+
+
 def build_snapshot(
-    registry: Registry, keys: Mapping[str, bytes] | None = None, digest: str | None = None
+    registry: Registry,
+    keys: Mapping[str, bytes] | Mapping[str, Sequence[KeySpan]] | None = None,
+    digest: str | None = None,
+    as_of_ms: int = FOREVER_MS,
+    replay_key: bytes | None = None,
 ) -> Snapshot:
-    """Index a registry for the stream processors; ``keys``: device id -> its signing key."""
+    """Index a registry for the stream processors; ``keys``: device id -> its signing keys over
+    time (or one key, valid always)."""
     keys = keys or {}
     devices = {
-        d.device_id: DeviceInfo(d.site_id, d.demonstration_id, keys.get(d.device_id))
+        d.device_id: DeviceInfo(d.site_id, d.demonstration_id, _spans(keys.get(d.device_id)))
         for d in registry.devices
     }
     sites = {s.site_id: SiteInfo(s.region, s.district) for s in registry.sites}
@@ -133,23 +187,28 @@ def build_snapshot(
         demonstrations,
         {site: tuple(sorted(demos)) for site, demos in site_demos.items()},
         {key: tuple(kpis) for key, kpis in kpi_inputs.items()},
+        as_of_ms,
+        replay_key,
     )
 
 
-async def current_digest(conn: Connection) -> str:
-    """The loaded registry's digest, and when device keys last changed: a snapshot is reloaded
-    when either changes."""
-    value = await conn.fetchval(
-        "SELECT digest || coalesce('+' || extract(epoch FROM keys_changed_at)::text, '') "
-        "FROM registry_state"
+async def current_digest(conn: Connection) -> tuple[str, int]:
+    """The loaded registry's digest, and when device keys last changed (a snapshot is reloaded
+    when either changes); and the database's clock now, in epoch milliseconds."""
+    row = await conn.fetchrow(
+        "SELECT (SELECT digest || coalesce('+' || extract(epoch FROM keys_changed_at)::text, '')"
+        "          FROM registry_state) AS digest,"
+        "       (extract(epoch FROM clock_timestamp()) * 1000)::bigint AS now_ms"
     )
-    return str(value) if value is not None else ""
+    assert row is not None
+    return (str(row["digest"]) if row["digest"] is not None else ""), int(row["now_ms"])
 
 
 async def load_snapshot(conn: Connection) -> Snapshot:
-    """The registry as the database holds it, with the devices' valid signing keys."""
+    """The registry as the database holds it, with the devices' signing keys over time."""
     async with conn.transaction(isolation="repeatable_read", readonly=True):
-        digest = await current_digest(conn)
+        # Read first: the transaction's view of the data is taken at its first statement.
+        digest, as_of_ms = await current_digest(conn)
         sites = [
             Site(r["site_id"], r["region"], r["district"], r["place_type"], "", 0.0, 0.0)
             for r in await conn.fetch("SELECT site_id, region, district, place_type FROM sites")
@@ -194,10 +253,27 @@ async def load_snapshot(conn: Connection) -> Snapshot:
             )
         ]
         keys = await _device_keys(conn)
+        replay_key = await conn.fetchval("SELECT secret FROM hub_keys WHERE name = 'replay'")
     registry = Registry(tuple(sites), tuple(devices), tuple(demonstrations), digest)
-    return build_snapshot(registry, keys)
+    return build_snapshot(
+        registry,
+        keys,
+        as_of_ms=as_of_ms,
+        replay_key=None if replay_key is None else bytes(replay_key),
+    )
 
 
-async def _device_keys(conn: Connection) -> dict[str, bytes]:
-    rows = await conn.fetch("SELECT device_id, secret FROM device_keys WHERE revoked_at IS NULL")
-    return {r["device_id"]: bytes(r["secret"]) for r in rows}
+async def _device_keys(conn: Connection) -> dict[str, list[KeySpan]]:
+    """Every key each device held, revoked ones too: a record is judged by the key valid when
+    the broker appended it, however long ago."""
+    rows = await conn.fetch(
+        """SELECT device_id, secret,
+                  (extract(epoch FROM issued_at) * 1000)::bigint AS from_ms,
+                  (extract(epoch FROM revoked_at) * 1000)::bigint AS until_ms
+             FROM device_keys ORDER BY device_id, issued_at"""
+    )
+    keys: dict[str, list[KeySpan]] = defaultdict(list)
+    for r in rows:
+        until = r["until_ms"] if r["until_ms"] is not None else FOREVER_MS
+        keys[r["device_id"]].append(KeySpan(r["from_ms"], until, bytes(r["secret"])))
+    return keys

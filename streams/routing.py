@@ -22,8 +22,6 @@ from streams.registry import SiteInfo
 from streams.windows import ClosedWindow
 
 _encode = msgspec.json.Encoder().encode
-# Set by `hub dlq replay` on a record it sends again: the origin of the rejected record it replays.
-REPLAY_HEADER = "hub-replayed-from"
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,15 +43,23 @@ def iso(ms: int) -> str:
 
 
 def dlq_record(
-    *, reason: str, detail: str, record: KafkaRecord, received_ms: int, hub: str
+    *,
+    reason: str,
+    detail: str,
+    record: KafkaRecord,
+    received_ms: int,
+    hub: str,
+    replay: tuple[str, int] | None = None,
 ) -> Outgoing:
     """A rejected record, with its bytes, key and headers as they arrived. ``origin`` names the
-    record's first rejection: a record sent again by `hub dlq replay` keeps the identity of the
-    one it replays, so replaying twice never multiplies it."""
+    record's first rejection and ``appended_at`` when the broker first appended it: a record
+    sent again by `hub dlq replay` (``replay``: its mark verified) keeps both, so replaying
+    twice never multiplies it and its key is the one valid then. A device's own ``hub-*``
+    headers are kept as they came, and change nothing."""
     key = record.key
     headers = list(record.headers or ())
-    replayed = next((v for n, v in headers if n == REPLAY_HEADER), None)
     source = f"{record.topic}/{record.partition}/{record.offset}"
+    appended = record.timestamp if record.timestamp > 0 else received_ms
     body = {
         "reason": reason,
         "detail": detail,
@@ -65,7 +71,8 @@ def dlq_record(
         "received_at": iso(received_ms),
         "hub": hub,
         "headers": [[n, base64.b64encode(v or b"").decode()] for n, v in headers],
-        "origin": replayed.decode(errors="replace") if replayed else source,
+        "origin": replay[0] if replay else source,
+        "appended_at": iso(replay[1] if replay else appended),
     }
     return Outgoing(topics.DLQ, key or b"", _encode(body), record.partition)
 

@@ -98,7 +98,7 @@ class Database(Protocol):
 
     async def sink(self) -> TimescaleSink: ...
     async def claim(self, partition: int) -> int: ...
-    async def snapshot_if_changed(self, digest: str) -> Snapshot | None: ...
+    async def snapshot_if_changed(self, current: Snapshot) -> Snapshot: ...
     async def close(self) -> None: ...
 
 
@@ -152,21 +152,25 @@ class WorkerRuntime:
         """Reload the registry if its digest changed; True if it did. While the database is
         away the worker keeps judging with the registry it has (the sink waits it out)."""
         try:
-            snapshot = await self.database.snapshot_if_changed(self.snapshot.digest)
+            return await self._read_registry()
         except DATABASE_UNAVAILABLE as error:
             self.metrics.db_errors.labels(type(error).__name__).inc()
             log.warning("registry refresh skipped, database unavailable (%s)", error)
             return False
-        if snapshot is None:
-            return False
-        if snapshot.digest != self.snapshot.digest:
-            log.info(
-                "registry %s loaded: %d devices, %d sites",
-                snapshot.digest,
-                len(snapshot.devices),
-                len(snapshot.sites),
-            )
+
+    async def _read_registry(self) -> bool:
+        """The registry as the database holds it now (raises while the database is away)."""
+        previous = self.snapshot
+        snapshot = await self.database.snapshot_if_changed(previous)
         self.snapshot = snapshot
+        if snapshot.digest == previous.digest:
+            return False
+        log.info(
+            "registry %s loaded: %d devices, %d sites",
+            snapshot.digest,
+            len(snapshot.devices),
+            len(snapshot.sites),
+        )
         self.metrics.registry_digest_loaded.set(time.time())
         return True
 
@@ -308,10 +312,21 @@ class WorkerRuntime:
             await self._read_back_rejections(processor, records[0])
         records = await self._without_gaps(processor.next_offset, records)
         self.next_offset[partition] = records[-1].offset + 1
-        result = processor.process(records, self.snapshot, now_ms())
         self.metrics.batch_records.observe(len(records))
         self.metrics.received.inc(len(records))
-        await self.apply(processor, result)
+        rest: Sequence[KafkaRecord] = records
+        final = False
+        while rest:
+            result = processor.process(rest, self.snapshot, now_ms(), registry_final=final)
+            await self.apply(processor, result)
+            if result.resume_at is None:
+                break
+            # A device or key newer than the snapshot, maybe: read the registry again (at
+            # once, not at the next refresh) and judge the rest by it. Once per batch; if the
+            # database is away this raises, and the batch is retried from what was written.
+            self.metrics.registry_rereads.inc()
+            await self._read_registry()
+            rest, final = rest[result.resume_at :], True
         return [record.offset for record in records]
 
     async def _until_done(

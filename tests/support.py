@@ -42,11 +42,20 @@ async def install_test_keys(database_url: str) -> None:
     conn = await asyncpg.connect(database_url)
     try:
         devices = [r["device_id"] for r in await conn.fetch("SELECT device_id FROM devices")]
-        await conn.executemany(
-            "INSERT INTO device_keys (device_id, secret) VALUES ($1, $2) ON CONFLICT (device_id) "
-            "DO UPDATE SET secret = excluded.secret, revoked_at = NULL",
-            [(d, test_key(d)) for d in devices],
-        )
+        # A device whose current key is not its test key gets it (a rotation); one that
+        # holds it keeps it, with its history.
+        pairs = [(d, test_key(d)) for d in devices]
+        async with conn.transaction():
+            await conn.executemany(
+                "UPDATE device_keys SET revoked_at = now() "
+                "WHERE device_id = $1 AND revoked_at IS NULL AND secret <> $2",
+                pairs,
+            )
+            await conn.executemany(
+                "INSERT INTO device_keys (device_id, secret) VALUES ($1, $2) "
+                "ON CONFLICT (device_id) WHERE revoked_at IS NULL DO NOTHING",
+                pairs,
+            )
     finally:
         await conn.close()
 

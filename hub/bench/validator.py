@@ -105,7 +105,7 @@ def signed_records(
     out = []
     for offset, (device_id, raw) in enumerate(records):
         device = snapshot.devices[device_id]
-        key = device.key or b""
+        key = device.current_key or b""
         out.append(
             Record(
                 TELEMETRY,
@@ -164,7 +164,7 @@ def minutes_us_per_record(minutes: int, repeat: int) -> float:
     for second in range(minutes * 60 + ProcessorConfig().lateness_ms // 1000 + 60):
         stamp = first + second + 0.5
         for site_id, device_id, raw in fleet.tick(stamp, 1.0):
-            key = snapshot.devices[device_id].key or b""
+            key = snapshot.devices[device_id].current_key or b""
             arrival = int(stamp * 1000) + 20
             incoming.append(
                 Record(
@@ -187,7 +187,7 @@ def signature_us_per_record(records: list[tuple[str, bytes]], repeat: int) -> fl
     """The identity check alone: the record's header read and its HMAC-SHA256 checked against the
     device's key (also inside the processor's figure)."""
     devices = registry_snapshot().devices
-    keyed = [(devices[device_id].key or b"", raw) for device_id, raw in records]
+    keyed = [(devices[device_id].current_key or b"", raw) for device_id, raw in records]
     signed = [(key, raw, signing.headers(key, raw)) for key, raw in keyed]
     best = math.inf
     for _ in range(repeat):

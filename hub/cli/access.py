@@ -25,6 +25,15 @@ def add(commands: Commands) -> None:
         "add-device", help="a device that may only produce to testbed.telemetry.v1"
     )
     device.add_argument("device_id", help="a registered device, e.g. GJ-BUK-0012-CAM1")
+    rotate = access_actions.add_parser(
+        "rotate-key",
+        help="a new signing key for a device; records appended before keep the old one",
+        description="Prints a new HMAC-SHA256 signing key. Records the broker appended before "
+        "the rotation are still judged by the old key (a backlog the workers have not reached "
+        "is not rejected); records appended from now on need the new one. The broker login "
+        "and password do not change.",
+    )
+    rotate.add_argument("device_id", help="a registered device, e.g. GJ-BUK-0012-CAM1")
     partner = access_actions.add_parser(
         "add-partner", help="a partner that may only read partner.<region>.* topics"
     )
@@ -59,6 +68,14 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     if args.action == "revoke":
         access.revoke(settings, args.username)
         print(f"revoked {args.username}: its password and ACLs are gone, new connections fail")
+        return 0
+    if args.action == "rotate-key":
+        key = access.rotate_key(settings, args.device_id)
+        print(f"signing    {key.hex()}")
+        print(
+            "           (from now on; records the broker appended before are still judged by "
+            "the old key)"
+        )
         return 0
     if args.action == "add-device":
         created = access.add_device(settings, args.device_id)

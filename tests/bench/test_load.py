@@ -17,7 +17,7 @@ PARTITIONS = 12
 
 def test_every_prepared_record_is_admitted_as_its_devices_own() -> None:
     snapshot = registry_snapshot()
-    keys = {device: info.key or b"" for device, info in snapshot.devices.items()}
+    keys = {device: info.current_key or b"" for device, info in snapshot.devices.items()}
     sites = build_fleet(device_rows(), 40, seed=5)
     load = Load(sites, keys, PARTITIONS, run="t", seed=5)
     stamp = int(time.time()) - 30 + 0.25

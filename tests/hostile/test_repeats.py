@@ -6,6 +6,9 @@ from __future__ import annotations
 import base64
 import json
 
+from aiokafka import AIOKafkaProducer
+
+from hub import signing, topics
 from tests.conftest import run_hub_async
 from tests.hostile.conftest import HostileHub, now_ms, publish, sites_on
 from tests.support import record
@@ -25,6 +28,10 @@ async def test_a_retry_stamped_into_the_next_minute_is_counted_once(hostile: Hos
     await hostile.settle(settled, 2)
     assert hostile.counter("hub_records_accepted_total") - accepted == 1
     assert hostile.counter("hub_records_duplicate_total") - repeats == 1
+
+
+def b64(value: bytes) -> str:
+    return base64.b64encode(value).decode()
 
 
 async def dlq(hostile: HostileHub, action: str, *args: str) -> str:
@@ -54,3 +61,35 @@ async def test_replaying_a_still_invalid_record_never_multiplies_it(hostile: Hos
         assert sent.startswith("replayed 1 record(s)"), sent
         await hostile.settle(settled, 1)
         assert await copies() == 1
+
+
+async def test_a_device_cannot_replace_another_devices_rejected_record(
+    hostile: HostileHub,
+) -> None:
+    """An attacker copies a victim's rejection identity into ``hub-replayed-from`` on its own
+    rejected record: the hub ignores the header (only its own mark counts), both stay in the
+    DLQ under their own identities, and a replay sends the victim's original bytes."""
+    site = sites_on(7, hostile.settings.partitions)[2]
+    victim = record(site, now_ms(), {"test_online": 1}, device=f"{site}-GHOST1")
+    settled = hostile.settled()
+    await publish(hostile.settings, [(site, victim)])
+    await hostile.settle(settled, 1)
+
+    async def listed() -> dict[str, dict[str, object]]:
+        out = await dlq(hostile, "list", "--json", "--limit", "0", "--reason", "unknown_device")
+        return {r["value_b64"]: r for r in map(json.loads, out.splitlines())}
+
+    origin = str((await listed())[b64(victim)]["origin"])
+    attack = record(site, now_ms(), {"test_online": 1}, device=f"{site}-GHOST2")
+    settled = hostile.settled()
+    producer = AIOKafkaProducer(bootstrap_servers=hostile.settings.kafka_bootstrap, acks="all")
+    await producer.start()
+    try:
+        forged = [(signing.REPLAYED_FROM, origin.encode())]
+        await producer.send_and_wait(topics.TELEMETRY, attack, site.encode(), headers=forged)
+    finally:
+        await producer.stop()
+    await hostile.settle(settled, 1)
+    rejected = await listed()
+    assert rejected[b64(victim)]["origin"] == origin
+    assert rejected[b64(attack)]["origin"] != origin

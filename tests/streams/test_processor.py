@@ -12,9 +12,10 @@ import pytest
 
 from hub import signing, telemetry, topics
 from hub.registry.model import Demonstration, Device, Kpi, Registry, Site
+from streams import state
 from streams.processor import BatchResult, PartitionProcessor, ProcessorConfig, Record
-from streams.registry import KST, build_snapshot
-from streams.windows import MINUTE_MS, id_hash
+from streams.registry import FOREVER_MS, KST, KeySpan, Snapshot, build_snapshot
+from streams.windows import MINUTE_MS, JournalEntry, event_digest, id_hash
 
 T0 = 1_795_600_200_000 - 1_795_600_200_000 % 300_000  # a 5-minute boundary
 LATENCY = Kpi("lat", "latency", "latency_ms", "max", "<=", 100.0, "5m", 1)
@@ -407,7 +408,7 @@ def test_a_record_whose_processing_fails_is_rejected_alone(monkeypatch: pytest.M
     offer = p.windows.offer
 
     def failing(site: str, demo: str, ts: int, arrival: int, digest: int, metrics: Any) -> Any:
-        if digest == id_hash("cursed"):
+        if digest == event_digest("GJ-BUK-0001-CAM1", "cursed"):
             raise OverflowError("math range error")
         return offer(site, demo, ts, arrival, digest, metrics)
 
@@ -418,3 +419,142 @@ def test_a_record_whose_processing_fails_is_rejected_alone(monkeypatch: pytest.M
     assert [(d["reason"], d["offset"]) for d in dlq(result)] == [("unprocessable", 1)]
     assert "OverflowError" in str(dlq(result)[0]["detail"])
     assert result.counts.accepted == 3
+
+
+def test_two_devices_may_use_the_same_event_id_and_each_counts() -> None:
+    """Event ids are unique per device: another company's device numbering its events 1, 2,
+    3... on the same partition suppresses nothing; a device's own retry is still a repeat."""
+    p = processor()
+    a = record(0, "GJ-BUK-0002", T0 + 1000, 10.0, event_id="42", device="GJ-BUK-0002-CAM1")
+    b = record(1, "GJ-BUK-0002", T0 + 2000, 20.0, event_id="42", device="GJ-BUK-0002-SEN1")
+    retry = record(2, "GJ-BUK-0002", T0 + 9000, 30.0, event_id="42", device="GJ-BUK-0002-SEN1")
+    result = p.process([a, b, retry], SNAPSHOT, now_ms=T0 + 9000)
+    assert (result.counts.accepted, result.counts.duplicate) == (2, 1)
+    assert dlq(result) == []
+
+
+def test_a_journal_of_event_ids_alone_still_recognises_repeats_after_the_upgrade() -> None:
+    """State written before ids were per device (a V2 journal: digests of the event id alone)
+    is migrated on restore: a repeat re-consumed after the upgrade is not counted again."""
+    p = processor()
+    entry = JournalEntry("GJ-BUK-0001", "DEMO-A", T0 + 1000, T0 + 1000, id_hash("e7"), {})
+    v2 = state.V2 + state.encode_journal([entry])[1:]
+    p.restore([(p.layout.journal(0), v2)], SNAPSHOT, now_ms=T0 + 2000)
+    repeat = record(7, "GJ-BUK-0001", T0 + 1000, 1.0, event_id="e7", arrival_ms=T0 + 2000)
+    fresh = record(8, "GJ-BUK-0001", T0 + 1500, 1.0, event_id="e8", arrival_ms=T0 + 2000)
+    result = p.process([repeat, fresh], SNAPSHOT, now_ms=T0 + 2000)
+    assert (result.counts.accepted, result.counts.duplicate) == (1, 1)
+    # What it writes now is per device.
+    written = [v for k, v in result.state_writes if v is not None and b"|j|" in k]
+    assert written
+    assert not any(state.legacy_digests(v) for v in written)
+
+
+# -- keys by the time the broker appended a record ------------------------------------------------
+
+CAM = "GJ-BUK-0001-CAM1"
+OLD_KEY, NEW_KEY = b"o" * 32, b"n" * 32
+
+
+def keyed(as_of_ms: int, *spans: KeySpan) -> Snapshot:
+    """The registry as a worker read it at ``as_of_ms``, CAM1 at GJ-BUK-0001 holding ``spans``."""
+    keys: dict[str, list[KeySpan]] = {d: [KeySpan(0, FOREVER_MS, k)] for d, k in KEYS.items()}
+    keys[CAM] = list(spans)
+    return build_snapshot(REGISTRY, keys, as_of_ms=as_of_ms)
+
+
+def test_a_key_newer_than_the_snapshot_stops_the_batch_for_a_newer_registry() -> None:
+    """The worker read the registry at T0; the device got a new key at T0 + 20 s and signs with
+    it. Its record (appended at T0 + 30 s) is not rejected on the old snapshot: processing stops
+    before it, and with the newer registry it is accepted. What came before stands."""
+    p = processor()
+    before = record(1, "GJ-BUK-0001", T0 + 10_000, 1.0, signing_key=OLD_KEY)
+    after = record(2, "GJ-BUK-0001", T0 + 30_000, 1.0, signing_key=NEW_KEY)
+    then = record(3, "GJ-BUK-0001", T0 + 31_000, 1.0, signing_key=NEW_KEY)
+    old = keyed(T0, KeySpan(0, FOREVER_MS, OLD_KEY))
+    first = p.process([before, after, then], old, now_ms=T0 + 32_000)
+    assert (first.resume_at, first.counts.accepted, dlq(first)) == (1, 1, [])
+    assert p.next_offset == 2
+    rotated = keyed(
+        T0 + 32_000, KeySpan(0, T0 + 20_000, OLD_KEY), KeySpan(T0 + 20_000, FOREVER_MS, NEW_KEY)
+    )
+    rest = p.process([after, then], rotated, now_ms=T0 + 32_000, registry_final=True)
+    assert (rest.resume_at, rest.counts.accepted, dlq(rest)) == (None, 2, [])
+
+
+def test_a_rotated_key_still_signs_what_was_appended_before_the_rotation() -> None:
+    rotated = keyed(
+        T0 + 60_000, KeySpan(0, T0 + 20_000, OLD_KEY), KeySpan(T0 + 20_000, FOREVER_MS, NEW_KEY)
+    )
+    backlog = record(1, "GJ-BUK-0001", T0 + 10_000, 1.0, signing_key=OLD_KEY)
+    stolen = record(2, "GJ-BUK-0001", T0 + 40_000, 1.0, signing_key=OLD_KEY)
+    result = processor().process([backlog, stolen], rotated, now_ms=T0 + 60_000)
+    assert result.counts.accepted == 1
+    assert [(d["reason"], d["offset"]) for d in dlq(result)] == [("unauthenticated", 2)]
+    assert "held when the record was appended" in str(dlq(result)[0]["detail"])
+
+
+def test_a_miss_the_snapshot_already_knew_about_is_rejected_at_once() -> None:
+    """A forged signature on a record appended well before the registry was read is final: no
+    reread, whatever the device sends (bounded work for a forger)."""
+    snapshot = keyed(T0 + 60_000, KeySpan(0, FOREVER_MS, OLD_KEY))
+    forged = record(1, "GJ-BUK-0001", T0, 1.0, signing_key=b"f" * 32)
+    unknown = record(2, "GJ-BUK-0001", T0, 1.0, device="GJ-BUK-0001-NEW9")
+    result = processor().process([forged, unknown], snapshot, now_ms=T0 + 61_000)
+    assert result.resume_at is None
+    assert [d["reason"] for d in dlq(result)] == ["unauthenticated", "unknown_device"]
+
+
+# -- replay identity: only the hub's mark counts --------------------------------------------------
+
+HUB_KEY = b"h" * 32
+
+
+def test_a_device_cannot_claim_another_records_identity_in_the_dlq() -> None:
+    """A device that sets ``hub-replayed-from`` itself (to replace a victim's rejected record in
+    `hub dlq replay`) gets its own identity; so does a mark made with another key."""
+    snapshot = replace(SNAPSHOT, replay_key=HUB_KEY)
+    victim = f"{topics.TELEMETRY}/0/7"
+    bogus = record(1, "GJ-BUK-0001", T0, 1.0, device="GJ-BUK-0001-NEW9")
+    made_up = replace(bogus, headers=[*bogus.headers, (signing.REPLAYED_FROM, victim.encode())])
+    value = bogus.value or b""
+    wrong_key = replace(
+        bogus,
+        offset=2,
+        headers=[*bogus.headers, *signing.replay_headers(b"x" * 32, victim, 5, value)],
+    )
+    result = processor().process([made_up, wrong_key], snapshot, now_ms=T0)
+    assert [d["origin"] for d in dlq(result)] == [
+        f"{topics.TELEMETRY}/0/1",
+        f"{topics.TELEMETRY}/0/2",
+    ]
+
+
+def test_a_replay_marked_by_the_hub_keeps_its_identity_and_its_first_append_time() -> None:
+    """`hub dlq replay` marks a record with its origin and first append time: rejected again it
+    keeps both, and it is judged by the key its device held when first appended (since rotated)."""
+    origin = f"{topics.TELEMETRY}/0/3"
+    rotated = replace(
+        keyed(
+            T0 + 60_000, KeySpan(0, T0 + 20_000, OLD_KEY), KeySpan(T0 + 20_000, FOREVER_MS, NEW_KEY)
+        ),
+        replay_key=HUB_KEY,
+    )
+    first = record(9, "GJ-BUK-0001", T0 + 10_000, 1.0, signing_key=OLD_KEY, arrival_ms=T0 + 50_000)
+    value = first.value or b""
+    marked = replace(
+        first,
+        headers=[*first.headers, *signing.replay_headers(HUB_KEY, origin, T0 + 10_000, value)],
+    )
+    accepted = processor().process([marked], rotated, now_ms=T0 + 50_000)
+    assert (accepted.counts.accepted, dlq(accepted)) == (1, [])
+    # Rejected again (here: its window closed meanwhile), it keeps where and when it came first.
+    p = processor()
+    later = T0 + 10 * MINUTE_MS
+    p.process([record(1, "GJ-BUK-0001", later, 1.0, signing_key=NEW_KEY)], rotated, now_ms=later)
+    late = p.process([replace(marked, offset=10, timestamp=later)], rotated, now_ms=later)
+    [again] = dlq(late)
+    assert (again["reason"], again["origin"]) == ("late", origin)
+    assert again["appended_at"] == datetime.fromtimestamp((T0 + 10_000) / 1000, UTC).isoformat(
+        timespec="milliseconds"
+    ).replace("+00:00", "Z")

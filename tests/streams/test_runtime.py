@@ -5,16 +5,19 @@ from __future__ import annotations
 
 import asyncio
 import json
+from datetime import UTC, datetime
+from typing import cast
 
 from prometheus_client import CollectorRegistry
 
-from hub import topics
+from hub import signing, telemetry, topics
 from hub.metrics import worker_metrics
+from hub.registry.model import Demonstration, Device, Registry, Site
 from hub.settings import Settings
 from streams.processor import PartitionProcessor, ProcessorConfig, Record
-from streams.registry import Snapshot
-from streams.runtime import WorkerRuntime
-from streams.sink import TimescaleSink
+from streams.registry import Snapshot, build_snapshot
+from streams.runtime import WorkerRuntime, now_ms
+from streams.sink import Fence, SinkBatch, TimescaleSink
 
 
 class FlakyProducer:
@@ -74,8 +77,8 @@ class NoDatabase:
     async def claim(self, partition: int) -> int:
         return 1
 
-    async def snapshot_if_changed(self, digest: str) -> Snapshot | None:
-        return None
+    async def snapshot_if_changed(self, current: Snapshot) -> Snapshot:
+        return current
 
     async def close(self) -> None:
         pass
@@ -144,3 +147,92 @@ async def test_a_first_batch_delivered_past_the_groups_offset_gets_the_skipped_r
     assert kafka.reads == [(100, 105)]
     assert processed == list(range(100, 108))
     assert [m["offset"] for _, _, m in producer.sent] == list(range(100, 108))
+
+
+class RecordingSink:
+    """Takes every row a batch writes (the database is not what this test is about)."""
+
+    backlog_rows = 0
+
+    def __init__(self) -> None:
+        self.batches: list[SinkBatch] = []
+
+    async def write(self, batch: SinkBatch) -> float:
+        self.batches.append(batch)
+        return 0.0
+
+    async def confirm(self, fence: Fence) -> None:
+        pass
+
+
+class NewKeyDatabase(NoDatabase):
+    """A registry in which the device got its key after the worker read the registry."""
+
+    def __init__(self, newer: Snapshot) -> None:
+        self.newer = newer
+        self.reads = 0
+        self.recorder = RecordingSink()
+
+    async def sink(self) -> TimescaleSink:
+        return cast(TimescaleSink, self.recorder)
+
+    async def snapshot_if_changed(self, current: Snapshot) -> Snapshot:
+        self.reads += 1
+        return self.newer
+
+
+async def test_a_device_provisioned_while_the_worker_runs_loses_nothing() -> None:
+    """The worker's registry predates the device's key (it was issued a moment ago, and the next
+    refresh is seconds away): its first records are judged by a registry read at once, not
+    rejected as unauthenticated. One reread for the batch."""
+    registry = CollectorRegistry()
+    producer = FlakyProducer()
+    producer.failed = True
+    site, device = "GJ-BUK-0001", "GJ-BUK-0001-CAM1"
+    key = b"k" * 32
+    files = Registry(
+        (Site(site, "gwangju", "buk", "school_zone", "", 35.1, 126.9),),
+        (Device(device, site, "DEMO-A", ""),),
+        (Demonstration("DEMO-A", "A", "t", "t", "2026-01-01", "2027-12-31", (), ("online",)),),
+        "r1",
+    )
+    now = now_ms()
+    stale = build_snapshot(files, {}, as_of_ms=now - 2_000)  # the key did not exist yet
+    database = NewKeyDatabase(build_snapshot(files, {device: key}, "r2", as_of_ms=now))
+    runtime = WorkerRuntime(
+        Settings(),
+        worker_metrics(registry),
+        ProcessorConfig(partitions=1),
+        table={},
+        producer=producer,
+        highwater=lambda partition: None,
+        partitions={topics.DLQ: 12},
+        database=database,
+        refill=FreshPartition(0),
+    )
+    runtime.snapshot = stale
+    runtime.assign([0])
+    batch = []
+    for n in range(3):
+        value = telemetry.encode(
+            event_id=f"e{n}",
+            device_id=device,
+            site_id=site,
+            ts=datetime.fromtimestamp(now / 1000, UTC),
+            kind="heartbeat",
+            metrics={"online": 1.0},
+        )
+        headers = signing.headers(key, value)
+        batch.append(Record(topics.TELEMETRY, 0, n, site.encode(), value, now, headers))
+
+    assert await runtime.handle_batch(batch) == [0, 1, 2]
+
+    assert producer.sent == []  # nothing to the DLQ
+    assert (
+        registry.get_sample_value(
+            "hub_records_accepted_total", {"region": "gwangju", "district": "buk"}
+        )
+        == 3
+    )
+    assert registry.get_sample_value("hub_registry_rereads_total") == 1
+    assert database.reads == 1
