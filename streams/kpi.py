@@ -52,6 +52,9 @@ class KpiState:
     minutes_up: int = 0  # minutes whose samples included a value above zero (availability)
     last_status: str | None = None
     open_alert: str | None = None
+    # Whether the site's devices (of this demonstration) have reported yet: until they do, the
+    # state's observation starts at their first reported minute, not at the partition's.
+    reported: bool = False
 
     def window_end_ms(self, kpi: Kpi) -> int:
         return self.window_start_ms + kpi.window_s * 1000
@@ -98,6 +101,12 @@ def merge_minute(state: KpiState, kpi: Kpi, metric: str, minute_start_ms: int, a
         or minute_start_ms >= state.window_end_ms(kpi)
     ):
         return False
+    if not state.reported:
+        # The first minute its devices reported: a site that starts reporting part-way through
+        # a window (a device installed at :40) is judged on what it could have sent since.
+        state.reported = True
+        if _empty(state):
+            state.observed_from_ms = minute_start_ms
     if metric == kpi.metric:
         state.acc.merge(acc)
         if acc.max > 0:
@@ -108,15 +117,27 @@ def merge_minute(state: KpiState, kpi: Kpi, metric: str, minute_start_ms: int, a
     return True
 
 
+def _empty(state: KpiState) -> bool:
+    return state.acc.count == 0 and not state.sums and state.minutes_up == 0
+
+
 def observed_ms(kpi: Kpi, state: KpiState) -> int:
     end = state.window_end_ms(kpi)
     return end - max(state.window_start_ms, state.observed_from_ms)
 
 
+def coverage(kpi: Kpi, state: KpiState) -> float:
+    """The part of the window the hub observed (1.0 but for a site's first window)."""
+    return observed_ms(kpi, state) / (kpi.window_s * 1000)
+
+
 def value_of(kpi: Kpi, state: KpiState) -> float | None:
+    """The KPI's value over the window. Counts, sums and rates of a partly observed window (a
+    site's first) are scaled to the whole window: 20 heartbeats in the last 20 minutes of an
+    hour are judged as 60, the rate the site kept while observed."""
     acc = state.acc
     if kpi.aggregation == "count":
-        return float(acc.count)
+        return acc.count / coverage(kpi, state)
     if kpi.aggregation == "availability":
         return state.minutes_up / (observed_ms(kpi, state) / MINUTE_MS)
     if kpi.aggregation == "ratio":
@@ -132,9 +153,9 @@ def value_of(kpi: Kpi, state: KpiState) -> float | None:
         case "max":
             return acc.max
         case "sum":
-            return acc.sum
+            return acc.sum / coverage(kpi, state)
         case "rate":
-            return acc.sum / (kpi.window_s / 60)
+            return acc.sum / (observed_ms(kpi, state) / MINUTE_MS)
         case "p50":
             return acc.quantile(0.50)
         case "p95":

@@ -295,7 +295,7 @@ class PartitionProcessor:
                 del clock_ahead[event.device_id]
             if verdict is Verdict.ACCEPTED:
                 if not self.observed_from_ms:
-                    self._observe()
+                    self._observe(arrival)
                 if event.kind == "incident":
                     site = snapshot.sites.get(event.site_id, UNKNOWN_SITE)
                     result.outgoing.append(
@@ -332,16 +332,18 @@ class PartitionProcessor:
             self.last_arrival_ms = now_ms
             self.watermark_at_arrival_ms = windows.watermark_ms
         self._journal(result, accepted)
-        self._observe()
         self._close(result, snapshot, now_ms)
         self._last_seen(result, now_ms)
         return result
 
-    def _observe(self) -> None:
-        """The first minute a partition judges: that of its first event time. (Earlier minutes
-        that arrive within the lateness are aggregated, not judged.)"""
-        if not self.observed_from_ms and self.windows.watermark_ms:
-            self.observed_from_ms = minute_of(self.windows.watermark_ms)
+    def _observe(self, since_ms: int) -> None:
+        """The first minute a partition judges: that of its first record's arrival at the
+        broker (or of the wall clock, for one that stayed idle), never a device's own clock: one
+        device back-dated by a day must not open a day of empty windows for every site of its
+        partition. (Earlier minutes that arrive within the lateness are aggregated, not
+        judged; each site's own observation starts with its first report, ``streams.kpi``.)"""
+        if not self.observed_from_ms and since_ms:
+            self.observed_from_ms = minute_of(since_ms)
 
     def _note_seen(self, entries: Iterable[JournalEntry]) -> None:
         unsent = self.unsent_last_seen
@@ -379,7 +381,7 @@ class PartitionProcessor:
         # Never past the wall clock: a partition whose last events were dated ahead of it waits
         # for the wall clock to catch up.
         self.windows.advance(min(base + idle_ms, now_ms))
-        self._observe()
+        self._observe(self.windows.watermark_ms)
         self._close(result, snapshot, now_ms)
         self._last_seen(result, now_ms)
         return result

@@ -48,6 +48,9 @@ class _Kpi(msgspec.Struct, array_like=True, frozen=True):
     # Values not binned into ``sketch`` yet: kept as values, binning them for every write of
     # the state cost a tenth of the processor's time at 1 Hz. (Absent in states written before.)
     pending: list[float] = []
+    # Whether its site reported yet (absent in states written before: they count as reported,
+    # their observation start stands).
+    reported: bool = True
 
 
 class Progress(msgspec.Struct, array_like=True, frozen=True):
@@ -130,6 +133,7 @@ def encode_kpi_state(state: KpiState) -> bytes:
             state.last_status,
             state.open_alert,
             acc.pending.tolist(),
+            state.reported,
         )
     )
 
@@ -150,13 +154,14 @@ def decode_kpi_state(raw: bytes) -> KpiState:
             k.minutes_up,
             k.last_status,
             k.open_alert,
+            k.reported,
         )
     start, merged, count, total, low, high, sketch, up, last, open_alert, observed = _unpack(raw)
     acc = Acc(count, total, low, high)
     if sketch:
         acc.sketch = decode_sketch(sketch)
     # v1 guarded merges for its one metric: the processor applies it to the KPI's inputs.
-    return KpiState(start, observed, acc, {}, {LEGACY_DEMO: merged}, up, last, open_alert)
+    return KpiState(start, observed, acc, {}, {LEGACY_DEMO: merged}, up, last, open_alert, True)
 
 
 def encode_progress(progress: Progress) -> bytes:

@@ -11,6 +11,7 @@ from aiokafka import AIOKafkaProducer
 from hub import signing, topics
 from tests.conftest import run_hub_async
 from tests.hostile.conftest import HostileHub, now_ms, publish, sites_on
+from tests.hostile.test_identity import shared_site
 from tests.support import record
 
 
@@ -27,6 +28,28 @@ async def test_a_retry_stamped_into_the_next_minute_is_counted_once(hostile: Hos
     assert await publish(hostile.settings, [(site, first), (site, retry)]) == [None, None]
     await hostile.settle(settled, 2)
     assert hostile.counter("hub_records_accepted_total") - accepted == 1
+    assert hostile.counter("hub_records_duplicate_total") - repeats == 1
+
+
+async def test_two_companies_devices_numbering_events_alike_each_count(
+    hostile: HostileHub,
+) -> None:
+    """At a site two companies share, each device numbers its events 1, 2, 3: every record
+    counts for its own device; only a device's own retry is a repeat."""
+    site, first, second = shared_site()
+    settled = hostile.settled()
+    accepted = hostile.counter("hub_records_accepted_total")
+    repeats = hostile.counter("hub_records_duplicate_total")
+    now = now_ms()
+    sends = [
+        (site, record(site, now, {"online": 1}, event_id=str(n), device=device))
+        for n in (1, 2, 3)
+        for device in (first, second)
+    ]
+    retry = (site, record(site, now + 1000, {"online": 1}, event_id="2", device=second))
+    assert await publish(hostile.settings, [*sends, retry]) == [None] * 7
+    await hostile.settle(settled, 7)
+    assert hostile.counter("hub_records_accepted_total") - accepted == 6
     assert hostile.counter("hub_records_duplicate_total") - repeats == 1
 
 

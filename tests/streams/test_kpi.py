@@ -102,6 +102,38 @@ def test_a_first_partial_window_is_judged_over_its_observed_minutes() -> None:
     assert kpis.judge(k, state).status == "pass"
 
 
+@pytest.mark.parametrize(
+    ("aggregation", "threshold"), [("count", 55.0), ("sum", 55.0), ("rate", 0.95)]
+)
+def test_a_perfect_device_first_seen_at_40_passes_its_hourly_count(
+    aggregation: str, threshold: float
+) -> None:
+    """One heartbeat a minute, first seen at :40 of an hourly window: 20 in the 20 minutes
+    observed are judged as the hour's 60 (a rate of 1 a minute), not as a failed 20."""
+    hour = 3600_000
+    start = T0 - T0 % hour
+    k = kpi(aggregation, ">=", threshold, window="1h", metric="heartbeat")
+    state = KpiState(start, observed_from_ms=start)  # the partition observed the whole hour
+    for minute in range(40, 60):
+        merge(state, k, start + minute * MINUTE_MS, acc(1.0))
+    assert state.observed_from_ms == start + 40 * MINUTE_MS  # the site's first report
+    judgement = kpis.judge(k, state)
+    assert judgement.value == pytest.approx(60.0 if aggregation != "rate" else 1.0)
+    assert judgement.status == "pass"
+
+
+def test_a_site_that_reported_before_is_judged_on_the_whole_window() -> None:
+    """Only a site's first report moves its observation start: a reporting site silent for
+    40 minutes of a later window fails it."""
+    hour = 3600_000
+    start = T0 - T0 % hour
+    k = kpi("count", ">=", 55.0, window="1h", metric="heartbeat")
+    state = KpiState(start, observed_from_ms=start, reported=True)
+    for minute in range(40, 60):
+        merge(state, k, start + minute * MINUTE_MS, acc(1.0))
+    assert kpis.judge(k, state).status == "fail"
+
+
 def test_a_minute_is_merged_once_and_only_into_its_window() -> None:
     k = kpi("max")
     state = KpiState(T0, observed_from_ms=T0)

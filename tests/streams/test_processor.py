@@ -558,3 +558,22 @@ def test_a_replay_marked_by_the_hub_keeps_its_identity_and_its_first_append_time
     assert again["appended_at"] == datetime.fromtimestamp((T0 + 10_000) / 1000, UTC).isoformat(
         timespec="milliseconds"
     ).replace("+00:00", "Z")
+
+
+def test_one_back_dated_device_opens_no_empty_windows_for_its_partition() -> None:
+    """The first record a fresh partition sees is dated a day back (a device with a wrong
+    clock): observation starts at its arrival, not at its date, so no site of the partition is
+    judged insufficient over the past day and none raises a no_data alert for it."""
+    p = processor()
+    day = 24 * 3600_000
+    back_dated = record(1, "GJ-BUK-0001", T0 - day, 10.0, arrival_ms=T0)
+    on_time = [record(2 + i, "GJ-BUK-0001", T0 + i * MINUTE_MS, 10.0) for i in range(12)]
+    results = [p.process([back_dated], SNAPSHOT, now_ms=T0)]
+    results += [p.process([r], SNAPSHOT, now_ms=r.timestamp) for r in on_time]
+    judged = [row for res in results for row in res.kpi_rows]
+    assert judged  # windows after the arrival are judged
+    assert min(row.window_start.timestamp() * 1000 for row in judged) >= T0
+    assert p.observed_from_ms == T0
+    # The back-dated record itself is counted in its own (past) minute.
+    buckets = {row.bucket.timestamp() * 1000 for res in results for row in res.aggregate_rows}
+    assert T0 - day in buckets
