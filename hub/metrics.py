@@ -237,6 +237,7 @@ class ApiMetrics:
     seconds: Histogram
     open_alerts: Gauge
     db_up: Gauge
+    health_checks: Counter
 
 
 def api_metrics(registry: CollectorRegistry) -> ApiMetrics:
@@ -256,6 +257,11 @@ def api_metrics(registry: CollectorRegistry) -> ApiMetrics:
             registry=registry,
         ),
         db_up=Gauge("hub_api_database_up", "1 if the database answered", registry=registry),
+        health_checks=Counter(
+            "hub_api_health_checks",
+            "Checks of the database and Kafka made for /healthz (at most one every 5 s)",
+            registry=registry,
+        ),
     )
 
 
@@ -266,6 +272,8 @@ class NotifyMetrics:
     pending: Gauge
     watchdog: Gauge
     incident_seconds: Histogram
+    skipped: Counter
+    incidents_held: Counter
 
 
 def notify_metrics(registry: CollectorRegistry) -> NotifyMetrics:
@@ -291,6 +299,18 @@ def notify_metrics(registry: CollectorRegistry) -> NotifyMetrics:
             "hub_notify_incident_seconds",
             "From an incident's arrival at the broker to its delivery to a receiver",
             buckets=(0.25, 0.5, 1, 2, 5, 10, 15, 30, 60, 300),
+            registry=registry,
+        ),
+        skipped=Counter(
+            "hub_notify_skipped",
+            "Records on the notifier's topics that are not what the hub writes: skipped, by topic",
+            ["topic"],
+            registry=registry,
+        ),
+        incidents_held=Counter(
+            "hub_notify_incidents_held",
+            "Incidents not notified: their device was over its rate (HUB_NOTIFY_INCIDENT_BURST, "
+            "HUB_NOTIFY_INCIDENT_PER_HOUR); the next notice of the device says how many",
             registry=registry,
         ),
     )

@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final
+from typing import Final
 
 import aiohttp
 import asyncpg
@@ -42,12 +41,24 @@ ESCALATION_EVERY_S: Final = 30.0
 COMPANIES_EVERY_S: Final = 60.0
 
 
+def arrival_s(text: object) -> float:
+    """An incident's arrival at the broker (RFC 3339), in epoch seconds; now if unreadable."""
+    try:
+        return datetime.fromisoformat(str(text)).timestamp()
+    except ValueError:
+        return time.time()
+
+
 class Notifier:
     def __init__(self, settings: Settings, registry: CollectorRegistry | None = None) -> None:
         self.settings = settings
         self.registry = registry or CollectorRegistry()
         self.metrics: NotifyMetrics = notify_metrics(self.registry)
         self.wake = asyncio.Event()
+        self.limiter = model.IncidentLimiter(
+            settings.notify_incident_burst, settings.notify_incident_per_hour
+        )
+        self.guard = send.AddressGuard(settings.notify_allow_networks)
         self.companies: dict[str, str] = {}
         self.companies_at = 0.0
         self.pool: asyncpg.Pool | None = None
@@ -58,22 +69,36 @@ class Notifier:
     # -- reading -----------------------------------------------------------------------------
 
     async def notices_of(self, topic: str, value: bytes) -> list[model.Notice]:
+        """The notice a record makes: none for one that is not what the hub writes (counted),
+        or for an incident over its device's rate (counted; the next one says so)."""
+        kind: model.Kind = "kpi_alert" if topic == topics.KPI_ALERTS else "incident"
         try:
-            message: dict[str, Any] = json.loads(value)
-            demo = message.get("demonstration_id", "")
-            company = (await self.company_map()).get(demo)
-            if topic == topics.KPI_ALERTS:
-                return [model.from_kpi_alert(message, company)]
-            return [model.from_incident(message, company)]
-        except (ValueError, KeyError, TypeError) as error:
-            log.warning("skipped an unreadable record of %s: %r", topic, error)
+            message, fields = model.parse(kind, value)
+        except model.BadMessage as error:
+            self.metrics.skipped.labels(topic).inc()
+            log.warning("skipped a record of %s that is not what the hub writes: %s", topic, error)
             return []
+        company = (await self.company_map()).get(fields.demonstration_id)
+        if kind == "kpi_alert":
+            return [model.from_kpi_alert(message, company)]
+        allowed, held = self.limiter.allow(fields.device_id, arrival_s(fields.arrived_at))
+        if not allowed:
+            self.metrics.incidents_held.inc()
+            return []
+        if held:
+            message = {**message, "held_back_before": held}
+        return [model.from_incident(message, company)]
 
     async def company_map(self) -> dict[str, str]:
+        """demonstration -> company, read again every minute (the last one while the database
+        is away: the notice is written to the outbox later anyway, retried)."""
         if time.monotonic() - self.companies_at > COMPANIES_EVERY_S:
-            async with self.db().acquire() as conn:
-                self.companies = await store.companies(conn)
-            self.companies_at = time.monotonic()
+            try:
+                async with self.db().acquire() as conn:
+                    self.companies = await store.companies(conn)
+                self.companies_at = time.monotonic()
+            except (OSError, asyncpg.PostgresError, TimeoutError) as error:
+                log.warning("companies not read again (%s); using the last ones", error)
         return self.companies
 
     async def take(self, notices: list[model.Notice]) -> None:
@@ -130,7 +155,7 @@ class Notifier:
     # -- delivering --------------------------------------------------------------------------
 
     async def deliver(self) -> None:
-        async with aiohttp.ClientSession() as session:
+        async with send.session(self.guard) as session:
             while True:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.wake.wait(), IDLE_POLL_S)
@@ -148,25 +173,37 @@ class Notifier:
                 receivers = {r.name: r for r in await store.receivers(conn)}
             if not due:
                 return
-            # A receiver removed meanwhile took its rows with it: nothing to send.
-            await asyncio.gather(
+            # A receiver removed meanwhile took its rows with it: nothing to send. Each row's
+            # outcome is its own: one failing (whatever it raises) neither stops the others nor
+            # the loop.
+            outcomes = await asyncio.gather(
                 *(
                     self.deliver_one(session, receivers[row.receiver], row)
                     for row in due
                     if row.receiver in receivers
-                )
+                ),
+                return_exceptions=True,
             )
+            for outcome in outcomes:
+                if isinstance(outcome, Exception):
+                    log.error("a delivery failed unrecorded: %r", outcome)
 
     async def deliver_one(
         self, session: aiohttp.ClientSession, receiver: model.Receiver, due: store.Due
     ) -> None:
+        """One row: delivered, or its failure recorded on it (retried later)."""
         document = send.payload(due.notice_id, due.kind, due.subject, due.body)
         try:
             if receiver.kind == "webhook":
-                await send.webhook(session, receiver, document)
+                await send.webhook(session, receiver, document, self.guard)
             else:
                 await send.email(self.settings.smtp_url, receiver, document)
-        except send.DeliveryFailed as error:
+        except Exception as failure:
+            error = (
+                failure
+                if isinstance(failure, send.DeliveryFailed)
+                else send.DeliveryFailed(f"{type(failure).__name__}: {failure}"[:300])
+            )
             retry = model.retry_after_s(due.attempts + 1)
             log.warning(
                 "%s to %s failed (attempt %d, again in %.0f s): %s",
@@ -182,7 +219,7 @@ class Notifier:
             return
         self.metrics.deliveries.labels(receiver.kind, "delivered").inc()
         if due.kind == "incident" and "arrived_at" in due.body:
-            arrived = datetime.fromisoformat(due.body["arrived_at"]).timestamp()
+            arrived = arrival_s(due.body["arrived_at"])
             self.metrics.incident_seconds.observe(max(0.0, time.time() - arrived))
         async with self.db().acquire() as conn:
             await store.delivered(conn, due)

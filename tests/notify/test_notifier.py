@@ -53,6 +53,8 @@ class Inbox:
 
     async def handle(self, request: web.Request) -> web.Response:
         name = request.match_info["name"]
+        if name == "redirect":  # a receiver pointing the hub elsewhere (its own services, say)
+            raise web.HTTPTemporaryRedirect(f"http://127.0.0.1:{self.port}/trap")
         if name == "flaky" and self.flaky_failures > 0:
             self.flaky_failures -= 1
             return web.Response(status=500, text="not now")
@@ -172,6 +174,8 @@ async def notified(
                 "HUB_APP_ID": f"notify-{uuid.uuid4().hex[:8]}",
                 "HUB_SMTP_URL": f"smtp://127.0.0.1:{smtp_port}",
                 "HUB_NOTIFY_ESCALATE_AFTER": "600",
+                # The test's receivers listen on loopback, which the notifier refuses by default.
+                "HUB_NOTIFY_ALLOW_NETWORKS": "127.0.0.0/8",
             }
             base = f"http://127.0.0.1:{inbox.port}"
             for args in (
@@ -318,19 +322,21 @@ async def test_an_incident_reaches_its_receivers_within_15_s(
         await producer.stop()
     inbox, mailbox = notified.inbox, notified.mailbox
 
+    notice = f"incident:{GWANGJU_T01_SITE}-TST1:{event_id}"  # ids are unique per device
+
     async def told() -> bool | None:
         everyone = (
-            inbox.ids("ops", f"incident:{event_id}")
-            and inbox.ids("gj", f"incident:{event_id}")
+            inbox.ids("ops", notice)
+            and inbox.ids("gj", notice)
             and [s for s in mailbox.subjects("ops@testco.example") if TEST_DEMO in s]
         )
         return True if everyone else None
 
     await eventually(told, "the incident at the operator, partner and company receivers", 15)
-    took = max(t for who, doc, t in inbox.received if doc["notice_id"] == f"incident:{event_id}")
+    took = max(t for who, doc, t in inbox.received if doc["notice_id"] == notice)
     print(f"incident: published -> at the webhooks in {took - published:.2f} s")
-    assert not inbox.ids("jn", f"incident:{event_id}")  # another region's partner
-    doc = next(d for who, d, _ in inbox.received if d["notice_id"] == f"incident:{event_id}")
+    assert not inbox.ids("jn", notice)  # another region's partner
+    doc = next(d for who, d, _ in inbox.received if d["notice_id"] == notice)
     assert doc["detail"]["device_id"] == f"{GWANGJU_T01_SITE}-TST1"
     assert doc["detail"]["demonstration_id"] == TEST_DEMO
 
@@ -390,3 +396,159 @@ async def test_notify_refuses_what_it_cannot_honour(notified: Notified) -> None:
     gone = await run_hub_async("notify", "remove", "nobody", env=notified.env)
     assert gone.returncode == 1
     assert "no receiver named 'nobody'" in gone.stderr
+
+
+async def publish_signed(stack: Settings, site: str, value: bytes) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=stack.kafka_bootstrap, acks="all")
+    await producer.start()
+    try:
+        await producer.send_and_wait(
+            topics.TELEMETRY, value=value, key=site.encode(), headers=signed(value)
+        )
+    finally:
+        await producer.stop()
+
+
+async def test_nothing_a_device_sends_stops_the_notifier(
+    notified: Notified, incident_worker: WorkerProcess, stack: Settings
+) -> None:
+    """An incident whose event id carries CR/LF, a header of its own and non-ASCII goes through
+    intake to every receiver (the mail's headers encoded safely); values on the notifier's
+    topics that are not what the hub writes are counted and skipped; the notifier stays up and
+    delivers what comes next."""
+    event_id = f"evil-{uuid.uuid4().hex[:6]}\r\nBcc: everyone@example.com\r\n\u00e9\u2028"
+    value = record(
+        GWANGJU_T01_SITE,
+        int(time.time() * 1000),
+        {"test_push": 1.0},
+        event_id=event_id,
+        kind="incident",
+    )
+    skipped = notified.process.metrics().get(
+        'hub_notify_skipped_total{topic="hub.internal.incidents"}', 0.0
+    )
+    await publish_signed(stack, GWANGJU_T01_SITE, value)
+    junk = [b"[]", b"42", b"\xff\xfe", b'{"event_id": 7}', b'"text"']
+    await send_all(stack, topics.INCIDENTS, [("k", v) for v in junk])
+    await send_all(stack, topics.KPI_ALERTS, [("k", v) for v in junk])
+    tag = uuid.uuid4().hex[:8]
+    after = kpi_alert(f"{tag}-after", "GJ-BUK-0002", "gwangju", "DEMO-001")
+    await send_all(stack, topics.KPI_ALERTS, [("k", after)])
+    notice = f"incident:{GWANGJU_T01_SITE}-TST1:{event_id}"
+    inbox, mailbox = notified.inbox, notified.mailbox
+
+    async def delivered() -> bool | None:
+        mailed = [
+            m
+            for m in mailbox.messages
+            if m["To"] == "ops@testco.example" and "evil" in m.get_payload()
+        ]
+        done = inbox.ids("ops", notice) and inbox.ids("ops", f"alert:{tag}-after") and mailed
+        return True if done else None
+
+    await eventually(delivered, "the incident and the next alert delivered", 30)
+    assert notified.process.proc is not None
+    assert notified.process.proc.poll() is None, "the notifier exited"
+    mail = next(m for m in mailbox.messages if "evil" in m.get_payload())
+    assert mail["Bcc"] is None  # the event id's text stayed in the body
+    assert str(mail["Message-ID"]).endswith("@testbed-hub>")
+    metrics = notified.process.metrics()
+    assert metrics.get(
+        'hub_notify_skipped_total{topic="hub.internal.incidents"}', 0.0
+    ) - skipped == len(junk)
+    assert metrics.get('hub_notify_skipped_total{topic="testbed.kpi-alerts.v1"}', 0.0) >= len(junk)
+
+
+def incident(device: str, event_id: str, arrived: datetime) -> bytes:
+    return json.dumps(
+        {
+            "schema": "incident/1",
+            "event_id": event_id,
+            "device_id": device,
+            "site_id": GWANGJU_T01_SITE,
+            "demonstration_id": TEST_DEMO,
+            "region": "gwangju",
+            "district": "buk",
+            "ts": arrived.isoformat(),
+            "arrived_at": arrived.isoformat(),
+            "metrics": {"test_push": 1.0},
+        }
+    ).encode()
+
+
+async def test_a_storm_of_incidents_from_one_device_is_heard_a_few_times(
+    notified: Notified, stack: Settings
+) -> None:
+    """At the defaults (a burst of 5, then 30 an hour): 12 incidents in a second from one device
+    give its first 5 notices; the other 7 are counted, not sent. Another device is not held back
+    by it."""
+    device = f"storm-{uuid.uuid4().hex[:6]}"
+    quiet = f"quiet-{uuid.uuid4().hex[:6]}"
+    held = notified.process.metrics().get("hub_notify_incidents_held_total", 0.0)
+    now = datetime.now(UTC)
+    storm = [incident(device, f"s{n}", now + timedelta(milliseconds=n)) for n in range(12)]
+    await send_all(
+        stack, topics.INCIDENTS, [("k", v) for v in [*storm, incident(quiet, "q0", now)]]
+    )
+    inbox = notified.inbox
+
+    async def heard() -> bool | None:
+        return (
+            True
+            if inbox.ids("ops", f"incident:{quiet}:")
+            and len(inbox.ids("ops", f"incident:{device}:")) >= 5
+            else None
+        )
+
+    await eventually(heard, "the storm's first notices and the quiet device's", 30)
+
+    async def counted() -> float | None:
+        value = notified.process.metrics().get("hub_notify_incidents_held_total", 0.0) - held
+        return value if value >= 7 else None
+
+    assert await eventually(counted, "the held-back incidents counted", 15) == 7
+    assert sorted(inbox.ids("ops", f"incident:{device}:")) == [
+        f"incident:{device}:s{n}" for n in range(5)
+    ]
+
+
+async def test_webhooks_follow_no_redirect_and_reach_no_local_service_unless_allowed(
+    notified: Notified, stack: Settings
+) -> None:
+    """A receiver answering 307 (to a URL of the hub's own, say Prometheus' /-/quit) is not
+    followed: the delivery fails, recorded on its row. A link-local target (a cloud's metadata
+    address) is refused before any connection."""
+    base = f"http://127.0.0.1:{notified.inbox.port}"
+    for args in (
+        ("add-webhook", "redirect", f"{base}/redirect", "--scope", "operator"),
+        ("add-webhook", "metadata", "http://169.254.169.254/latest", "--scope", "operator"),
+    ):
+        added = await run_hub_async("notify", *args, env=notified.env)
+        assert added.returncode == 0, added.stderr
+    try:
+        tag = uuid.uuid4().hex[:8]
+        await send_all(
+            stack,
+            topics.KPI_ALERTS,
+            [("k", kpi_alert(f"{tag}-r", "GJ-BUK-0002", "gwangju", "DEMO-001"))],
+        )
+
+        async def failed() -> dict[str, str] | None:
+            listed = await run_hub_async("notify", "list", env=notified.env)
+            lines = {line.split()[0]: line for line in listed.stdout.splitlines() if line.strip()}
+            both = all("last error" in lines.get(n, "") for n in ("redirect", "metadata"))
+            return lines if both else None
+
+        lines = await eventually(failed, "both deliveries to fail and be recorded", 30)
+        assert "HTTP 307" in lines["redirect"]
+        assert "link-local: refused" in lines["metadata"]
+        assert not inbox_trap(notified)
+        assert notified.process.proc is not None
+        assert notified.process.proc.poll() is None
+    finally:
+        for name in ("redirect", "metadata"):
+            await run_hub_async("notify", "remove", name, env=notified.env)
+
+
+def inbox_trap(notified: Notified) -> list[str]:
+    return [doc["notice_id"] for who, doc, _ in notified.inbox.received if who == "trap"]

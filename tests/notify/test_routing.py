@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 
 from hub.notify import model
+from hub.notify.model import IncidentLimiter, one_line
+from hub.notify.send import AddressGuard, message_id
 
 ALERT = {
     "schema": "kpi-alert/1",
@@ -45,7 +47,7 @@ def test_an_incident_is_routed_like_a_kpi_alert() -> None:
         "ts": "2026-11-30T09:00:00Z",
     }
     notice = model.from_incident(incident, "Company A")
-    assert notice.notice_id == "incident:e1"
+    assert notice.notice_id == "incident:GJ-BUK-0002-CAM1:e1"
     assert [r.name for r in (OPERATOR, JEONNAM, GWANGJU, PARKEYE) if model.covers(r, notice)] == [
         "ops",
         "gj",
@@ -103,3 +105,43 @@ def test_a_bad_receiver_is_refused_naming_the_field(
 ) -> None:
     with pytest.raises(model.ReceiverError, match=says):
         model.receiver(name, kind, target, scope)  # type: ignore[arg-type]
+
+
+def test_a_device_storm_is_heard_burst_times_then_at_the_hourly_rate() -> None:
+    limiter = IncidentLimiter(burst=3, per_hour=60)  # one more a minute
+    told = [limiter.allow("storm", 1000.0 + i * 0.1) for i in range(10)]
+    assert [ok for ok, _ in told] == [True] * 3 + [False] * 7
+    # A minute on: one more, saying how many were held back since the last.
+    assert limiter.allow("storm", 1061.0) == (True, 7)
+    assert limiter.allow("other", 1061.0) == (True, 0)  # another device is not held back
+
+
+def test_mail_headers_hold_no_device_data_that_could_break_them() -> None:
+    evil = "x\r\nBcc: all@example.com\r\n\u00e9\u2028"
+    assert "\n" not in one_line(evil)
+    assert "\r" not in one_line(evil)
+    assert one_line("é" * 300).endswith("…")
+    assert message_id(f"incident:dev:{evil}").endswith("@testbed-hub>")
+    assert message_id("a").isascii()
+
+
+@pytest.mark.parametrize(
+    ("address", "kind"),
+    [
+        ("127.0.0.1", "loopback"),
+        ("::1", "loopback"),
+        ("169.254.169.254", "link-local"),
+        ("0.0.0.0", "unspecified"),  # noqa: S104 (an address refused, not bound)
+        ("::ffff:127.0.0.1", "loopback"),
+        ("224.0.0.1", "multicast"),
+    ],
+)
+def test_webhooks_may_not_reach_the_hubs_own_host_unless_allowed(address: str, kind: str) -> None:
+    refusal = AddressGuard().refusal(address)
+    assert refusal is not None
+    assert kind in refusal
+    allowed = AddressGuard(
+        ("127.0.0.0/8", "::1/128", "169.254.0.0/16", "0.0.0.0/32", "224.0.0.0/4")
+    )
+    assert allowed.refusal(address) is None
+    assert AddressGuard().refusal("203.0.113.7") is None
