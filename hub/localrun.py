@@ -98,6 +98,7 @@ async def ensure_hub_topics(settings: Settings) -> None:
         settings.partitions,
         topics.hub_topics(),
         replication_factor=settings.replication_factor,
+        dlq_retention_days=settings.retention_dlq_days,
     )
 
 

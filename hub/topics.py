@@ -21,21 +21,37 @@ TICKS: Final = "hub.internal.ticks"
 INCIDENTS: Final = "hub.internal.incidents"
 
 
-# A telemetry record of 256 KiB, with up to 1 KiB of key, headers and batch framing: larger ones
-# are refused by the broker at publish time (the device sees the error). The DLQ takes the base64
-# copy of the largest (a third larger) with room to spare.
-MAX_TELEMETRY_RECORD: Final = 256 * 1024
-TELEMETRY_MAX_MESSAGE_BYTES: Final = MAX_TELEMETRY_RECORD + 1024
-DLQ_MAX_MESSAGE_BYTES: Final = 1024 * 1024
-# What the hub sets on the topics it owns. Log-append time makes a record's timestamp the
-# broker's arrival time, which no device can set: event time is bounded by it.
-TOPIC_CONFIGS: Final[dict[str, dict[str, str]]] = {
-    TELEMETRY: {
-        "message.timestamp.type": "LogAppendTime",
-        "max.message.bytes": str(TELEMETRY_MAX_MESSAGE_BYTES),
-    },
-    DLQ: {"max.message.bytes": str(DLQ_MAX_MESSAGE_BYTES)},
-}
+# The broker limits a *batch* of records by the topic's max.message.bytes, and producers batch at
+# their defaults: librdkafka up to 1,000,000 bytes (batch.size), Java's and aiokafka's requests
+# up to 1 MiB (max.request.size). The telemetry topic takes what any of them sends at its
+# defaults: Kafka's own default limit (1 MiB and 12 bytes of framing). A record over 64 KiB is
+# still refused, at intake, as too_large with its bytes; one over this limit by the broker at
+# publish time (the device sees the error). The DLQ takes the base64 copy of the largest (a third
+# larger) with its JSON around it, and the hub's producer sends requests that large.
+TELEMETRY_MAX_MESSAGE_BYTES: Final = 1024 * 1024 + 12
+MAX_TELEMETRY_RECORD: Final = TELEMETRY_MAX_MESSAGE_BYTES
+DLQ_MAX_MESSAGE_BYTES: Final = 2 * 1024 * 1024
+PRODUCER_MAX_REQUEST_BYTES: Final = DLQ_MAX_MESSAGE_BYTES + 64 * 1024
+# Rejected records are kept this long unless HUB_RETENTION_DLQ_DAYS says otherwise.
+DLQ_RETENTION_DAYS: Final = 30.0
+
+
+def topic_configs(dlq_retention_days: float = DLQ_RETENTION_DAYS) -> dict[str, dict[str, str]]:
+    """What the hub sets on the topics it owns. Log-append time makes a record's timestamp the
+    broker's arrival time, which no device can set: event time is bounded by it, and a record's
+    key is the one valid then."""
+    return {
+        TELEMETRY: {
+            "message.timestamp.type": "LogAppendTime",
+            "max.message.bytes": str(TELEMETRY_MAX_MESSAGE_BYTES),
+        },
+        DLQ: {
+            "max.message.bytes": str(DLQ_MAX_MESSAGE_BYTES),
+            "retention.ms": str(int(dlq_retention_days * 86_400_000)),
+        },
+    }
+
+
 DYNAMIC_TOPIC_CONFIG: Final = 1  # DescribeConfigs' config_source of a per-topic setting
 
 
@@ -75,20 +91,22 @@ async def ensure_topics(
     names: list[str] | None = None,
     *,
     replication_factor: int = 1,
+    dlq_retention_days: float = DLQ_RETENTION_DAYS,
     **security: object,
 ) -> list[str]:
-    """Create the topics that do not exist yet, with the hub's settings (``TOPIC_CONFIGS``);
+    """Create the topics that do not exist yet, with the hub's settings (``topic_configs``);
     set those on the ones that exist without them. Return the topics created now.
 
     Safe when several processes start at once: "already exists" counts as success.
     """
+    configs = topic_configs(dlq_retention_days)
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, **security)
     await admin.start()
     try:
         wanted = names if names is not None else contract_topics()
         existing = set(await admin.list_topics())
         missing = [name for name in wanted if name not in existing]
-        await _align_configs(admin, [n for n in wanted if n in existing and n in TOPIC_CONFIGS])
+        await _align_configs(admin, [n for n in wanted if n in existing and n in configs], configs)
         if not missing:
             return []
         response = await admin.create_topics(
@@ -98,7 +116,7 @@ async def ensure_topics(
                     partitions,
                     replication_factor,
                     topic_configs={
-                        **TOPIC_CONFIGS.get(name, {}),
+                        **configs.get(name, {}),
                         **replicated_configs(replication_factor),
                     },
                 )
@@ -117,7 +135,9 @@ async def ensure_topics(
         await admin.close()
 
 
-async def _align_configs(admin: AIOKafkaAdminClient, names: list[str]) -> None:
+async def _align_configs(
+    admin: AIOKafkaAdminClient, names: list[str], configs: dict[str, dict[str, str]]
+) -> None:
     """Give existing topics the hub's settings, keeping any other per-topic setting (an
     operator's retention, say): AlterConfigs replaces the whole per-topic set."""
     if not names:
@@ -133,7 +153,7 @@ async def _align_configs(admin: AIOKafkaAdminClient, names: list[str]) -> None:
                 for e in resource["config_entries"]
                 if e.get("config_source") == DYNAMIC_TOPIC_CONFIG
             }
-            wanted = {**current, **TOPIC_CONFIGS[name]}
+            wanted = {**current, **configs[name]}
             if wanted != current:
                 changes.append(ConfigResource(ConfigResourceType.TOPIC, name, configs=wanted))
     if not changes:

@@ -15,6 +15,7 @@ from hub.db.migrate import migrate
 from hub.errors import HubError
 from hub.settings import Settings
 from hub.topics import DLQ, TELEMETRY, ensure_topics, hub_topics, partition_counts
+from streams import faust_compat
 from streams.app import WorkerOptions, create_app
 from streams.localstate import mark_clean_stop, open_local_state
 from streams.registry import Snapshot, load_snapshot
@@ -55,6 +56,7 @@ async def prepare(settings: Settings) -> Prepared:
         settings.partitions,
         hub_topics(),
         replication_factor=settings.replication_factor,
+        dlq_retention_days=settings.retention_dlq_days,
     )
     for name in created:
         log.info("created topic %s", name)
@@ -82,6 +84,14 @@ def run_worker(settings: Settings, options: WorkerOptions, loglevel: str = "info
     try:
         worker.execute_from_commandline()
     except SystemExit as stopped:
-        if stopped.code in (0, None) and worker.crash_reason is None and app.crash_reason is None:
+        clean = stopped.code in (0, None) and worker.crash_reason is None
+        if clean and app.crash_reason is None and faust_compat.delivered_everything(app):
             mark_clean_stop(datadir)
+        elif clean:
+            # A stop that looked clean, but a table write never reached the changelog (the last
+            # flush failed, and Faust only logs that): the local state must not be trusted.
+            log.warning(
+                "stopped, but not every state write reached the changelog: local state "
+                "will be rebuilt from the changelog at the next start"
+            )
         raise

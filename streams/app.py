@@ -95,6 +95,8 @@ def create_app(
         broker_request_timeout=max(90.0, settings.session_timeout_s + 30),
         producer_linger=0.01,
         producer_max_batch_size=512 * 1024,
+        # A DLQ record holds the base64 copy of a record up to the telemetry topic's limit.
+        producer_max_request_size=topics.PRODUCER_MAX_REQUEST_BYTES,
         # zstd at level 3 (aiokafka's and the broker's default): aiokafka compresses lz4 at
         # level 9 (LZ4HC), which took 7 % of a worker catching up; any client since Kafka 2.1
         # reads zstd.

@@ -72,7 +72,12 @@ async def simulate(
 ) -> Tally:
     """Publish for ``duration_s`` at ``rate_hz`` events per site per second; flush; tally."""
     sites, keys = await load_sites(settings, options)
-    await ensure_topics(settings.kafka_bootstrap, settings.partitions)
+    await ensure_topics(
+        settings.kafka_bootstrap,
+        settings.partitions,
+        replication_factor=settings.replication_factor,
+        dlq_retention_days=settings.retention_dlq_days,
+    )
     fleet = Fleet(sites, bad_fraction=options.bad_fraction, seed=options.seed)
     interval = 1.0 / options.rate_hz
     async with DeviceClient(settings.kafka_bootstrap) as client:

@@ -78,8 +78,9 @@ async def test_a_poison_value_is_rejected_and_costs_others_nothing(hostile: Host
 async def test_records_too_large_are_refused_at_publish_or_kept_whole_in_the_dlq(
     hostile: HostileHub,
 ) -> None:
-    """Incompressible payloads: above 256 KiB the broker refuses the record (the device sees the
-    error); from 64 KiB up to that the DLQ holds it with every byte."""
+    """Incompressible payloads: above 1 MiB (the topic's limit, so that any client's default
+    batch fits) the broker refuses the record (the device sees the error); from 64 KiB up to
+    that the DLQ holds it with every byte."""
     settings = hostile.settings
     site = sites_on(5, settings.partitions)[0]
     start = await end_offsets(settings, "testbed.telemetry.dlq.v1")
@@ -90,7 +91,7 @@ async def test_records_too_large_are_refused_at_publish_or_kept_whole_in_the_dlq
         blob = base64.b64encode(os.urandom(size * 3 // 4)).decode()
         return value[:-1] + f',"firmware":"{blob}"}}'.encode()
 
-    kept, refused = large(250 * 1024), large(300 * 1024)
+    kept, refused = large(1_000_000), large(1536 * 1024)
     # No compression, and a client limit above the broker's: the broker is the one to refuse.
     outcomes = await publish(settings, [(site, kept), (site, refused)], max_request_size=4 * 2**20)
     assert outcomes[0] is None
