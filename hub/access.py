@@ -192,6 +192,12 @@ def add_partner(settings: Settings, region: str, name: str) -> Credentials:
             f"name {name!r}: 2-40 characters, lower-case letters, digits and '-' "
             "(it prefixes the partner's consumer groups)"
         )
+    if f"{settings.app_id}.".startswith(f"{name}."):
+        # Its groups, <name>.*, would include the hub's own (<app id>.notifier, say).
+        raise AccessError(
+            f"name {name!r}: the hub's consumer groups start with {settings.app_id!r} "
+            "(HUB_APP_ID); a partner's groups are named <name>.*, so choose another name"
+        )
     return _create(settings, f"partner.{region}.{name}", partner_grants(region, name))
 
 

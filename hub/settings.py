@@ -6,6 +6,7 @@ Every default is the local one from the contract; every field can be overridden 
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from collections.abc import Mapping
@@ -14,6 +15,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from hub.errors import HubError
+from hub.telemetry import MAX_FUTURE_MS
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -40,6 +42,21 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
         return float(raw)
     except ValueError:
         raise SettingsError(f"{name}={raw!r}: not a number") from None
+
+
+def _networks(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    raw = env.get(name) or ""
+    networks = []
+    for part in (p.strip() for p in raw.split(",")):
+        if not part:
+            continue
+        try:
+            networks.append(str(ipaddress.ip_network(part, strict=False)))
+        except ValueError:
+            raise SettingsError(
+                f"{name}={raw!r}: {part!r} is not a network (e.g. 127.0.0.0/8)"
+            ) from None
+    return tuple(networks)
 
 
 def host_port(address: str, variable: str) -> tuple[str, int]:
@@ -93,6 +110,14 @@ class Settings:
     notify_port: int = 9096
     smtp_url: str = ""
     notify_escalate_after_s: float = 1800.0
+    # Webhook targets the notifier refuses to reach unless inside one of these networks (CIDRs):
+    # loopback, link-local, unspecified and multicast addresses (a company's webhook must not
+    # make the hub call its own services, e.g. Prometheus on 127.0.0.1).
+    notify_allow_networks: tuple[str, ...] = ()
+    # Incidents notified per device: a burst of this many, then this many an hour (the rest
+    # counted, and the next notice says how many were held back).
+    notify_incident_burst: int = 5
+    notify_incident_per_hour: float = 30.0
     home: Path = field(default_factory=lambda: PROJECT_ROOT / ".hub")
     project_root: Path = PROJECT_ROOT
     # Partitions of every topic the hub creates (the unit of parallelism across workers).
@@ -125,6 +150,11 @@ class Settings:
     retention_hourly_days: float = 400.0
     retention_kpi_days: float = 400.0
     retention_alert_days: float = 400.0
+    # The DLQ topic (rejected records), the notifier's outbox (delivered or not) and the sink's
+    # quarantine of rows the database refused.
+    retention_dlq_days: float = 30.0
+    retention_notify_days: float = 30.0
+    retention_quarantine_days: float = 30.0
     upkeep_interval_s: float = 300.0
     # Fault injection for the reliability tests: the worker exits at once (no flush, as if
     # killed) right after writing the state of its Nth batch of accepted records. Never set it
@@ -152,6 +182,13 @@ class Settings:
             notify_escalate_after_s=_float(
                 env, "HUB_NOTIFY_ESCALATE_AFTER", defaults.notify_escalate_after_s
             ),
+            notify_allow_networks=_networks(env, "HUB_NOTIFY_ALLOW_NETWORKS"),
+            notify_incident_burst=_int(
+                env, "HUB_NOTIFY_INCIDENT_BURST", defaults.notify_incident_burst
+            ),
+            notify_incident_per_hour=_float(
+                env, "HUB_NOTIFY_INCIDENT_PER_HOUR", defaults.notify_incident_per_hour
+            ),
             home=Path(home).resolve() if home else defaults.home,
             partitions=_int(env, "HUB_PARTITIONS", defaults.partitions),
             kafka_brokers=(brokers := _int(env, "HUB_KAFKA_BROKERS", defaults.kafka_brokers)),
@@ -175,6 +212,13 @@ class Settings:
             retention_kpi_days=_float(env, "HUB_RETENTION_KPI_DAYS", defaults.retention_kpi_days),
             retention_alert_days=_float(
                 env, "HUB_RETENTION_ALERT_DAYS", defaults.retention_alert_days
+            ),
+            retention_dlq_days=_float(env, "HUB_RETENTION_DLQ_DAYS", defaults.retention_dlq_days),
+            retention_notify_days=_float(
+                env, "HUB_RETENTION_NOTIFY_DAYS", defaults.retention_notify_days
+            ),
+            retention_quarantine_days=_float(
+                env, "HUB_RETENTION_QUARANTINE_DAYS", defaults.retention_quarantine_days
             ),
             upkeep_interval_s=_float(env, "HUB_UPKEEP_INTERVAL", defaults.upkeep_interval_s),
             fault_exit_after_batches=_int(env, "HUB_FAULT_EXIT_AFTER_BATCHES", 0),
@@ -231,6 +275,10 @@ class Settings:
             ("HUB_RETENTION_ALERT_DAYS", self.retention_alert_days),
             ("HUB_UPKEEP_INTERVAL", self.upkeep_interval_s),
             ("HUB_NOTIFY_ESCALATE_AFTER", self.notify_escalate_after_s),
+            ("HUB_RETENTION_DLQ_DAYS", self.retention_dlq_days),
+            ("HUB_RETENTION_NOTIFY_DAYS", self.retention_notify_days),
+            ("HUB_RETENTION_QUARANTINE_DAYS", self.retention_quarantine_days),
+            ("HUB_NOTIFY_INCIDENT_PER_HOUR", self.notify_incident_per_hour),
         ):
             if not value > 0:
                 raise SettingsError(f"{name}={value}: must be positive")
@@ -249,10 +297,22 @@ class Settings:
                 f"HUB_MAX_POLL_INTERVAL={self.max_poll_interval_s:g}: at least the session "
                 f"timeout (HUB_SESSION_TIMEOUT={self.session_timeout_s:g})"
             )
-        if self.allowed_lateness_s < 0 or self.dedup_horizon_s < self.allowed_lateness_s + 60:
+        if self.notify_incident_burst < 1:
+            raise SettingsError(
+                f"HUB_NOTIFY_INCIDENT_BURST={self.notify_incident_burst}: at least 1 (the first "
+                "incident of a burst is always delivered)"
+            )
+        # A repeat may carry any ts its device likes, up to the clock-skew limit ahead: the
+        # horizon must outlast the window of the latest-dated copy, its lateness and that limit.
+        future_s = MAX_FUTURE_MS / 1000
+        if self.allowed_lateness_s < 0 or self.dedup_horizon_s < (
+            self.allowed_lateness_s + 60 + future_s
+        ):
             raise SettingsError(
                 f"HUB_DEDUP_HORIZON={self.dedup_horizon_s:g} must cover a window and its allowed "
-                f"lateness (HUB_ALLOWED_LATENESS={self.allowed_lateness_s:g}) plus 60 s"
+                f"lateness (HUB_ALLOWED_LATENESS={self.allowed_lateness_s:g}) plus 60 s and the "
+                f"{future_s:g} s a record may be dated ahead: at least "
+                f"{self.allowed_lateness_s + 60 + future_s:g}"
             )
 
     @property

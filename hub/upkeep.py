@@ -1,5 +1,6 @@
 """Scheduled upkeep the Apache build of TimescaleDB has no policy jobs for: the hourly roll-up of
-``site_aggregates`` and retention by ``drop_chunks``.
+``site_aggregates``, retention by ``drop_chunks``, and the retention of the notifier's outbox and
+the sink's quarantine.
 
 Run every ``HUB_UPKEEP_INTERVAL`` seconds by `hub api`, or once by `hub upkeep` (from cron, say).
 An advisory lock makes concurrent runs skip rather than collide.
@@ -14,9 +15,7 @@ from hub.db import Connection
 from hub.settings import Settings
 
 UPKEEP_LOCK = 0x4855_4232  # "HUB2"
-# Minutes can still arrive this long after their hour (allowed lateness, idle partitions,
-# a worker catching up): the roll-up re-reads them.
-ROLLUP_OVERLAP = timedelta(hours=3)
+HOUR = timedelta(hours=1)
 
 ROLLUP_SQL = """
 INSERT INTO site_aggregates_hourly AS h (bucket, site_id, demonstration_id, metric, count, sum, min,
@@ -37,14 +36,16 @@ class UpkeepReport:
     rolled_up_rows: int = 0
     rolled_up_from: datetime | None = None
     dropped: dict[str, list[str]] = field(default_factory=dict)
+    deleted: dict[str, int] = field(default_factory=dict)
 
     def summary(self) -> str:
         if not self.ran:
             return "upkeep: another process is running it; skipped"
         dropped = ", ".join(f"{t} {len(c)}" for t, c in self.dropped.items())
+        deleted = ", ".join(f"{t} {n}" for t, n in self.deleted.items())
         since = self.rolled_up_from.isoformat() if self.rolled_up_from else "-"
         rolled = f"hourly roll-up {self.rolled_up_rows} rows since {since}"
-        return f"upkeep: {rolled}; chunks dropped: {dropped}"
+        return f"upkeep: {rolled}; chunks dropped: {dropped}; rows deleted: {deleted}"
 
 
 def retention(settings: Settings) -> dict[str, timedelta]:
@@ -56,19 +57,51 @@ def retention(settings: Settings) -> dict[str, timedelta]:
     }
 
 
-async def roll_up_hourly(conn: Connection, now: datetime) -> tuple[int, datetime]:
-    """Re-aggregate every hour since the last run (minus the overlap) up to now."""
-    last = await conn.fetchval("SELECT value FROM upkeep_state WHERE name = 'hourly_rollup'")
-    earliest = await conn.fetchval("SELECT min(bucket) FROM site_aggregates")
-    start = (last - ROLLUP_OVERLAP) if last is not None else (earliest or now)
-    start = start.replace(minute=0, second=0, microsecond=0)
-    status = await conn.execute(ROLLUP_SQL, start, now)
-    await conn.execute(
-        "INSERT INTO upkeep_state (name, value) VALUES ('hourly_rollup', $1) "
-        "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
-        now,
+async def roll_up_hourly(conn: Connection, now: datetime) -> tuple[int, datetime | None]:
+    """Re-aggregate every hour the sink wrote since the last run (``rollup_pending``), however
+    old; on the first run ever, every hour there is. Returns the rows written and the first
+    hour rolled up."""
+    first_run = (
+        await conn.fetchval("SELECT value FROM upkeep_state WHERE name = 'hourly_rollup'") is None
     )
-    return int(status.split()[-1]), start
+    rows, spans = 0, []
+    async with conn.transaction():
+        # Taken and rolled up in one transaction: a write marking an hour meanwhile waits, and
+        # marks it again for the next run.
+        hours = sorted(
+            r["hour"] for r in await conn.fetch("DELETE FROM rollup_pending RETURNING hour")
+        )
+        earliest = await conn.fetchval("SELECT min(bucket) FROM site_aggregates")
+        if first_run and earliest is not None:
+            spans.append((earliest.replace(minute=0, second=0, microsecond=0), now))
+        spans += [(hour, hour + HOUR) for hour in hours]
+        for start, end in spans:
+            rows += _count(await conn.execute(ROLLUP_SQL, start, end))
+        await conn.execute(
+            "INSERT INTO upkeep_state (name, value) VALUES ('hourly_rollup', $1) "
+            "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+            now,
+        )
+    return rows, min((start for start, _ in spans), default=None)
+
+
+def _count(status: str) -> int:
+    return int(status.split()[-1])
+
+
+async def delete_expired(conn: Connection, settings: Settings, now: datetime) -> dict[str, int]:
+    """The notifier's outbox rows (delivered or not: a notice that old is news to no one) and
+    the quarantined rows past their retention."""
+    deleted = {}
+    for table, column, days in (
+        ("notify_outbox", "created_at", settings.retention_notify_days),
+        ("sink_quarantine", "at", settings.retention_quarantine_days),
+    ):
+        status = await conn.execute(
+            f"DELETE FROM {table} WHERE {column} < $1", now - timedelta(days=days)
+        )
+        deleted[table] = _count(status)
+    return deleted
 
 
 async def apply_retention(
@@ -93,6 +126,7 @@ async def run_upkeep(
     try:
         rows, start = await roll_up_hourly(conn, now)
         dropped = await apply_retention(conn, settings, now)
+        deleted = await delete_expired(conn, settings, now)
     finally:
         await conn.execute("SELECT pg_advisory_unlock($1)", UPKEEP_LOCK)
-    return UpkeepReport(True, rows, start, dropped)
+    return UpkeepReport(True, rows, start, dropped, deleted)

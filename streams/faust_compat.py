@@ -278,6 +278,13 @@ def install(app: faust.App, handlers: Mapping[str, BatchHandler]) -> None:
     app.transport.Producer = IdempotentProducer  # type: ignore[misc]
 
 
+def delivered_everything(app: faust.App) -> bool:
+    """Whether the app's producer delivered every table write it was given (a stopped worker's
+    last flush may have failed, which Faust logs and swallows)."""
+    producer = app.producer
+    return not isinstance(producer, IdempotentProducer) or producer.delivered_everything
+
+
 @contextmanager
 def current_event(app: faust.App, message: Message) -> Iterator[Event]:
     """Make ``message`` the task's current event while the block runs: Faust's tables send their
@@ -331,6 +338,12 @@ class IdempotentProducer(Producer):
     async def flush(self) -> None:
         await super().flush()
         await self.acknowledged(set(self.unacknowledged))
+
+    @property
+    def delivered_everything(self) -> bool:
+        """Every table write sent reached the changelog: the local state holds nothing the
+        changelog lacks (what a clean stop means, ``streams.localstate``)."""
+        return self.undelivered is None and not self.unacknowledged
 
     async def acknowledged(self, waiting: set[asyncio.Future[Any]]) -> None:
         """Wait until the broker acknowledged every message of ``waiting``; raise if a table

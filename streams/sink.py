@@ -78,6 +78,12 @@ ON CONFLICT (site_id, demonstration_id, metric, bucket) DO UPDATE SET
   count = excluded.count, sum = excluded.sum, min = excluded.min, max = excluded.max,
   p50 = excluded.p50, p95 = excluded.p95, p99 = excluded.p99, closed_at = now()
 """
+# The hours written, for the hourly roll-up (hub.upkeep): in the same transaction as the rows.
+MARK_ROLLUP = """
+INSERT INTO rollup_pending (hour)
+SELECT DISTINCT time_bucket('1 hour', bucket) FROM incoming_aggregates
+ON CONFLICT (hour) DO NOTHING
+"""
 MERGE_KPI_RESULTS = """
 INSERT INTO kpi_results AS t (window_start, window_end, demonstration_id, site_id, kpi_id, value,
                               threshold, status, samples)
@@ -165,7 +171,7 @@ DATA_ERRORS = (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError)
 
 # (table, staging table, merge statements) in the order a batch is written.
 _TABLES = (
-    ("aggregates", "site_aggregates", "incoming_aggregates", (MERGE_AGGREGATES,)),
+    ("aggregates", "site_aggregates", "incoming_aggregates", (MERGE_AGGREGATES, MARK_ROLLUP)),
     ("kpi_results", "kpi_results", "incoming_kpi_results", (MERGE_KPI_RESULTS,)),
     ("alerts", "kpi_alerts", "incoming_alerts", (MERGE_ALERTS, RESOLVE_ALERTS)),
     ("last_seen", "site_last_seen", "incoming_last_seen", (MERGE_LAST_SEEN,)),

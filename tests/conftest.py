@@ -94,7 +94,7 @@ def loaded_registry(stack: Settings) -> Settings:
 FAST_WORKER_ENV = {
     "HUB_ALLOWED_LATENESS": "5",
     "HUB_CLOCK_TOLERANCE": "300",
-    "HUB_DEDUP_HORIZON": "120",
+    "HUB_DEDUP_HORIZON": "420",
     "HUB_IDLE_TIMEOUT": "3",
     "HUB_TICK_INTERVAL": "1",
     "HUB_REGISTRY_REFRESH": "1",

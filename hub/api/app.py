@@ -51,6 +51,11 @@ def create_api(settings: Settings, registry: CollectorRegistry | None = None) ->
             for name in await migrate(conn):
                 log.info("applied migration %s", name)
         app.state.pool = pool
+        # Exports stream for minutes: they get connections of their own, so that however many
+        # run, every other caller still finds one in the main pool.
+        app.state.export_pool = await create_pool(
+            settings, min_size=0, max_size=history.EXPORTS_AT_ONCE
+        )
         upkeep = asyncio.create_task(_upkeep_loop(pool, settings))
         try:
             yield
@@ -58,6 +63,7 @@ def create_api(settings: Settings, registry: CollectorRegistry | None = None) ->
             upkeep.cancel()
             with suppress(asyncio.CancelledError):
                 await upkeep
+            await app.state.export_pool.close()
             await pool.close()
 
     api = FastAPI(
@@ -72,6 +78,7 @@ def create_api(settings: Settings, registry: CollectorRegistry | None = None) ->
     api.state.settings = settings
     api.state.metrics = metrics
     api.state.registry = registry
+    api.state.health = operations.Health()
     api.add_exception_handler(asyncpg.DataError, bad_value)
     for unavailable in (asyncpg.PostgresError, OSError, TimeoutError):
         api.add_exception_handler(unavailable, database_unavailable)

@@ -30,7 +30,8 @@ LIMITS: Final[dict[str, timedelta]] = {
     "export-1h": timedelta(days=400),
 }
 KPI_RESULTS_LIMIT: Final = 10_000
-KPI_RESULTS_MAX_LIMIT: Final = 100_000
+# Answered as one JSON list: larger ranges are narrowed (or exported), not built in memory.
+KPI_RESULTS_MAX_LIMIT: Final = 10_000
 EXPORT_COLUMNS: Final = (
     "site_id",
     "demonstration_id",

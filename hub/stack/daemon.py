@@ -89,7 +89,9 @@ class ConfiguredDaemon:
         prereqs.ensure([self.tool], say)
         self.data.mkdir(parents=True, exist_ok=True)
         self.config.write_text(self.wanted_config())
-        pid = spawn(self.argv(shutil.which(self.binary) or self.binary), self.log, self.pidfile)
+        argv = self.argv(shutil.which(self.binary) or self.binary)
+        self.config.with_suffix(".argv").write_text("\n".join(argv[1:]))
+        pid = spawn(argv, self.log, self.pidfile)
         took = wait_until(
             lambda: http_ok(f"http://{self.address}/-/ready"),
             what=f"{self.name} (pid {pid})",
@@ -101,8 +103,15 @@ class ConfiguredDaemon:
         return self.status()
 
     def outdated(self) -> bool:
-        """Running on another configuration than ``up`` writes now (an older checkout's)."""
-        return not self.config.exists() or self.config.read_text() != self.wanted_config()
+        """Running on another configuration or other flags than ``up`` gives now (an older
+        checkout's)."""
+        argv = self.config.with_suffix(".argv")
+        return (
+            not self.config.exists()
+            or self.config.read_text() != self.wanted_config()
+            or not argv.exists()
+            or argv.read_text() != "\n".join(self.argv(self.binary)[1:])
+        )
 
     def down(self, say: Say) -> PartStatus:
         pid = self._pid()

@@ -32,7 +32,8 @@ class Prometheus(ConfiguredDaemon):
             f"--storage.tsdb.path={self.data}",
             "--storage.tsdb.retention.time=7d",
             f"--web.listen-address={self.address}",
-            "--web.enable-lifecycle",
+            # No --web.enable-lifecycle: its POST /-/quit stops Prometheus for anyone who can
+            # reach it (a webhook redirected there, say); configuration changes restart it.
             # Firing alerts are sent again this often (default 1 m): one dropped while the
             # Alertmanager was starting arrives within seconds, not a minute.
             "--rules.alert.resend-delay=10s",

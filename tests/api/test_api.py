@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 import subprocess
+import time
+import urllib.request
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -287,6 +290,27 @@ def test_openapi_documents_the_contract_paths(api: ApiServer) -> None:
 def test_healthz_answers_200_when_both_answer(api: ApiServer) -> None:
     status, body = get(api, "/healthz")
     assert (status, body["checks"]) == (200, {"database": "ok", "kafka": "ok"})
+
+
+def test_any_rate_of_health_probes_costs_one_check_every_few_seconds(api: ApiServer) -> None:
+    """/healthz is open (probes carry no token): it answers from its last check of the database
+    and Kafka, made at most every 5 s, so a flood of calls opens no client per call."""
+
+    def checks() -> float:
+        with urllib.request.urlopen(f"{api.base}/metrics", timeout=10) as response:
+            text = response.read().decode()
+        return sum(
+            float(line.split()[-1])
+            for line in text.splitlines()
+            if line.startswith("hub_api_health_checks_total")
+        )
+
+    before = checks()
+    began = time.monotonic()
+    answers = {get(api, "/healthz")[0] for _ in range(50)}
+    took = time.monotonic() - began
+    assert answers == {200}
+    assert checks() - before <= math.ceil(took / 5) + 1
 
 
 def test_healthz_answers_503_naming_what_failed(scratch: Scratch, tmp_path: Any) -> None:

@@ -4,7 +4,9 @@ beyond the bounds answered 422 naming the parameter."""
 
 from __future__ import annotations
 
+import asyncio
 import csv
+import http.client
 import io
 import math
 import re
@@ -304,3 +306,80 @@ def test_the_page_draws_a_sites_metric_over_time(
     assert fewest <= int(series["DEMO-005"]) <= most, (fewest, series, most)
     assert series["DEMO-008"] == "120"
     assert f"online at {SHARED}" in dom
+
+
+def test_slow_exports_never_take_the_connections_other_callers_need(
+    scratch: Scratch, api: ApiServer
+) -> None:
+    """Exports whose readers stall (a spreadsheet tool on a slow line) hold connections of the
+    export pool only: one more export is answered 429 with Retry-After, every other call is
+    served, and once the stalled ones go, exports are taken again."""
+    site = next(d.site_id for d in REGISTRY.devices if d.demonstration_id == "DEMO-001")
+    start = NOW - timedelta(days=31)
+    asyncio.run(month_of_minutes(scratch.url, site, start))
+    query = urllib.parse.urlencode(
+        {"site_id": site, "from": start.isoformat(), "to": NOW.isoformat(), "format": "csv"}
+    )
+    path = f"/api/v1/export/site-aggregates?{query}"
+    stalled = []
+    try:
+        for _ in range(2):  # headers read, then nothing: the server blocks writing the body
+            stream = http.client.HTTPConnection("127.0.0.1", api.port, timeout=30)
+            stream.request("GET", path, headers={"authorization": f"Bearer {api.token}"})
+            response = stream.getresponse()
+            assert response.status == 200
+            response.read(1024)
+            stalled.append(stream)
+
+        def refused() -> bool | None:
+            status, _ = get(api, path)
+            return True if status == 429 else None
+
+        deadline = time.monotonic() + 30
+        while refused() is None:  # the stalled two take their connections as they start
+            assert time.monotonic() < deadline, "a third export was not refused"
+            time.sleep(0.2)
+        request = urllib.request.Request(
+            api.base + path, headers={"authorization": f"Bearer {api.token}"}
+        )
+        with pytest.raises(urllib.error.HTTPError) as refusal:
+            urllib.request.urlopen(request, timeout=10)
+        assert refusal.value.code == 429
+        assert refusal.value.headers["Retry-After"] == "60"
+        for _ in range(10):  # more than the main pool's 8 connections
+            status, _ = get(api, "/api/v1/overview")
+            assert status == 200
+    finally:
+        for stream in stalled:
+            stream.close()
+    deadline = time.monotonic() + 60
+    while True:
+        status, _, text = export(
+            api, site_id=site, metric="online", from_=NOW - timedelta(hours=1), to=NOW, format="csv"
+        )
+        if status == 200:
+            break
+        assert time.monotonic() < deadline, (
+            f"exports still refused after the stalled ones went ({status})"
+        )
+        time.sleep(0.5)
+    assert len(text.splitlines()) == 61
+
+
+async def month_of_minutes(url: str, site: str, start: datetime) -> None:
+    """31 days of minutes of three metrics at ``site``: more CSV than a socket buffers."""
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute(
+            "INSERT INTO site_aggregates (bucket, site_id, demonstration_id, metric, count, sum,"
+            " min, max) SELECT t, $1, 'DEMO-001', m, 60, 60, 1, 1"
+            " FROM generate_series($2::timestamptz, $3::timestamptz - interval '1 minute',"
+            " interval '1 minute') t,"
+            " unnest(array['online', 'inference_latency_ms', 'hazards_detected']) m"
+            " ON CONFLICT DO NOTHING",
+            site,
+            start,
+            NOW,
+        )
+    finally:
+        await conn.close()

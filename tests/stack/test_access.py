@@ -137,3 +137,7 @@ async def test_bad_requests_are_refused_with_the_reason(loaded_registry: Setting
     stranger = await run_hub_async("access", "revoke", "root")
     assert stranger.returncode == 1
     assert "not a user `hub access` creates" in stranger.stderr
+    # A partner named like the hub would read the hub's own consumer groups (<name>.*).
+    squatter = await run_hub_async("access", "add-partner", "gwangju", "testbed-hub")
+    assert squatter.returncode == 1
+    assert "the hub's consumer groups start with 'testbed-hub'" in squatter.stderr

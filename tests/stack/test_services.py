@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import urllib.error
+import urllib.request
 import uuid
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
+import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
@@ -89,3 +92,16 @@ async def test_hypertable_time_bucket_sums_by_minute(stack: Settings) -> None:
     finally:
         await conn.execute(f"DROP TABLE IF EXISTS {table}")
         await conn.close()
+
+
+def test_prometheus_cannot_be_stopped_over_http(stack: Settings) -> None:
+    """Prometheus runs without its lifecycle API: POST /-/quit (where a company's webhook could
+    redirect the notifier) is refused, and Prometheus keeps answering."""
+    quit_request = urllib.request.Request(
+        f"http://{stack.prometheus_address}/-/quit", data=b"", method="POST"
+    )
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(quit_request, timeout=10)
+    assert refused.value.code == 403
+    with urllib.request.urlopen(f"http://{stack.prometheus_address}/-/ready", timeout=10) as ok:
+        assert ok.status == 200

@@ -268,6 +268,20 @@ async def test_a_table_write_the_broker_refused_stops_the_commit(
     for _ in range(2):
         with pytest.raises(faust_compat.ChangelogNotDelivered, match="NotEnoughReplicas"):
             await producer.flush()
+    # A worker stopping after this must not mark its local state clean (hub.worker).
+    assert not producer.delivered_everything
+
+
+async def test_a_producer_that_delivered_every_write_allows_a_clean_stop(
+    producer: faust_compat.IdempotentProducer,
+) -> None:
+    broker = HeldChannel()
+    write = table_write(broker)
+    producer.send_soon(write)
+    assert not producer.delivered_everything  # one still in flight at the stop: not clean
+    broker.answer.set()
+    await asyncio.wait_for(producer.flush(), timeout=5)
+    assert producer.delivered_everything
 
 
 def test_the_installed_faust_has_what_the_hub_relies_on() -> None:

@@ -8,7 +8,7 @@ import csv
 import io
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal
 
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -24,6 +24,9 @@ from hub.management.history import RangeError, Step, TimeRange
 from hub.tokens import Principal
 
 router = APIRouter()
+# CSV exports streaming at once (each holds a connection of the export pool while it streams);
+# one more answers 429 with Retry-After.
+EXPORTS_AT_ONCE: Final = 2
 
 From = Annotated[
     datetime | None,
@@ -135,6 +138,7 @@ async def kpi_results(
         **NOT_FOUND,
         **UNAUTHORIZED,
         **BAD_RANGE,
+        429: {"description": "as many exports are streaming as the hub runs at once"},
     },
     tags=["history"],
 )
@@ -154,6 +158,7 @@ async def export_site_aggregates(
     await visible_site(conn, who, site_id)
     span = span_of(start, end, f"export-{step}")
     await checked_metric(conn, who, site_id, metric)
+    busy(request)
     rows = csv_lines(request, history.AggregatesQuery(site_id, metric, span, step, who.company))
     name = f"{site_id}-{metric or 'all'}-{span.start:%Y%m%dT%H%M}-{span.end:%Y%m%dT%H%M}.csv"
     return StreamingResponse(
@@ -163,13 +168,26 @@ async def export_site_aggregates(
     )
 
 
+def busy(request: Request) -> None:
+    """429 when every connection of the export pool is streaming an export."""
+    pool = request.app.state.export_pool
+    if pool.get_size() >= EXPORTS_AT_ONCE and pool.get_idle_size() == 0:
+        raise HTTPException(
+            429,
+            f"{EXPORTS_AT_ONCE} exports are streaming already; try again in a minute",
+            headers={"Retry-After": "60"},
+        )
+
+
 async def csv_lines(request: Request, query: history.AggregatesQuery) -> AsyncIterator[str]:
-    """A header, then the rows in chunks, from a connection of its own: the request's goes back
-    to the pool when the handler returns, before the body is sent."""
+    """A header, then the rows in chunks, from a connection of the export pool: the request's
+    goes back to the main pool when the handler returns, before the body is sent, and however
+    many exports stream, they never hold the main pool's connections."""
     buffer = io.StringIO()
     out = csv.writer(buffer, lineterminator="\n")
     out.writerow(history.EXPORT_COLUMNS)
-    async with request.app.state.pool.acquire(timeout=10) as conn, conn.transaction():
+    pool = request.app.state.export_pool
+    async with pool.acquire(timeout=30) as conn, conn.transaction():
         n = 0
         async for row in history.stream_site_aggregates(conn, query):
             out.writerow(
