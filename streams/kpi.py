@@ -91,22 +91,26 @@ def first_window(observed_from_ms: int, starts_ms: int, kpi: Kpi) -> int:
     return start if start >= starts_ms else start + kpi.window_s * 1000
 
 
-def merge_minute(state: KpiState, kpi: Kpi, metric: str, minute_start_ms: int, acc: Acc) -> bool:
+def merge_minute(
+    state: KpiState,
+    kpi: Kpi,
+    metric: str,
+    minute_start_ms: int,
+    acc: Acc,
+    earliest_ms: int | None = None,
+) -> bool:
     """Add one closed minute of one of the KPI's input metrics; False if it was merged before or
     lies outside the open window (a replay after a crash re-closes minutes: they must not count
-    twice)."""
+    twice). ``earliest_ms``: how far back a site's first report may start its observation (see
+    :func:`first_report`); the processor re-indexes a state whose window moved."""
+    if not state.reported:
+        first_report(state, kpi, minute_start_ms, earliest_ms)
     if (
         minute_start_ms < state.merged.get(metric, 0)
         or minute_start_ms < max(state.window_start_ms, state.observed_from_ms)
         or minute_start_ms >= state.window_end_ms(kpi)
     ):
         return False
-    if not state.reported:
-        # The first minute its devices reported: a site that starts reporting part-way through
-        # a window (a device installed at :40) is judged on what it could have sent since.
-        state.reported = True
-        if _empty(state):
-            state.observed_from_ms = minute_start_ms
     if metric == kpi.metric:
         state.acc.merge(acc)
         if acc.max > 0:
@@ -115,6 +119,27 @@ def merge_minute(state: KpiState, kpi: Kpi, metric: str, minute_start_ms: int, a
         state.sums[metric] = state.sums.get(metric, 0.0) + acc.sum
     state.merged[metric] = minute_start_ms + MINUTE_MS
     return True
+
+
+def first_report(state: KpiState, kpi: Kpi, minute_start_ms: int, earliest_ms: int | None) -> None:
+    """A site's observation starts with its first report (of this demonstration's devices), not
+    with its partition's: a device installed at :40 is judged on the 20 minutes it could have
+    reported, and a site whose first records predate the partition's first arrival (a backlog at
+    start-up, within the lateness) has those minutes judged, provided nothing was judged or
+    merged yet and the minute is not before ``earliest_ms`` (a device back-dated by a day opens
+    no day of empty windows, not even its own)."""
+    if minute_start_ms >= state.window_end_ms(kpi):
+        return
+    if minute_start_ms < max(state.window_start_ms, state.observed_from_ms):
+        fresh = state.last_status is None and not state.merged and _empty(state)
+        if fresh and earliest_ms is not None and minute_start_ms >= earliest_ms:
+            state.reported = True
+            state.window_start_ms = min(state.window_start_ms, window_start(minute_start_ms, kpi))
+            state.observed_from_ms = minute_start_ms
+        return
+    state.reported = True
+    if _empty(state):
+        state.observed_from_ms = max(state.observed_from_ms, minute_start_ms)
 
 
 def _empty(state: KpiState) -> bool:

@@ -435,7 +435,15 @@ class PartitionProcessor:
                 if key not in self.kpi_states:
                     released.add(key)
                     continue
-                if kpis.merge_minute(kpi_state, kpi, window.metric, window.start_ms, window.acc):
+                before = kpi_state.window_start_ms
+                earliest = self._earliest_report(snapshot, window.demonstration_id)
+                merged = kpis.merge_minute(
+                    kpi_state, kpi, window.metric, window.start_ms, window.acc, earliest
+                )
+                if kpi_state.window_start_ms != before:  # the site's first report came earlier
+                    self._unindex(key)
+                    self._index(key, kpi_state.window_end_ms(kpi))
+                if merged or kpi_state.window_start_ms != before:
                     dirty.add(key)
         through = self.windows.closed_through_ms
         for end in sorted(e for e in self.due if e <= through):
@@ -469,6 +477,13 @@ class PartitionProcessor:
             self.observed_from_ms,
         )
         result.state_writes.append((self.layout.progress, state.encode_progress(progress)))
+
+    def _earliest_report(self, snapshot: Snapshot, demonstration_id: str) -> int:
+        """How far back a site's first report may start its observation: minutes that could
+        still arrive on time when the partition began observing, inside the period."""
+        demo = snapshot.demonstrations.get(demonstration_id)
+        start = demo.starts_ms if demo is not None else 0
+        return max(start, self.observed_from_ms - self.config.lateness_ms - MINUTE_MS)
 
     def _lay_out_states(
         self, snapshot: Snapshot, dirty: set[KpiKey], released: set[KpiKey]

@@ -577,3 +577,25 @@ def test_one_back_dated_device_opens_no_empty_windows_for_its_partition() -> Non
     # The back-dated record itself is counted in its own (past) minute.
     buckets = {row.bucket.timestamp() * 1000 for res in results for row in res.aggregate_rows}
     assert T0 - day in buckets
+
+
+def test_a_backlog_minute_just_before_the_first_arrival_is_judged_for_its_site() -> None:
+    """Records of the minute before the partition's first arrival (a backlog at start-up, within
+    the lateness): that site's observation starts with them, and its first window is judged
+    from there, not from the arrival."""
+    p = processor()
+    backlog = [
+        record(i, "GJ-BUK-0001", T0 + i * 10_000, 50.0, arrival_ms=T0 + MINUTE_MS + 5_000)
+        for i in range(6)
+    ]
+    later = T0 + 8 * MINUTE_MS
+    results = [p.process(backlog, SNAPSHOT, now_ms=T0 + MINUTE_MS + 5_000)]
+    results.append(p.process([record(9, "GJ-BUK-0001", later, 50.0)], SNAPSHOT, now_ms=later))
+    first = next(
+        row
+        for res in results
+        for row in res.kpi_rows
+        if row.site_id == "GJ-BUK-0001" and row.kpi_id == "lat" and row.demonstration_id == "DEMO-A"
+    )
+    assert first.window_start.timestamp() * 1000 == T0
+    assert (first.status, first.samples) == ("pass", 6)
