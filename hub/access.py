@@ -3,7 +3,7 @@
 Devices and partners connect to the SASL listener (``HUB_KAFKA_SASL_BOOTSTRAP``, SCRAM-SHA-512);
 the broker's StandardAuthorizer allows them only what their ACLs say. Users and ACLs are written
 through Kafka's Admin API by Kafka's own tools (``ConfigCommand``, ``AclCommand`` from the jars
-the local stack runs), connected to the hub's own listener, whose principal is a super user.
+the local stack runs), connected to the hub's own listener as hub-admin (``hub.principals``).
 """
 
 from __future__ import annotations
@@ -93,8 +93,17 @@ class KafkaTools:
     def run(self, main: str, *args: str) -> str:
         if not (self.kafka.libs / ".complete").exists():
             raise AccessError("Kafka's jars are not installed: run `hub stack up` first")
+        if not self.kafka.admin_properties.exists():
+            raise AccessError("the hub's admin login is not set up: run `hub stack up` first")
         java = shutil.which("java") or "java"
-        argv = self.kafka._command(java, main, "--bootstrap-server", self.settings.kafka_bootstrap)
+        argv = self.kafka._command(
+            java,
+            main,
+            "--bootstrap-server",
+            self.settings.kafka_bootstrap,
+            "--command-config",
+            str(self.kafka.admin_properties),
+        )
         result = subprocess.run(
             [*argv, *args], capture_output=True, text=True, timeout=120, check=False
         )

@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 import msgspec
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from hub import topics
+from hub import principals, topics
 from hub.db import connect
 from hub.dlq import DlqRecord
 from hub.dlq import decode as decode_dlq
@@ -146,7 +146,7 @@ async def accounting(settings: Settings, since_s: float, accepted: float) -> str
 
 
 async def dlq_offsets(settings: Settings) -> dict[TopicPartition, int]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap)
+    consumer = AIOKafkaConsumer(**principals.client(settings))
     await consumer.start()
     try:
         tps = [TopicPartition(topics.DLQ, p) for p in range(settings.partitions)]
@@ -159,9 +159,7 @@ async def rejected_by_this_hub(
     settings: Settings, start: dict[TopicPartition, int], hub: str
 ) -> list[DlqRecord]:
     """The DLQ records the demo's workers wrote (the topic is shared with other hubs)."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False
-    )
+    consumer = AIOKafkaConsumer(**principals.client(settings), enable_auto_commit=False)
     await consumer.start()
     try:
         consumer.assign(list(start))

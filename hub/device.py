@@ -1,6 +1,9 @@
 """The device client a vendor uses to publish telemetry v1 to the hub.
 
     keys = {"GJ-BUK-0012-CAM1": key}  # from `hub access add-device GJ-BUK-0012-CAM1`
+    sasl = {"security_protocol": "SASL_SSL", "sasl_mechanism": "SCRAM-SHA-512",
+            "sasl_plain_username": username, "sasl_plain_password": password,
+            "ssl_context": ssl.create_default_context(cafile=".hub/tls/ca.pem")}
     async with DeviceClient("127.0.0.1:9093", keys=keys, **sasl) as client:
         await client.publish("GJ-BUK-0012-CAM1", "GJ-BUK-0012", {"inference_latency_ms": 84.2})
 

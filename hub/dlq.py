@@ -25,7 +25,7 @@ from datetime import UTC, datetime, timedelta
 import msgspec
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from hub import signing, topics
+from hub import principals, signing, topics
 from hub.db import connect
 from hub.db.migrate import migrate
 from hub.errors import HubError
@@ -140,7 +140,7 @@ async def read_dlq(
     beginning: a week of DLQ is not read to list the last ten minutes). Distinct per hub: hubs
     sharing a broker read the same records and each rejects them on its own."""
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap,
+        **principals.client(settings),
         enable_auto_commit=False,
         auto_offset_reset="earliest",
     )
@@ -212,7 +212,7 @@ async def replay(settings: Settings, entries: list[DlqEntry]) -> Counter[str]:
     hub with its origin and first append time."""
     key = await replay_key(settings)
     producer = AIOKafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap, enable_idempotence=True, linger_ms=20
+        **principals.client(settings), enable_idempotence=True, linger_ms=20
     )
     await producer.start()
     sent: Counter[str] = Counter()

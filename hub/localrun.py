@@ -6,6 +6,7 @@ and stopped by its pid.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -16,9 +17,10 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from hub import topics
+from hub import principals, topics
 from hub.errors import HubError
 from hub.settings import Settings
+from hub.stack import principals as stack_principals
 from hub.stack.process import terminate
 
 
@@ -99,6 +101,7 @@ async def ensure_hub_topics(settings: Settings) -> None:
         topics.hub_topics(),
         replication_factor=settings.replication_factor,
         dlq_retention_days=settings.retention_dlq_days,
+        **principals.security(settings),
     )
 
 
@@ -106,10 +109,12 @@ async def fresh_hub(
     settings: Settings, app_id: str, starts: dict[TopicPartition, int] | None = None
 ) -> None:
     """A new, independent hub (consumer group ``app_id``) that starts reading the telemetry at
-    ``starts`` (else at its end) and the ticks at their end: no state or backlog of earlier runs."""
+    ``starts`` (else at its end) and the ticks at their end: no state or backlog of earlier runs.
+    Its worker and notifier principals are granted what they need for it."""
     await ensure_hub_topics(settings)
+    await asyncio.to_thread(stack_principals.grant_hub, settings, app_id)
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap, group_id=app_id, enable_auto_commit=False
+        **principals.client(settings), group_id=app_id, enable_auto_commit=False
     )
     await consumer.start()
     try:
@@ -128,7 +133,7 @@ async def fresh_hub(
 async def drop_hub_topics(settings: Settings, app_id: str) -> None:
     from aiokafka.admin import AIOKafkaAdminClient
 
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    admin = AIOKafkaAdminClient(**principals.client(settings))
     await admin.start()
     try:
         existing = set(await admin.list_topics())
@@ -137,3 +142,4 @@ async def drop_hub_topics(settings: Settings, app_id: str) -> None:
             await admin.delete_topics(mine)
     finally:
         await admin.close()
+    await asyncio.to_thread(stack_principals.revoke_hub, settings, app_id)

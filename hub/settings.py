@@ -12,12 +12,15 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 from urllib.parse import urlsplit
 
 from hub.errors import HubError
 from hub.telemetry import MAX_FUTURE_MS
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+# Which of the hub's principals a process is to Kafka (``hub.principals``).
+KafkaRole = Literal["admin", "worker", "notify", "api"]
 
 
 class SettingsError(HubError):
@@ -97,6 +100,13 @@ class DatabaseTarget:
 class Settings:
     kafka_bootstrap: str = "127.0.0.1:9092"
     kafka_sasl_bootstrap: str = "127.0.0.1:9093"
+    # Who this process is to the broker (``hub.principals``): its role picks its principal in
+    # the local stack's logins; HUB_KAFKA_USERNAME/PASSWORD name one outright.
+    kafka_role: KafkaRole = "admin"
+    kafka_username: str = ""
+    kafka_password: str = ""
+    # The CA that signed the SASL_SSL listener's certificate (the local stack makes its own).
+    kafka_ca: Path = field(default_factory=lambda: PROJECT_ROOT / ".hub" / "tls" / "ca.pem")
     database_url: str = "postgresql://hub:hub@127.0.0.1:5433/hub"
     api_port: int = 8000
     prometheus_address: str = "127.0.0.1:9090"
@@ -173,6 +183,11 @@ class Settings:
             kafka_bootstrap=env.get("HUB_KAFKA_BOOTSTRAP") or defaults.kafka_bootstrap,
             kafka_sasl_bootstrap=env.get("HUB_KAFKA_SASL_BOOTSTRAP")
             or defaults.kafka_sasl_bootstrap,
+            kafka_username=env.get("HUB_KAFKA_USERNAME") or "",
+            kafka_password=env.get("HUB_KAFKA_PASSWORD") or "",
+            kafka_ca=Path(env["HUB_KAFKA_CA"]).resolve()
+            if env.get("HUB_KAFKA_CA")
+            else (Path(home).resolve() if home else defaults.home) / "tls" / "ca.pem",
             database_url=env.get("HUB_DATABASE_URL") or defaults.database_url,
             api_port=_int(env, "HUB_API_PORT", defaults.api_port),
             alertmanager_port=_int(env, "HUB_ALERTMANAGER_PORT", defaults.alertmanager_port),
@@ -244,6 +259,8 @@ class Settings:
         ):
             if not 0 < port < 65536:
                 raise SettingsError(f"{variable}={port}: not a TCP port")
+        if self.kafka_username and not self.kafka_password:
+            raise SettingsError("HUB_KAFKA_USERNAME is set: HUB_KAFKA_PASSWORD is needed too")
         if self.smtp_url and urlsplit(self.smtp_url).scheme not in ("smtp", "smtps"):
             raise SettingsError(
                 f"HUB_SMTP_URL={self.smtp_url!r}: smtp://[user:password@]host[:port] "

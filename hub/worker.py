@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import faust
 from prometheus_client import disable_created_metrics
 
+from hub import principals
 from hub.db import connect
 from hub.db.migrate import migrate
 from hub.errors import HubError
@@ -57,10 +58,13 @@ async def prepare(settings: Settings) -> Prepared:
         hub_topics(),
         replication_factor=settings.replication_factor,
         dlq_retention_days=settings.retention_dlq_days,
+        **principals.security(settings),
     )
     for name in created:
         log.info("created topic %s", name)
-    partitions = await partition_counts(settings.kafka_bootstrap, [TELEMETRY, DLQ])
+    partitions = await partition_counts(
+        settings.kafka_bootstrap, [TELEMETRY, DLQ], **principals.security(settings)
+    )
     return Prepared(snapshot, partitions)
 
 

@@ -24,7 +24,7 @@ from aiokafka import ConsumerRecord
 from faust.types import TP, Message
 from prometheus_client import CollectorRegistry, generate_latest
 
-from hub import topics
+from hub import principals, topics
 from hub.metrics import worker_metrics
 from hub.settings import Settings
 from streams import faust_compat
@@ -59,6 +59,16 @@ class WorkerOptions:
         return settings.home / "worker" / settings.app_id / str(self.index)
 
 
+def broker_credentials(settings: Settings) -> faust.SASLCredentials | None:
+    """The worker's login on the hub's listener (``hub.principals``), if one is known."""
+    login = principals.login(settings)
+    if login is None:
+        return None
+    return faust.SASLCredentials(
+        username=login.username, password=login.password, mechanism=principals.MECHANISM
+    )
+
+
 def create_app(
     settings: Settings,
     options: WorkerOptions | None = None,
@@ -82,6 +92,7 @@ def create_app(
     app = faust.App(
         settings.app_id,
         broker=f"kafka://{settings.kafka_bootstrap}",
+        broker_credentials=broker_credentials(settings),
         store="rocksdb://",
         datadir=str(options.datadir(settings)),
         processing_guarantee="at_least_once",

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
 import msgspec
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
@@ -38,8 +39,9 @@ _rejection = msgspec.json.Decoder(_Rejection).decode
 
 
 class Refill:
-    def __init__(self, bootstrap: str, timeout_s: float = 60.0) -> None:
-        self.bootstrap = bootstrap
+    def __init__(self, client: dict[str, Any], timeout_s: float = 60.0) -> None:
+        """``client``: aiokafka's connection options (``hub.principals.client``)."""
+        self.client = client
         self.timeout_s = timeout_s
         self._consumer: AIOKafkaConsumer | None = None
         self._lock = asyncio.Lock()
@@ -60,7 +62,7 @@ class Refill:
         """Where ``group`` starts reading a partition it holds no progress of: its committed
         offset, or the log start when it has none (``auto_offset_reset=earliest``)."""
         tp = TopicPartition(topic, partition)
-        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
+        admin = AIOKafkaAdminClient(**self.client)
         await admin.start()
         try:
             committed = (await admin.list_consumer_group_offsets(group, partitions=[tp])).get(tp)
@@ -116,7 +118,7 @@ class Refill:
     async def _start(self) -> AIOKafkaConsumer:
         if self._consumer is None:
             self._consumer = AIOKafkaConsumer(
-                bootstrap_servers=self.bootstrap,
+                **self.client,
                 enable_auto_commit=False,
                 auto_offset_reset="earliest",  # a range retention removed: read what remains
             )

@@ -21,7 +21,7 @@ from typing import Any, Protocol
 
 from aiokafka import TopicPartition
 
-from hub import topics
+from hub import principals, topics
 from hub.metrics import WorkerMetrics
 from hub.settings import Settings
 from streams.database import WorkerDatabase
@@ -139,7 +139,7 @@ class WorkerRuntime:
             on_error=lambda e: metrics.db_errors.labels(type(e).__name__).inc(),
             on_quarantine=lambda t, n: metrics.sink_quarantined.labels(t).inc(n),
         )
-        self.refill: ReadBack = refill or Refill(settings.kafka_bootstrap)
+        self.refill: ReadBack = refill or Refill(principals.client(settings))
         self.observe = Observer(metrics)
         self.snapshot: Snapshot = EMPTY
         self.processors: dict[int, PartitionProcessor] = {}

@@ -17,7 +17,7 @@ import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.partitioner import DefaultPartitioner
 
-from hub import signing, telemetry
+from hub import principals, signing, telemetry
 from hub.settings import Settings
 from tests.conftest import run_hub_async
 
@@ -65,7 +65,7 @@ async def send_all(
 ) -> None:
     """Each (key, value) to ``topic`` in order, acknowledged by every replica; with ``sign``,
     signed by the device each value names (``signed``)."""
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
+    producer = AIOKafkaProducer(**principals.client(settings), acks="all")
     await producer.start()
     try:
         for key, value in items:
@@ -118,7 +118,7 @@ async def eventually(
 
 
 async def end_offsets(settings: Settings, topic: str) -> dict[TopicPartition, int]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap)
+    consumer = AIOKafkaConsumer(**principals.client(settings))
     await consumer.start()
     try:
         tps = [TopicPartition(topic, p) for p in range(settings.partitions)]
@@ -132,7 +132,7 @@ async def committed_offsets(
 ) -> dict[TopicPartition, int]:
     """What consumer group ``group`` has committed on ``topic``: where a restart resumes, and
     what operators see as its lag."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=group)
+    consumer = AIOKafkaConsumer(**principals.client(settings), group_id=group)
     await consumer.start()
     try:
         tps = [TopicPartition(topic, p) for p in range(settings.partitions)]
@@ -144,7 +144,7 @@ async def committed_offsets(
 async def read_since(settings: Settings, start: dict[TopicPartition, int]) -> list[Any]:
     """Records appended to a topic since ``start``, as parsed JSON."""
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap,
+        **principals.client(settings),
         enable_auto_commit=False,
         auto_offset_reset="earliest",
     )

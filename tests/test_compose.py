@@ -56,7 +56,7 @@ def test_each_hub_command_exists_in_the_image(compose: dict[str, Any], project_r
     """The image installs the project (Dockerfile): its console scripts, with these arguments."""
     scripts = tomllib.loads((project_root / "pyproject.toml").read_text())["project"]["scripts"]
     built = {name: s for name, s in compose["services"].items() if "build" in s}
-    assert set(built) == {"registry", "worker", "api", "notifier"}
+    assert set(built) == {"tls", "kafka-setup", "registry", "worker", "api", "notifier"}
     for name, service in built.items():
         program, *args = service["command"]
         assert program in scripts, (name, program)
@@ -78,11 +78,13 @@ def test_the_registry_is_loaded_before_any_hub_process(compose: dict[str, Any]) 
         depends = services[name]["depends_on"]
         assert depends["registry"] == {"condition": "service_completed_successfully"}, name
         assert depends["kafka"] == {"condition": "service_healthy"}, name
+        # Their logins and grants exist before they start.
+        assert depends["kafka-setup"] == {"condition": "service_completed_successfully"}, name
 
 
 def test_long_running_services_restart_and_report_their_health(compose: dict[str, Any]) -> None:
     for name, service in compose["services"].items():
-        if name == "registry":
+        if name in ("registry", "tls", "kafka-setup"):  # one-shot set-up
             assert service["restart"] == "no"
             continue
         assert service.get("restart") == "unless-stopped", name
@@ -115,7 +117,9 @@ def test_hub_processes_serve_http_to_the_network_and_grafana_is_closed(
 
 def test_services_are_the_stack_plus_the_hubs_processes(compose: dict[str, Any]) -> None:
     assert set(compose["services"]) == {
+        "tls",
         "kafka",
+        "kafka-setup",
         "timescaledb",
         "alertmanager",
         "prometheus",
@@ -143,21 +147,35 @@ def test_host_ports_match_the_contract(compose: dict[str, Any]) -> None:
 def test_kafka_is_kraft_with_a_host_listener(compose: dict[str, Any]) -> None:
     env = compose["services"]["kafka"]["environment"]
     assert env["KAFKA_PROCESS_ROLES"] == "broker,controller"
-    assert "PLAINTEXT://127.0.0.1:9092" in env["KAFKA_ADVERTISED_LISTENERS"]
+    assert "HOST://127.0.0.1:9092" in env["KAFKA_ADVERTISED_LISTENERS"]
 
 
-def test_kafka_has_the_scram_listener_and_acls_of_the_local_stack(
-    compose: dict[str, Any],
-) -> None:
+def test_kafka_has_no_anonymous_principal_and_tls_for_devices(compose: dict[str, Any]) -> None:
+    """As in the local stack: every listener authenticates; devices and partners over TLS with
+    the certificate the tls service makes; the hub's services with logins of their own."""
     kafka = compose["services"]["kafka"]
     env = kafka["environment"]
-    assert "SASL_PLAINTEXT://127.0.0.1:9093" in env["KAFKA_ADVERTISED_LISTENERS"]
-    assert env["KAFKA_SASL_ENABLED_MECHANISMS"] == "SCRAM-SHA-512"
+    protocols = dict(
+        pair.split(":") for pair in env["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"].split(",")
+    )
+    assert protocols == {
+        "HOST": "SASL_PLAINTEXT",
+        "HUB": "SASL_PLAINTEXT",
+        "DEVICES": "SASL_SSL",
+        "CONTROLLER": "SASL_PLAINTEXT",
+    }
+    assert "DEVICES://127.0.0.1:9093" in env["KAFKA_ADVERTISED_LISTENERS"]
+    assert "ANONYMOUS" not in env["KAFKA_SUPER_USERS"]
+    assert env["KAFKA_SUPER_USERS"] == "User:hub-broker;User:hub-admin"
+    assert env["KAFKA_LISTENER_NAME_DEVICES_SSL_KEYSTORE_LOCATION"] == "/etc/kafka/tls/kafka.pem"
+    assert "hub-tls:/etc/kafka/tls:ro" in kafka["volumes"]
     # The apache/kafka image maps '.' to '_', '_' to '__' and '-' to '___'.
-    jaas = env["KAFKA_LISTENER_NAME_SASL__PLAINTEXT_SCRAM___SHA___512_SASL_JAAS_CONFIG"]
+    jaas = env["KAFKA_LISTENER_NAME_DEVICES_SCRAM___SHA___512_SASL_JAAS_CONFIG"]
     assert "ScramLoginModule" in jaas
     assert env["KAFKA_AUTHORIZER_CLASS_NAME"].endswith("StandardAuthorizer")
     assert env["KAFKA_ALLOW_EVERYONE_IF_NO_ACL_FOUND"] == "false"
+    for service, user in (("worker", "hub-worker"), ("api", "hub-api"), ("notifier", "hub-notify")):
+        assert compose["services"][service]["environment"]["HUB_KAFKA_USERNAME"] == user
     assert "9093:9093" in ports(kafka)
 
 

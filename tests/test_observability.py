@@ -20,6 +20,7 @@ import asyncpg
 import pytest
 import yaml
 
+from hub import principals
 from hub.localrun import drop_hub_topics, fresh_hub
 from hub.settings import Settings
 from tests.api.conftest import ApiServer
@@ -98,7 +99,7 @@ async def push_event_time(settings: Settings, ahead_ms: int) -> None:
         if device.demonstration_id in reporting:
             partition = partition_of(device.site_id, settings.partitions)
             first.setdefault(partition, (device.site_id, device.device_id))
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
+    producer = AIOKafkaProducer(**principals.client(settings), acks="all")
     await producer.start()
     try:
         ts = int(time.time() * 1000) + ahead_ms

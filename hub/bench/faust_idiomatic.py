@@ -30,6 +30,7 @@ from hub import topics
 from hub.db import connect
 from hub.registry.files import read_registry
 from hub.settings import Settings
+from streams.app import broker_credentials
 
 COLUMNS = ("bucket", "site_id", "demonstration_id", "metric", "count", "sum", "min", "max")
 
@@ -49,6 +50,7 @@ def create_app(settings: Settings, spec: dict[str, Any], status: Path, index: in
     app = faust.App(
         spec["group"],
         broker=f"kafka://{settings.kafka_bootstrap}",
+        broker_credentials=broker_credentials(settings),
         store="memory://",
         datadir=str(settings.home / "bench" / f"{spec['group']}-{index}"),
         topic_partitions=settings.partitions,

@@ -22,7 +22,7 @@ from pathlib import Path
 import msgspec
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from hub import topics
+from hub import principals, topics
 from hub.db import connect
 from hub.registry.files import read_registry
 from hub.settings import Settings
@@ -54,7 +54,7 @@ async def run(settings: Settings, spec: Spec) -> dict[str, float]:
     demonstration = {d.device_id: d.demonstration_id for d in read_registry().devices}
     decode = msgspec.json.Decoder(Telemetry).decode
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap,
+        **principals.client(settings),
         group_id=spec.group,
         enable_auto_commit=False,
         max_partition_fetch_bytes=1024 * 1024,  # Faust's consumer_max_fetch_size, as the hub's

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaProducer
 
-from hub import topics
+from hub import principals, topics
 from hub.bench.load import BatchSender, Load
 from hub.db import connect
 from hub.errors import HubError
@@ -81,9 +81,7 @@ async def offer(
         settings, SimulationOptions(sites=0, rate_hz=rate_hz, duration_s=1)
     )
     load = Load(sites, keys, settings.partitions, run=f"latency-{int(until_s)}", seed=int(until_s))
-    producer = AIOKafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap, acks="all", compression_type="lz4"
-    )
+    producer = AIOKafkaProducer(**principals.client(settings), acks="all", compression_type="lz4")
     await producer.start()
     sender = BatchSender(producer, topics.TELEMETRY)
     interval = 1 / rate_hz

@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from hub import topics
+from hub import principals, topics
 from hub.bench.e2e import worker_ports
 from hub.localrun import Process, drop_hub_topics, fresh_hub, scrape, total, wait_for
 from hub.settings import Settings
@@ -211,7 +211,7 @@ def _kill_and_restart(worker: Process, say: Callable[[str], None]) -> Process:
 async def commit_lag(settings: Settings, group: str) -> float:
     """Records between the group's committed offsets and the telemetry topic's log end."""
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap, group_id=group, enable_auto_commit=False
+        **principals.client(settings), group_id=group, enable_auto_commit=False
     )
     await consumer.start()
     try:

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.partitioner import DefaultPartitioner
 
-from hub import signing, telemetry, topics
+from hub import principals, signing, telemetry, topics
 from hub.bench.load import BatchSender, Load
 from hub.db import connect
 from hub.errors import HubError
@@ -104,7 +104,7 @@ async def preload(
     sites, keys = await load_sites(settings, options)
     load = Load(sites, keys, settings.partitions, run=f"bench-{first}", seed=first)
     producer = AIOKafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap,
+        **principals.client(settings),
         max_batch_size=128 * 1024,  # compressed, well under the topic's max.message.bytes
         compression_type="lz4",
         acks="all",

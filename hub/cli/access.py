@@ -14,8 +14,9 @@ def add(commands: Commands) -> None:
     access_parser = commands.add_parser(
         "access",
         help="broker users for devices and partners; API tokens",
-        description="Users of the broker's SASL listener (HUB_KAFKA_SASL_BOOTSTRAP, "
-        "SCRAM-SHA-512): a device may only produce telemetry; a partner may only read its "
+        description="Users of the broker's SASL_SSL listener (HUB_KAFKA_SASL_BOOTSTRAP, "
+        "SCRAM-SHA-512 over TLS, trusting HUB_KAFKA_CA): a device may only produce telemetry; "
+        "a partner may only read its "
         "region's partner topics. add-device and add-partner print the username and a new "
         "password (again for an existing user: its password is replaced). Bearer tokens of the "
         "management API and web page: add-token prints a token once (only its hash is kept).",
@@ -94,7 +95,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             "           (HMAC-SHA256 of each record's value under this key, as header "
             "hub-signature: v1=<hex>; docs/security.md)"
         )
-    print(f"bootstrap  {settings.kafka_sasl_bootstrap} (SASL_PLAINTEXT, {access.MECHANISM})")
+    print(f"bootstrap  {settings.kafka_sasl_bootstrap} (SASL_SSL, {access.MECHANISM})")
+    print(f"trust      {settings.kafka_ca} (the CA of the broker's certificate; docs/security.md)")
     print(f"may        {allowed}")
     return 0
 

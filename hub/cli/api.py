@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 
 from hub.cli.common import Commands, positive_int
 from hub.settings import Settings
@@ -34,5 +35,6 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     disable_created_metrics()  # type: ignore[no-untyped-call]
     port = args.port or settings.api_port
     host = args.host or settings.bind_host
-    uvicorn.run(create_api(settings), host=host, port=port, log_level=args.loglevel)
+    api = create_api(replace(settings, kafka_role="api"))  # hub-api to the broker
+    uvicorn.run(api, host=host, port=port, log_level=args.loglevel)
     return 0

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+from dataclasses import replace
 
 from hub.cli.common import Commands
 from hub.settings import Settings
@@ -48,7 +49,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
         logging.getLogger("aiokafka").setLevel(logging.WARNING)
         with contextlib.suppress(KeyboardInterrupt):
-            asyncio.run(Notifier(settings).run())
+            asyncio.run(Notifier(replace(settings, kafka_role="notify")).run())
         return 0
     return asyncio.run(_manage(settings, args))
 

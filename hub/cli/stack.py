@@ -33,12 +33,36 @@ def add(commands: Commands) -> None:
             help="only these parts (timescaledb, kafka, alertmanager, prometheus); default all",
         )
         sub.add_argument("--json", action="store_true", help="one JSON document instead of a table")
+    actions.add_parser(
+        "tls",
+        help="make the CA and the broker's certificate only (for compose: `up` does it)",
+        description="Write $HUB_HOME/tls: a CA (ca.pem, what device and partner clients trust; "
+        "its key ca.key) and the broker's key and certificate for its SASL_SSL listener "
+        "(kafka.pem, naming HUB_KAFKA_SASL_BOOTSTRAP's host, localhost and kafka). Kept when "
+        "they exist.",
+    )
+    actions.add_parser(
+        "principals",
+        help="create the hub's own Kafka logins and grants on a running broker (`up` does it)",
+        description="Log in to HUB_KAFKA_BOOTSTRAP as hub-broker (PLAIN) and create the SCRAM "
+        "logins of hub-admin, hub-worker, hub-notify and hub-api with their grants for "
+        "HUB_APP_ID (docs/security.md). Passwords come from HUB_KAFKA_<ROLE>_PASSWORD, or "
+        "the local stack's $HUB_HOME/kafka/principals.json. Idempotent.",
+    )
     stack.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     from hub.stack import Stack
 
+    if args.action == "tls":
+        return _tls(settings)
+    if args.action == "principals":
+        from hub.stack import principals
+
+        principals.create_services(settings)
+        say(f"kafka: the hub's logins and grants for {settings.app_id} are in place")
+        return 0
     stack = Stack(settings)
     if args.action == "up":
         stack.up(say, args.parts)
@@ -52,6 +76,16 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     if args.action == "down":
         return 0
     return 0 if all(s.state == "running" for s in statuses) else EXIT_NOT_RUNNING
+
+
+def _tls(settings: Settings) -> int:
+    from hub.stack import tls
+    from hub.stack.kafka import Kafka
+
+    files = tls.TlsFiles.under(settings.home)
+    tls.ensure(files, Kafka(settings).tls_hosts())
+    say(f"CA {files.ca} (clients trust it), broker key and certificate {files.keystore}")
+    return 0
 
 
 def stack_table(statuses: Sequence[PartStatus]) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 
 from hub.cli.common import Commands, positive_int
 from hub.settings import Settings
@@ -33,5 +34,6 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     from hub.worker import run_worker
     from streams.app import WorkerOptions
 
-    run_worker(settings, WorkerOptions(index=args.index), loglevel=args.loglevel)
+    worker = replace(settings, kafka_role="worker")  # hub-worker to the broker
+    run_worker(worker, WorkerOptions(index=args.index), loglevel=args.loglevel)
     return 0

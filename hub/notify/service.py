@@ -25,7 +25,7 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import KafkaError
 from prometheus_client import CollectorRegistry, generate_latest
 
-from hub import topics
+from hub import principals, topics
 from hub.db import create_pool
 from hub.db.migrate import migrate
 from hub.metrics import NotifyMetrics, notify_metrics
@@ -118,7 +118,7 @@ class Notifier:
         consumer = AIOKafkaConsumer(
             topics.KPI_ALERTS,
             topics.INCIDENTS,
-            bootstrap_servers=self.settings.kafka_bootstrap,
+            **principals.client(self.settings),
             group_id=f"{self.settings.app_id}.notifier",
             enable_auto_commit=False,
             auto_offset_reset="latest",
@@ -296,6 +296,7 @@ class Notifier:
             self.settings.partitions,
             [topics.KPI_ALERTS, topics.INCIDENTS],
             replication_factor=self.settings.replication_factor,
+            **principals.security(self.settings),
         )
         app = web.Application(client_max_size=1024 * 1024)
         app.router.add_post("/alertmanager", self.alertmanager)

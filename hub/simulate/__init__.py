@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from hub import devicekeys
+from hub import devicekeys, principals
 from hub.db import connect
 from hub.device import DeviceClient
 from hub.errors import HubError
@@ -77,10 +77,11 @@ async def simulate(
         settings.partitions,
         replication_factor=settings.replication_factor,
         dlq_retention_days=settings.retention_dlq_days,
+        **principals.security(settings),
     )
     fleet = Fleet(sites, bad_fraction=options.bad_fraction, seed=options.seed)
     interval = 1.0 / options.rate_hz
-    async with DeviceClient(settings.kafka_bootstrap) as client:
+    async with DeviceClient(settings.kafka_bootstrap, **principals.security(settings)) as client:
         loop = asyncio.get_running_loop()
         start = loop.time()
         next_tick = start

@@ -15,8 +15,8 @@ keeps the layout it always had (``$HUB_HOME/kafka``); a cluster's nodes live in
 
 from __future__ import annotations
 
-import asyncio
 import base64
+import os
 import re
 import shutil
 import subprocess
@@ -24,11 +24,15 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from hub import principals
+from hub.principals import BROKER, principal
 from hub.settings import Settings, host_port
-from hub.stack import prereqs
+from hub.stack import prereqs, tls
+from hub.stack import principals as stack_principals
 from hub.stack.errors import StackError
 from hub.stack.part import PartStatus, Say
 from hub.stack.process import is_alive, owned_pid, port_in_use, spawn, terminate, wait_until
+from hub.stack.tls import TlsFiles
 
 JAVA_MAJOR = 17
 PORT_STEP = 100
@@ -83,7 +87,9 @@ class NodeAddress:
         return f"{self.host}:{self.controller_port}"
 
 
-def server_properties(settings: Settings, node: int, data_dir: Path) -> str:
+def server_properties(
+    settings: Settings, node: int, data_dir: Path, broker_password: str, keystore: Path
+) -> str:
     brokers = settings.kafka_brokers
     me = NodeAddress.of(settings, node)
     voters = ",".join(
@@ -93,26 +99,41 @@ def server_properties(settings: Settings, node: int, data_dir: Path) -> str:
     # One node: every internal topic has one copy. Three: three copies, and a write is
     # acknowledged once two hold it (acks=all), so one broker may fail without loss or refusal.
     copies, in_sync = (3, 2) if replicated else (1, 1)
+    scram = "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+    plain = (
+        "org.apache.kafka.common.security.plain.PlainLoginModule required "
+        f'username="{BROKER}" password="{broker_password}" user_{BROKER}="{broker_password}";'
+    )
     lines = [
         "# Written by `hub stack up`; edits are overwritten.",
         "process.roles=broker,controller",
         f"node.id={node}",
         f"controller.quorum.voters={voters}",
-        # The hub's own listener (loopback; its principal, ANONYMOUS, is the super user) and
-        # the one devices and partners use: SCRAM users, allowed only what their ACLs say.
-        f"listeners=PLAINTEXT://{me.bootstrap},SASL_PLAINTEXT://{me.sasl_host}:{me.sasl_port},"
+        # Three listeners, none anonymous. HUB: the hub's services (SCRAM logins of their own,
+        # hub.principals), not encrypted (loopback, or the deployment's private network).
+        # DEVICES: devices and partners, SCRAM over TLS with the stack's certificate. CONTROLLER:
+        # the KRaft quorum. Brokers and controllers log in to each other as hub-broker (PLAIN,
+        # defined here: it exists before any SCRAM login does).
+        f"listeners=HUB://{me.bootstrap},DEVICES://{me.sasl_host}:{me.sasl_port},"
         f"CONTROLLER://{me.controller}",
-        f"advertised.listeners=PLAINTEXT://{me.bootstrap},"
-        f"SASL_PLAINTEXT://{me.sasl_host}:{me.sasl_port}",
+        f"advertised.listeners=HUB://{me.bootstrap},DEVICES://{me.sasl_host}:{me.sasl_port}",
+        "listener.security.protocol.map=HUB:SASL_PLAINTEXT,DEVICES:SASL_SSL,"
+        "CONTROLLER:SASL_PLAINTEXT",
         "controller.listener.names=CONTROLLER",
-        "inter.broker.listener.name=PLAINTEXT",
-        "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT,"
-        "CONTROLLER:PLAINTEXT",
-        "sasl.enabled.mechanisms=SCRAM-SHA-512",
-        "listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config="
-        "org.apache.kafka.common.security.scram.ScramLoginModule required;",
+        "inter.broker.listener.name=HUB",
+        "sasl.mechanism.inter.broker.protocol=PLAIN",
+        "sasl.mechanism.controller.protocol=PLAIN",
+        "listener.name.hub.sasl.enabled.mechanisms=SCRAM-SHA-512,PLAIN",
+        f"listener.name.hub.scram-sha-512.sasl.jaas.config={scram}",
+        f"listener.name.hub.plain.sasl.jaas.config={plain}",
+        "listener.name.controller.sasl.enabled.mechanisms=PLAIN",
+        f"listener.name.controller.plain.sasl.jaas.config={plain}",
+        "listener.name.devices.sasl.enabled.mechanisms=SCRAM-SHA-512",
+        f"listener.name.devices.scram-sha-512.sasl.jaas.config={scram}",
+        "listener.name.devices.ssl.keystore.type=PEM",
+        f"listener.name.devices.ssl.keystore.location={keystore}",
         "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer",
-        "super.users=User:ANONYMOUS",
+        f"super.users=User:{BROKER};User:{principal('admin')}",
         "allow.everyone.if.no.acl.found=false",
         f"log.dirs={data_dir}",
         # The hub creates every topic it needs; a typo must not create a new one.
@@ -131,25 +152,6 @@ def server_properties(settings: Settings, node: int, data_dir: Path) -> str:
         ]
     lines += ["group.initial.rebalance.delay.ms=0", "log.retention.hours=168", ""]
     return "\n".join(lines)
-
-
-async def _answers(bootstrap: str, brokers: int) -> bool:
-    from aiokafka import AIOKafkaClient
-
-    client = AIOKafkaClient(bootstrap_servers=bootstrap, request_timeout_ms=3000)
-    try:
-        await client.bootstrap()
-        return len(client.cluster.brokers()) >= brokers
-    except Exception:
-        return False
-    finally:
-        await client.close()
-
-
-def kafka_answers(bootstrap: str, brokers: int = 1) -> bool:
-    """True once the broker answers a metadata request naming ``brokers`` brokers (an open port
-    is not enough)."""
-    return asyncio.run(_answers(bootstrap, brokers))
 
 
 class KafkaNode:
@@ -186,7 +188,9 @@ class KafkaNode:
         )
 
     def properties(self) -> str:
-        return server_properties(self.settings, self.node, self.data)
+        tls = TlsFiles.under(self.settings.home)
+        password = stack_principals.logins(self.settings)[BROKER]
+        return server_properties(self.settings, self.node, self.data, password, tls.keystore)
 
     def check_ports(self) -> None:
         a = self.address
@@ -204,7 +208,10 @@ class KafkaNode:
 
     def start(self, java: str, cluster_id: str, say: Say) -> int:
         self.dir.mkdir(parents=True, exist_ok=True)
-        self.config.write_text(self.properties())
+        # Mode 600: it holds the broker's password.
+        fd = os.open(self.config, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(self.properties())
         self._format_storage(java, cluster_id, say)
         return spawn(
             command(
@@ -328,13 +335,15 @@ class Kafka:
                 "(apt-get install openjdk-17-jre-headless, or put it first on PATH)"
             )
         self._fetch_jars(say)
+        if tls.ensure(TlsFiles.under(self.settings.home), self.tls_hosts()):
+            say(f"kafka: TLS certificate for its SASL_SSL listener (CA: {self.settings.kafka_ca})")
         cluster_id = self._cluster_id()
         pids = [node.start(java, cluster_id, say) for node in stopped]
         brokers = len(self.nodes)
         took = wait_until(
             lambda: (
                 all(port_in_use(n.address.host, n.address.port) for n in self.nodes)
-                and kafka_answers(self.address, brokers)
+                and stack_principals.answers(self.settings, brokers)
             ),
             what=f"kafka (pids {', '.join(map(str, pids))})",
             timeout_s=self.settings.stack_start_timeout_s,
@@ -344,7 +353,24 @@ class Kafka:
         )
         started = ", ".join(n.name for n in stopped)
         say(f"{started}: started Apache Kafka {self.version} in {took:.1f} s")
+        stack_principals.create_services(self.settings)
+        self._write_admin_properties()
         return self.status()
+
+    def tls_hosts(self) -> list[str]:
+        """The names the SASL_SSL listener's certificate carries: its address, and the names
+        it has in compose and on the loopback."""
+        return sorted({self.nodes[0].address.sasl_host, "127.0.0.1", "localhost", "kafka"})
+
+    @property
+    def admin_properties(self) -> Path:
+        """Kafka's Java tools log in with these (``--command-config``), as hub-admin."""
+        return self.dir / "admin.properties"
+
+    def _write_admin_properties(self) -> None:
+        fd = os.open(self.admin_properties, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(principals.java_properties(self.settings, "admin"))
 
     def outdated(self) -> bool:
         return any(n.outdated() for n in self.nodes)
@@ -363,6 +389,8 @@ class Kafka:
             "org.apache.kafka.tools.MetadataQuorumCommand",
             "--bootstrap-server",
             ",".join(n.address.bootstrap for n in self.nodes),
+            "--command-config",
+            str(self.admin_properties),
             "describe",
             "--status",
         )

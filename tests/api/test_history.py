@@ -261,6 +261,17 @@ def test_ranges_and_parameters_beyond_the_bounds_answer_422(
     assert says in body["detail"][0]["msg"]
 
 
+def test_judged_windows_are_answered_at_most_ten_thousand_at_a_time(
+    history: Scratch, api: ApiServer
+) -> None:
+    """One JSON answer is built in memory: a larger limit answers 422 naming it (narrow the
+    range, or export), never a list of 100,000."""
+    status, body = get(api, f"/api/v1/demonstrations/DEMO-005/kpi-results?{query(limit=100_000)}")
+    assert status == 422, body
+    assert [d["loc"][-1] for d in body["detail"]] == ["limit"]
+    assert get(api, f"/api/v1/demonstrations/DEMO-005/kpi-results?{query(limit=10_000)}")[0] == 200
+
+
 def test_exports_and_histories_of_unknown_things(history: Scratch, api: ApiServer) -> None:
     assert get(api, "/api/v1/sites/GJ-NOPE-0000/aggregates")[0] == 404
     assert get(api, "/api/v1/demonstrations/DEMO-999/kpi-results")[0] == 404

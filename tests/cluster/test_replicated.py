@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
-from hub import topics
+from hub import principals, topics
 from hub.localrun import drop_hub_topics, fresh_hub
 from hub.settings import Settings
 from hub.stack.kafka import Kafka
@@ -72,7 +72,7 @@ async def database(cluster: Settings, tmp_path: Path) -> AsyncIterator[str]:
 
 
 async def replication(settings: Settings, topic: str) -> set[int]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    admin = AIOKafkaAdminClient(**principals.client(settings))
     await admin.start()
     try:
         described = await admin.describe_topics([topic])
@@ -82,7 +82,7 @@ async def replication(settings: Settings, topic: str) -> set[int]:
 
 
 async def all_in_sync(settings: Settings, topic: str) -> bool | None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    admin = AIOKafkaAdminClient(**principals.client(settings))
     await admin.start()
     try:
         described = await admin.describe_topics([topic])

@@ -13,16 +13,25 @@ from dataclasses import dataclass
 import pytest
 from aiokafka import AIOKafkaProducer, TopicPartition
 
-from hub import topics
+from hub import principals, topics
+from hub.registry.files import read_registry
 from hub.settings import Settings
 from tests.conftest import (
     DEFAULT_WORKER_ENV,
     WorkerProcess,
     registry_dir_with_test_demo,
+    run_hub_async,
     t01_sites,
 )
 from tests.isolated import IsolatedHub, start_hub, stop_hub
-from tests.support import eventually, partition_of, read_since, scratch_database, signed
+from tests.support import (
+    eventually,
+    install_test_keys,
+    partition_of,
+    read_since,
+    scratch_database,
+    signed,
+)
 
 HOSTILE_ENV = {**DEFAULT_WORKER_ENV, "HUB_WORKER_WEB_PORT": "16266"}
 
@@ -88,7 +97,7 @@ async def publish(
     settings: Settings, records: list[tuple[str, bytes]], **producer: object
 ) -> list[BaseException | None]:
     """Each (site, value) signed by the device it names; what the broker said of each."""
-    client = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all", **producer)
+    client = AIOKafkaProducer(**principals.client(settings), acks="all", **producer)
     await client.start()
     outcomes: list[BaseException | None] = []
     try:
@@ -113,3 +122,40 @@ def decoded(record: dict[str, object]) -> dict[str, object]:
     import base64
 
     return dict(json.loads(base64.b64decode(str(record["value_b64"]))))
+
+
+@dataclass(frozen=True)
+class Issued:
+    username: str
+    password: str
+    key: bytes
+
+
+@pytest.fixture
+async def access(hostile: HostileHub) -> AsyncIterator[HostileHub]:
+    """Keys `hub access` issues or revokes here replace the devices' test keys: put back."""
+    yield hostile
+    await install_test_keys(hostile.hub.database_url)
+
+
+async def hub_access(hostile: HostileHub, *args: str) -> str:
+    env = {"HUB_DATABASE_URL": hostile.hub.database_url}
+    result = await run_hub_async("access", *args, env=env, timeout_s=180)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+async def add_device(hostile: HostileHub, device_id: str) -> Issued:
+    out = await hub_access(hostile, "add-device", device_id)
+    fields = dict(line.split(None, 1) for line in out.splitlines() if line[:1].isalpha())
+    return Issued(fields["username"], fields["password"], bytes.fromhex(fields["signing"]))
+
+
+def shared_site() -> tuple[str, str, str]:
+    """A site where two companies' devices report, and a device of each."""
+    by_site: dict[str, dict[str, str]] = {}
+    for device in read_registry().devices:
+        by_site.setdefault(device.site_id, {})[device.demonstration_id] = device.device_id
+    site, demos = next((s, d) for s, d in sorted(by_site.items()) if len(d) >= 2)
+    first, second = sorted(demos)[:2]
+    return site, demos[first], demos[second]

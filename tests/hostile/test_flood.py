@@ -10,7 +10,7 @@ import time
 
 from aiokafka import AIOKafkaProducer
 
-from hub import topics
+from hub import principals, topics
 from tests.hostile.conftest import HostileHub, now_ms, sites_on
 from tests.support import record, signed
 
@@ -31,9 +31,7 @@ async def test_a_flood_of_fresh_metric_names_leaves_memory_flat_and_windows_clos
     accepted = hostile.counter("hub_records_accepted_total")
     undeclared = 'hub_records_rejected_total{reason="undeclared_metric"}'
     refused = hostile.counter(undeclared)
-    producer = AIOKafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap, linger_ms=20, compression_type="lz4"
-    )
+    producer = AIOKafkaProducer(**principals.client(settings), linger_ms=20, compression_type="lz4")
     await producer.start()
     memory: list[tuple[float, float]] = []
     began = time.time()

@@ -6,49 +6,18 @@ from __future__ import annotations
 import asyncio
 import base64
 import signal
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
 
-import pytest
 from aiokafka import AIOKafkaProducer
 from confluent_kafka import KafkaError as RdKafkaError
 from confluent_kafka import Producer
 
-from hub import signing, topics
+from hub import principals, signing, topics
 from hub.access import KafkaTools
 from hub.registry.files import read_registry
 from hub.settings import Settings
 from tests import support
-from tests.conftest import run_hub_async
-from tests.hostile.conftest import HostileHub, now_ms
-from tests.support import end_offsets, install_test_keys, record
-
-
-@dataclass(frozen=True)
-class Issued:
-    username: str
-    password: str
-    key: bytes
-
-
-@pytest.fixture
-async def access(hostile: HostileHub) -> AsyncIterator[HostileHub]:
-    """Keys `hub access` issues or revokes here replace the devices' test keys: put back."""
-    yield hostile
-    await install_test_keys(hostile.hub.database_url)
-
-
-async def hub_access(hostile: HostileHub, *args: str) -> str:
-    env = {"HUB_DATABASE_URL": hostile.hub.database_url}
-    result = await run_hub_async("access", *args, env=env, timeout_s=180)
-    assert result.returncode == 0, result.stderr
-    return result.stdout
-
-
-async def add_device(hostile: HostileHub, device_id: str) -> Issued:
-    out = await hub_access(hostile, "add-device", device_id)
-    fields = dict(line.split(None, 1) for line in out.splitlines() if line[:1].isalpha())
-    return Issued(fields["username"], fields["password"], bytes.fromhex(fields["signing"]))
+from tests.hostile.conftest import HostileHub, Issued, add_device, hub_access, now_ms, shared_site
+from tests.support import end_offsets, record
 
 
 def produce(
@@ -59,7 +28,8 @@ def produce(
     producer = Producer(
         {
             "bootstrap.servers": settings.kafka_sasl_bootstrap,
-            "security.protocol": "SASL_PLAINTEXT",
+            "security.protocol": "SASL_SSL",
+            "ssl.ca.location": str(settings.kafka_ca),
             "sasl.mechanisms": "SCRAM-SHA-512",
             "sasl.username": login.username,
             "sasl.password": login.password,
@@ -82,16 +52,6 @@ def produce(
         )
     producer.flush(30)
     return errors
-
-
-def shared_site() -> tuple[str, str, str]:
-    """A site where two companies' devices report, and a device of each."""
-    by_site: dict[str, dict[str, str]] = {}
-    for device in read_registry().devices:
-        by_site.setdefault(device.site_id, {})[device.demonstration_id] = device.device_id
-    site, demos = next((s, d) for s, d in sorted(by_site.items()) if len(d) >= 2)
-    first, second = sorted(demos)[:2]
-    return site, demos[first], demos[second]
 
 
 def b64(value: bytes) -> str:
@@ -130,7 +90,7 @@ async def test_a_device_cannot_publish_as_another_and_revoking_ends_both(
     start = await end_offsets(settings, topics.DLQ)
     settled = hostile.settled()
     copy = event(competitor)
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
+    producer = AIOKafkaProducer(**principals.client(settings), acks="all")
     await producer.start()
     try:
         headers = signing.headers(mine.key, copy)
@@ -155,7 +115,7 @@ async def test_add_device_sets_a_produce_quota_and_revoke_lifts_it(access: Hosti
 
 async def send_signed(settings: Settings, items: list[tuple[str, bytes, bytes]]) -> None:
     """(site, value, key): each signed with ``key``, acknowledged by the broker, in order."""
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
+    producer = AIOKafkaProducer(**principals.client(settings), acks="all")
     await producer.start()
     try:
         for site, value, key in items:

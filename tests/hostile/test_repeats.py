@@ -8,10 +8,9 @@ import json
 
 from aiokafka import AIOKafkaProducer
 
-from hub import signing, topics
+from hub import principals, signing, topics
 from tests.conftest import run_hub_async
-from tests.hostile.conftest import HostileHub, now_ms, publish, sites_on
-from tests.hostile.test_identity import shared_site
+from tests.hostile.conftest import HostileHub, now_ms, publish, shared_site, sites_on
 from tests.support import record
 
 
@@ -105,7 +104,7 @@ async def test_a_device_cannot_replace_another_devices_rejected_record(
     origin = str((await listed())[b64(victim)]["origin"])
     attack = record(site, now_ms(), {"test_online": 1}, device=f"{site}-GHOST2")
     settled = hostile.settled()
-    producer = AIOKafkaProducer(bootstrap_servers=hostile.settings.kafka_bootstrap, acks="all")
+    producer = AIOKafkaProducer(**principals.client(hostile.settings), acks="all")
     await producer.start()
     try:
         forged = [(signing.REPLAYED_FROM, origin.encode())]

@@ -26,9 +26,10 @@ from aiohttp import web
 from aiokafka import AIOKafkaProducer
 from aiosmtpd.controller import Controller
 
-from hub import topics
+from hub import principals, topics
 from hub.localrun import drop_hub_topics, fresh_hub, scrape
 from hub.settings import Settings
+from hub.stack.principals import grant_hub
 from tests.conftest import TEST_DEMO, WorkerProcess, registry_dir_with_test_demo, run_hub_async
 from tests.support import eventually, record, scratch_database, send_all, signed
 
@@ -169,9 +170,12 @@ async def notified(
     try:
         async with scratch_database(stack, directory) as url:
             box, smtp_port = mailbox
+            app_id = f"notify-{uuid.uuid4().hex[:8]}"
+            # The notifier's principal reads in this hub's group only.
+            await asyncio.to_thread(grant_hub, stack, app_id)
             env = {
                 "HUB_DATABASE_URL": url,
-                "HUB_APP_ID": f"notify-{uuid.uuid4().hex[:8]}",
+                "HUB_APP_ID": app_id,
                 "HUB_SMTP_URL": f"smtp://127.0.0.1:{smtp_port}",
                 "HUB_NOTIFY_ESCALATE_AFTER": "600",
                 # The test's receivers listen on loopback, which the notifier refuses by default.
@@ -311,7 +315,7 @@ async def test_an_incident_reaches_its_receivers_within_15_s(
         event_id=event_id,
         kind="incident",
     )
-    producer = AIOKafkaProducer(bootstrap_servers=stack.kafka_bootstrap, acks="all")
+    producer = AIOKafkaProducer(**principals.client(stack), acks="all")
     await producer.start()
     try:
         published = time.time()
@@ -399,7 +403,7 @@ async def test_notify_refuses_what_it_cannot_honour(notified: Notified) -> None:
 
 
 async def publish_signed(stack: Settings, site: str, value: bytes) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=stack.kafka_bootstrap, acks="all")
+    producer = AIOKafkaProducer(**principals.client(stack), acks="all")
     await producer.start()
     try:
         await producer.send_and_wait(

@@ -20,7 +20,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer, TopicPartition
 
-from hub import topics
+from hub import principals, topics
 from hub.registry.files import read_registry
 from hub.settings import Settings
 from tests.conftest import FAST_WORKER_ENV
@@ -67,7 +67,7 @@ class Workload:
 
     async def run(self) -> None:
         producer = AIOKafkaProducer(
-            bootstrap_servers=self.settings.kafka_bootstrap,
+            **principals.client(self.settings),
             acks="all",
             enable_idempotence=True,
             linger_ms=5,
@@ -133,7 +133,7 @@ class Workload:
         time past its arrival plus the clock tolerance: at the default lateness this closes them
         at once only for a stream backdated by more than a minute plus the lateness.)"""
         end = self.newest_ts_ms - self.newest_ts_ms % MINUTE_MS + MINUTE_MS
-        producer = AIOKafkaProducer(bootstrap_servers=self.settings.kafka_bootstrap, acks="all")
+        producer = AIOKafkaProducer(**principals.client(self.settings), acks="all")
         await producer.start()
         try:
             for site in self.sites:

@@ -11,7 +11,7 @@ from collections import Counter
 import asyncpg
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from hub import telemetry
+from hub import principals, telemetry
 from hub.registry.load import ensure_loaded
 from hub.settings import Settings
 from hub.telemetry import Rejected
@@ -48,10 +48,10 @@ async def test_simulated_records_all_validate_and_bad_ones_fail_as_announced(
     loaded_registry: Settings,
 ) -> None:
     settings = loaded_registry
-    await ensure_topics(settings.kafka_bootstrap, settings.partitions)
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False
+    await ensure_topics(
+        settings.kafka_bootstrap, settings.partitions, **principals.security(settings)
     )
+    consumer = AIOKafkaConsumer(**principals.client(settings), enable_auto_commit=False)
     await consumer.start()
     try:
         tps = [TopicPartition(TELEMETRY, p) for p in range(settings.partitions)]

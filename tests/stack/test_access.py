@@ -8,7 +8,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 
-from hub import topics
+from hub import principals, topics
 from hub.registry.files import read_registry
 from hub.settings import Settings
 from tests.conftest import run_hub_async
@@ -25,7 +25,8 @@ async def add(*args: str) -> tuple[str, str]:
 def sasl(settings: Settings, user: str, password: str) -> dict[str, object]:
     return {
         "bootstrap_servers": settings.kafka_sasl_bootstrap,
-        "security_protocol": "SASL_PLAINTEXT",
+        "security_protocol": "SASL_SSL",
+        "ssl_context": principals.device_tls(settings),  # trusting the stack's CA
         "sasl_mechanism": "SCRAM-SHA-512",
         "sasl_plain_username": user,
         "sasl_plain_password": password,

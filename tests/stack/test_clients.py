@@ -34,7 +34,8 @@ def librdkafka(settings: Settings, user: str, password: str) -> dict[str, object
     """The working configuration docs/security.md gives device makers and partners."""
     return {
         "bootstrap.servers": settings.kafka_sasl_bootstrap,
-        "security.protocol": "SASL_PLAINTEXT",
+        "security.protocol": "SASL_SSL",
+        "ssl.ca.location": str(settings.kafka_ca),
         "sasl.mechanism": "SCRAM-SHA-512",
         "sasl.username": user,
         "sasl.password": password,
@@ -42,10 +43,12 @@ def librdkafka(settings: Settings, user: str, password: str) -> dict[str, object
     }
 
 
-def client_properties(tmp: Path, user: str, password: str) -> Path:
+def client_properties(settings: Settings, tmp: Path, user: str, password: str) -> Path:
     path = tmp / f"{user}.properties"
     path.write_text(
-        "security.protocol=SASL_PLAINTEXT\n"
+        "security.protocol=SASL_SSL\n"
+        "ssl.truststore.type=PEM\n"
+        f"ssl.truststore.location={settings.kafka_ca}\n"
         "sasl.mechanism=SCRAM-SHA-512\n"
         "sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required "
         f'username="{user}" password="{password}";\n'
@@ -63,7 +66,7 @@ def console(settings: Settings, main: str, *args: str, stdin: str = "") -> str:
 
 
 async def hub_publishes(settings: Settings, key: str, value: bytes) -> None:
-    """A KPI alert on the partner topic, as the hub writes it (plaintext listener)."""
+    """A KPI alert on the partner topic, as the hub writes it (its own listener)."""
     await send_all(settings, PARTNER_TOPIC, [(key, value)])
 
 
@@ -126,7 +129,7 @@ async def test_kafkas_console_tools_publish_as_a_device_and_read_as_a_partner(
 ) -> None:
     settings = loaded_registry
     user, password = await add("add-device", device_id)
-    config = client_properties(tmp_path, user, password)
+    config = client_properties(settings, tmp_path, user, password)
     site = device_id.rsplit("-", 1)[0]
     value = record(site, int(time.time() * 1000), {"online": 1}, device=device_id).decode()
     (name, signature), *_ = signed(value.encode())
@@ -165,7 +168,7 @@ async def test_kafkas_console_tools_publish_as_a_device_and_read_as_a_partner(
 
     partner = f"console-{uuid.uuid4().hex[:6]}"
     user, password = await add("add-partner", "jeonnam", partner)
-    config = client_properties(tmp_path, user, password)
+    config = client_properties(settings, tmp_path, user, password)
     marker = json.dumps({"marker": partner})
     await hub_publishes(settings, "JN-MOKPO-0001", marker.encode())
     out = await asyncio.to_thread(

@@ -12,16 +12,17 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from hub import principals
 from hub.settings import Settings
 
 
 async def test_kafka_round_trip_keeps_every_record_and_its_key(stack: Settings) -> None:
     topic = f"test.roundtrip.{uuid.uuid4().hex[:8]}"
-    admin = AIOKafkaAdminClient(bootstrap_servers=stack.kafka_bootstrap)
+    admin = AIOKafkaAdminClient(**principals.client(stack))
     await admin.start()
     try:
         await admin.create_topics([NewTopic(topic, num_partitions=3, replication_factor=1)])
-        producer = AIOKafkaProducer(bootstrap_servers=stack.kafka_bootstrap, acks="all")
+        producer = AIOKafkaProducer(**principals.client(stack), acks="all")
         await producer.start()
         try:
             sent = {(f"site-{i % 7}".encode(), f"value-{i}".encode()) for i in range(200)}
@@ -33,7 +34,7 @@ async def test_kafka_round_trip_keeps_every_record_and_its_key(stack: Settings) 
 
         consumer = AIOKafkaConsumer(
             topic,
-            bootstrap_servers=stack.kafka_bootstrap,
+            **principals.client(stack),
             auto_offset_reset="earliest",
             enable_auto_commit=False,
         )

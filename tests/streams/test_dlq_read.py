@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 
-from hub import dlq, topics
+from hub import dlq, principals, topics
 from hub.settings import Settings
 from hub.topics import ensure_topics
 
@@ -37,7 +37,9 @@ async def test_each_hub_keeps_its_own_newest_rejection_of_a_shared_record(
 ) -> None:
     mine, theirs = f"dlq-{uuid.uuid4().hex[:8]}", f"dlq-{uuid.uuid4().hex[:8]}"
     topic = f"test-dlq-{mine}"
-    await ensure_topics(stack.kafka_bootstrap, stack.partitions, [topic])
+    await ensure_topics(
+        stack.kafka_bootstrap, stack.partitions, [topic], **principals.security(stack)
+    )
     origin = f"{topics.TELEMETRY}/3/100"
     now = datetime.now(UTC)
     # Both hubs rejected the record, then its replay (offset 200, same origin); the other hub's
@@ -48,7 +50,7 @@ async def test_each_hub_keeps_its_own_newest_rejection_of_a_shared_record(
         rejection(mine, 200, origin, now - timedelta(seconds=10), "replayed, mine"),
         rejection(theirs, 200, origin, now - timedelta(seconds=9), "replayed, theirs"),
     ]
-    producer = AIOKafkaProducer(bootstrap_servers=stack.kafka_bootstrap)
+    producer = AIOKafkaProducer(**principals.client(stack))
     await producer.start()
     try:
         for value in written:
@@ -61,7 +63,7 @@ async def test_each_hub_keeps_its_own_newest_rejection_of_a_shared_record(
         assert by_hub == {mine: "replayed, mine", theirs: "replayed, theirs"}
         assert len(entries) == 2
     finally:
-        admin = AIOKafkaAdminClient(bootstrap_servers=stack.kafka_bootstrap)
+        admin = AIOKafkaAdminClient(**principals.client(stack))
         await admin.start()
         try:
             await admin.delete_topics([topic])

@@ -20,7 +20,7 @@ import asyncpg
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from hub import topics
+from hub import principals, topics
 from hub.registry.files import read_registry
 from hub.settings import Settings
 from tests.conftest import FAST_WORKER_ENV, TEST_DEMO, WorkerProcess
@@ -526,7 +526,7 @@ async def test_dlq_list_skips_what_is_not_a_rejected_record(stack: Settings) -> 
     """The DLQ topic is shared: whatever another producer wrote there must not break the tool."""
     from tests.conftest import run_hub_async
 
-    producer = AIOKafkaProducer(bootstrap_servers=stack.kafka_bootstrap)
+    producer = AIOKafkaProducer(**principals.client(stack))
     await producer.start()
     try:
         await producer.send_and_wait(topics.DLQ, b'{"not": "a rejected record"}', partition=0)

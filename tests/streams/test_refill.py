@@ -11,7 +11,7 @@ import uuid
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, RecordsToDelete
 
-from hub import topics
+from hub import principals, topics
 from hub.settings import Settings
 from hub.topics import ensure_topics
 from streams.refill import Refill
@@ -22,11 +22,11 @@ async def test_the_dlq_tail_gives_this_hubs_rejections_of_one_source_partition(
 ) -> None:
     hub, other = f"refill-{uuid.uuid4().hex[:8]}", f"refill-{uuid.uuid4().hex[:8]}"
     dlq = TopicPartition(f"test-dlq-{hub}", 7)
-    await ensure_topics(stack.kafka_bootstrap, 8, [dlq.topic])
+    await ensure_topics(stack.kafka_bootstrap, 8, [dlq.topic], **principals.security(stack))
     since_ms = int(time.time() * 1000)
     mine = [(hub, 7, n) for n in (40, 41, 43, 30)]  # 30: before the restored progress
     theirs = [(other, 7, 42), (hub, 19, 44)]  # another hub; another source partition
-    producer = AIOKafkaProducer(bootstrap_servers=stack.kafka_bootstrap)
+    producer = AIOKafkaProducer(**principals.client(stack))
     await producer.start()
     try:
         for name, partition, offset in [*mine, *theirs]:
@@ -39,7 +39,7 @@ async def test_the_dlq_tail_gives_this_hubs_rejections_of_one_source_partition(
     finally:
         await producer.stop()
 
-    refill = Refill(stack.kafka_bootstrap)
+    refill = Refill(principals.client(stack))
     try:
         source = TopicPartition(topics.TELEMETRY, 7)
         assert await refill.rejected(dlq, since_ms, hub, source, start=40) == {40, 41, 43}
@@ -48,7 +48,7 @@ async def test_the_dlq_tail_gives_this_hubs_rejections_of_one_source_partition(
         assert await refill.rejected(dlq, later, hub, source, start=40) == set()
     finally:
         await refill.close()
-        admin = AIOKafkaAdminClient(bootstrap_servers=stack.kafka_bootstrap)
+        admin = AIOKafkaAdminClient(**principals.client(stack))
         await admin.start()
         try:
             await admin.delete_topics([dlq.topic])
@@ -63,21 +63,19 @@ async def test_a_partition_without_progress_starts_at_the_groups_offset_or_the_l
     from further on is noticed and the records before it are read back."""
     name = f"test-start-{uuid.uuid4().hex[:8]}"
     tp = TopicPartition(name, 0)
-    await ensure_topics(stack.kafka_bootstrap, 1, [name])
-    producer = AIOKafkaProducer(bootstrap_servers=stack.kafka_bootstrap)
+    await ensure_topics(stack.kafka_bootstrap, 1, [name], **principals.security(stack))
+    producer = AIOKafkaProducer(**principals.client(stack))
     await producer.start()
     try:
         for n in range(10):
             await producer.send_and_wait(name, b"%d" % n, partition=0)
     finally:
         await producer.stop()
-    committer = AIOKafkaConsumer(
-        bootstrap_servers=stack.kafka_bootstrap, group_id=f"{name}-committed"
-    )
+    committer = AIOKafkaConsumer(**principals.client(stack), group_id=f"{name}-committed")
     await committer.start()
-    admin = AIOKafkaAdminClient(bootstrap_servers=stack.kafka_bootstrap)
+    admin = AIOKafkaAdminClient(**principals.client(stack))
     await admin.start()
-    refill = Refill(stack.kafka_bootstrap)
+    refill = Refill(principals.client(stack))
     try:
         committer.assign([tp])
         await committer.commit({tp: 7})

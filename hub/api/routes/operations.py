@@ -13,6 +13,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import generate_latest
 
+from hub import principals
 from hub.api import models
 from hub.settings import Settings
 
@@ -90,7 +91,7 @@ async def _check_database(pool: asyncpg.Pool) -> str:
 async def _check_kafka(settings: Settings) -> str:
     from aiokafka import AIOKafkaClient
 
-    client = AIOKafkaClient(bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=2000)
+    client = AIOKafkaClient(**principals.client(settings), request_timeout_ms=2000)
     try:
         async with asyncio.timeout(3):
             await client.bootstrap()
