@@ -1,9 +1,10 @@
 """``hub access``: who may publish and who may subscribe, as SCRAM users and ACLs on the broker.
 
-Devices and partners connect to the SASL listener (``HUB_KAFKA_SASL_BOOTSTRAP``, SCRAM-SHA-512);
-the broker's StandardAuthorizer allows them only what their ACLs say. Users and ACLs are written
-through Kafka's Admin API by Kafka's own tools (``ConfigCommand``, ``AclCommand`` from the jars
-the local stack runs), connected to the hub's own listener as hub-admin (``hub.principals``).
+Devices and partners connect to the SASL_SSL listener (``HUB_KAFKA_SASL_BOOTSTRAP``,
+SCRAM-SHA-512 over TLS); the broker's StandardAuthorizer allows them only what their ACLs say.
+Logins and ACLs are written through Kafka's Admin API (``hub.kafkaadmin``), a device's produce
+quota by Kafka's own ``ConfigCommand`` (from the jars the local stack runs), all as hub-admin on
+the hub's own listener (``hub.principals``).
 """
 
 from __future__ import annotations
@@ -16,9 +17,11 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 
-from hub import devicekeys, topics
+from hub import devicekeys, principals, topics
 from hub.db import connect
 from hub.errors import HubError
+from hub.kafkaadmin import KafkaAdmin
+from hub.principals import Grant
 from hub.registry.model import REGIONS
 from hub.settings import Settings
 from hub.stack.kafka import Kafka
@@ -36,24 +39,6 @@ class Credentials:
     username: str
     password: str
     signing_key: bytes | None = None  # a device's: it signs every record with it
-
-
-@dataclass(frozen=True, slots=True)
-class Grant:
-    """One ACL rule: an operation on a resource (literal or by prefix) for a user."""
-
-    resource: str  # "topic" or "group"
-    name: str
-    operations: tuple[str, ...]
-    prefixed: bool = False
-
-    def args(self) -> list[str]:
-        out = [f"--{self.resource}", self.name]
-        if self.prefixed:
-            out += ["--resource-pattern-type", "prefixed"]
-        for operation in self.operations:
-            out += ["--operation", operation]
-        return out
 
 
 def device_grants() -> list[Grant]:
@@ -123,35 +108,13 @@ class KafkaTools:
             "kafka.admin.ConfigCommand", "--entity-type", "users", "--entity-name", username, *args
         )
 
-    def set_password(self, username: str, password: str) -> None:
-        config = f"{MECHANISM}=[iterations=8192,password={password}]"
-        self.user_config(username, "--alter", "--add-config", config)
-
     def set_quotas(self, username: str, *quotas: str) -> None:
         """Client quotas (``producer_byte_rate=N``): Kafka alters them apart from credentials."""
         self.user_config(username, "--alter", "--add-config", ",".join(quotas))
 
-    def delete_user(self, username: str) -> None:
-        self.user_config(username, "--alter", "--delete-config", MECHANISM)
-
     def delete_quotas(self, username: str) -> None:
         with contextlib.suppress(AccessError):  # none set
             self.user_config(username, "--alter", "--delete-config", "producer_byte_rate")
-
-    def acls(self, action: str, username: str, grants: list[Grant]) -> None:
-        for grant in grants:
-            extra = ["--force"] if action == "--remove" else []
-            self.run(
-                "org.apache.kafka.tools.AclCommand",
-                action,
-                *extra,
-                "--allow-principal",
-                f"User:{username}",
-                *grant.args(),
-            )
-
-    def has_user(self, username: str) -> bool:
-        return MECHANISM in self.user_config(username, "--describe")
 
 
 async def _issue_key(settings: Settings, device_id: str) -> bytes:
@@ -185,11 +148,11 @@ def add_device(settings: Settings, device_id: str) -> Credentials:
     broker appended before."""
     username = f"device.{device_id}"
     key = asyncio.run(_issue_key(settings, device_id))
-    tools = KafkaTools(settings)
     password = secrets.token_urlsafe(24)
-    tools.set_password(username, password)
-    tools.set_quotas(username, f"producer_byte_rate={settings.device_byte_rate}")
-    tools.acls("--add", username, device_grants())
+    admin = _admin(settings)
+    admin.upsert_scram({username: password})
+    KafkaTools(settings).set_quotas(username, f"producer_byte_rate={settings.device_byte_rate}")
+    admin.grant(f"User:{username}", device_grants())
     return Credentials(username, password, key)
 
 
@@ -211,23 +174,29 @@ def add_partner(settings: Settings, region: str, name: str) -> Credentials:
 
 
 def _create(settings: Settings, username: str, grants: list[Grant]) -> Credentials:
-    tools = KafkaTools(settings)
     password = secrets.token_urlsafe(24)
-    tools.set_password(username, password)  # a new password when the user exists
-    tools.acls("--add", username, grants)
+    admin = _admin(settings)
+    admin.upsert_scram({username: password})  # a new password when the user exists
+    admin.grant(f"User:{username}", grants)
     return Credentials(username, password)
+
+
+def _admin(settings: Settings) -> KafkaAdmin:
+    if principals.login(settings, "admin") is None and not settings.kafka_username:
+        raise AccessError("the hub's admin login is not set up: run `hub stack up` first")
+    return KafkaAdmin(principals.librdkafka(settings, "admin"))
 
 
 def revoke(settings: Settings, username: str) -> None:
     """The user can no longer connect; a device's signing key stops working too, so records it
     published (or a copy of its key publishes) are rejected as ``unauthenticated``."""
     grants = grants_for(username)
-    tools = KafkaTools(settings)
-    if not tools.has_user(username):
+    admin = _admin(settings)
+    if not admin.has_scram(username):
         raise AccessError(f"no such user {username!r}")
-    tools.delete_user(username)
-    tools.acls("--remove", username, grants)
+    admin.delete_scram(username)
+    admin.ungrant(f"User:{username}", grants)
     kind, _, device_id = username.partition(".")
     if kind == "device":
-        tools.delete_quotas(username)
+        KafkaTools(settings).delete_quotas(username)
         asyncio.run(_revoke_key(settings, device_id))

@@ -13,30 +13,13 @@ from __future__ import annotations
 import json
 import os
 import secrets
-from collections.abc import Iterable, Mapping
-
-from confluent_kafka import KafkaException
-from confluent_kafka.admin import (
-    AclBinding,
-    AclBindingFilter,
-    AclOperation,
-    AclPermissionType,
-    AdminClient,
-    ResourcePatternType,
-    ResourceType,
-    ScramCredentialInfo,
-    ScramMechanism,
-    UserScramCredentialAlteration,
-    UserScramCredentialUpsertion,
-)
+from collections.abc import Mapping
 
 from hub import principals
-from hub.principals import BROKER, ROLES, Grant
+from hub.kafkaadmin import AdminFailed, KafkaAdmin
+from hub.principals import BROKER, ROLES
 from hub.settings import Settings
 from hub.stack.errors import StackError
-
-SCRAM_ITERATIONS = 8192
-TIMEOUT_S = 30.0
 
 
 def password_variable(name: str) -> str:
@@ -67,7 +50,8 @@ def logins(settings: Settings, env: Mapping[str, str] | None = None) -> dict[str
     return {**known, **given}
 
 
-def _admin(settings: Settings, as_broker: bool) -> AdminClient:
+def admin(settings: Settings, as_broker: bool = False) -> KafkaAdmin:
+    """An admin client as hub-admin, or as the broker's own login (before the others exist)."""
     config = principals.librdkafka(settings, "admin")
     if as_broker:
         config |= {
@@ -76,104 +60,39 @@ def _admin(settings: Settings, as_broker: bool) -> AdminClient:
             "sasl.username": BROKER,
             "sasl.password": logins(settings)[BROKER],
         }
-    return AdminClient({**config, "socket.timeout.ms": 10_000})
+    return KafkaAdmin(config)
 
 
 def answers(settings: Settings, brokers: int) -> bool:
     """The cluster answers a metadata request naming ``brokers`` brokers (as the broker's own
     principal: the others may not exist yet)."""
-    try:
-        metadata = _admin(settings, as_broker=True).list_topics(timeout=3)
-    except KafkaException:
-        return False
-    return len(metadata.brokers) >= brokers
+    return admin(settings, as_broker=True).answers(brokers)
 
 
 def create_services(settings: Settings) -> None:
     """The services' SCRAM logins and their grants for this hub (HUB_APP_ID)."""
-    admin = _admin(settings, as_broker=True)
+    client = admin(settings, as_broker=True)
     known = logins(settings)
-    upserts: list[UserScramCredentialAlteration] = [
-        UserScramCredentialUpsertion(
-            principals.principal(role),
-            ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, SCRAM_ITERATIONS),
-            known[principals.principal(role)].encode(),
+    try:
+        client.upsert_scram(
+            {principals.principal(r): known[principals.principal(r)] for r in ROLES}
         )
-        for role in ROLES
-    ]
-    _wait(admin.alter_user_scram_credentials(upserts).values(), "creating the hub's logins")
-    grant_hub(settings, settings.app_id, admin)
+    except AdminFailed as error:
+        raise StackError(f"creating the hub's logins: {error}") from None
+    grant_hub(settings, settings.app_id, client)
 
 
-def grant_hub(settings: Settings, app_id: str, admin: AdminClient | None = None) -> None:
+def grant_hub(settings: Settings, app_id: str, client: KafkaAdmin | None = None) -> None:
     """What the worker and the notifier of the hub ``app_id`` may do (adding an ACL that
     exists changes nothing)."""
-    admin = admin or _admin(settings, as_broker=False)
-    bindings = [
-        binding
-        for role in ROLES
-        for grant in principals.service_grants(role, app_id)
-        for binding in _bindings(principals.principal(role), grant)
-    ]
-    if bindings:
-        _wait(admin.create_acls(bindings).values(), "granting the hub's services their rights")
+    client = client or admin(settings)
+    for role in ROLES:
+        client.grant(f"User:{principals.principal(role)}", principals.service_grants(role, app_id))
 
 
 def revoke_hub(settings: Settings, app_id: str) -> None:
     """What ``grant_hub`` granted for ``app_id`` alone (the contract's topics stay granted)."""
-    admin = _admin(settings, as_broker=False)
-    mine = [
-        binding
-        for role in ROLES
-        for grant in principals.service_grants(role, app_id)
-        if grant.name.startswith(app_id)
-        for binding in _bindings(principals.principal(role), grant)
-    ]
-    if mine:
-        filters = [
-            AclBindingFilter(
-                b.restype,
-                b.name,
-                b.resource_pattern_type,
-                b.principal,
-                b.host,
-                b.operation,
-                b.permission_type,
-            )
-            for b in mine
-        ]
-        _wait(admin.delete_acls(filters).values(), "removing a hub's grants")
-
-
-def _bindings(user: str, grant: Grant) -> list[AclBinding]:
-    resource = {
-        "topic": ResourceType.TOPIC,
-        "group": ResourceType.GROUP,
-        "cluster": ResourceType.BROKER,
-    }[grant.resource]
-    pattern = ResourcePatternType.PREFIXED if grant.prefixed else ResourcePatternType.LITERAL
-    return [
-        AclBinding(
-            resource,
-            grant.name,
-            pattern,
-            f"User:{user}",
-            "*",
-            _operation(operation),
-            AclPermissionType.ALLOW,
-        )
-        for operation in grant.operations
-    ]
-
-
-def _operation(name: str) -> AclOperation:
-    words = {"All": "ALL", "DescribeConfigs": "DESCRIBE_CONFIGS", "AlterConfigs": "ALTER_CONFIGS"}
-    return AclOperation[words.get(name, name.upper())]
-
-
-def _wait(futures: Iterable[object], what: str) -> None:
-    for future in futures:
-        try:
-            future.result(timeout=TIMEOUT_S)  # type: ignore[attr-defined]
-        except KafkaException as error:
-            raise StackError(f"kafka: {what} failed: {error.args[0]}") from None
+    client = admin(settings)
+    for role in ROLES:
+        mine = [g for g in principals.service_grants(role, app_id) if g.name.startswith(app_id)]
+        client.ungrant(f"User:{principals.principal(role)}", mine)

@@ -35,7 +35,7 @@ def produce(
             "sasl.password": login.password,
             "partitioner": "murmur2_random",
             "enable.idempotence": True,
-            "message.timeout.ms": 15_000,
+            "message.timeout.ms": 6_000,  # a revoked login fails within it (and keeps trying)
         }
     )
     errors: list[str | None] = []
