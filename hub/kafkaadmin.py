@@ -7,7 +7,9 @@ quotas are not in librdkafka's admin API: ``hub.access`` sets them with Kafka's 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import (
@@ -28,6 +30,7 @@ from confluent_kafka.admin import (
 from hub.errors import HubError
 from hub.principals import Grant
 
+log = logging.getLogger("hub.kafkaadmin")
 SCRAM_ITERATIONS = 8192
 TIMEOUT_S = 30.0
 _RESOURCES = {
@@ -46,7 +49,9 @@ class KafkaAdmin:
     """One admin client on the hub's listener, as the login ``config`` holds."""
 
     def __init__(self, config: Mapping[str, str]) -> None:
-        self.client = AdminClient({**config, "socket.timeout.ms": 10_000})
+        # librdkafka's own messages go to Python's logging (not to the terminal of a command).
+        settings: dict[str, Any] = {**config, "socket.timeout.ms": 10_000, "logger": log}
+        self.client = AdminClient(settings)
 
     def upsert_scram(self, passwords: Mapping[str, str]) -> None:
         """Create the SCRAM-SHA-512 logins, or give existing ones these passwords."""
