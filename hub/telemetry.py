@@ -51,10 +51,13 @@ class Reason(StrEnum):
     UNAUTHENTICATED = "unauthenticated"
     # The hub's own: a metric its demonstration does not declare; a record on another partition
     # than its site's (a producer not using Kafka's default murmur2 partitioner); a record whose
-    # processing failed for a reason no other rule names.
+    # processing failed for a reason no other rule names; a record dated outside its
+    # demonstration's active period (before its start, after its end or early end, or of a
+    # demonstration not approved): only active demonstrations' records are judged.
     UNDECLARED_METRIC = "undeclared_metric"
     WRONG_PARTITION = "wrong_partition"
     UNPROCESSABLE = "unprocessable"
+    NOT_ACTIVE = "not_active"
 
 
 class Rejected(Exception):

@@ -94,6 +94,13 @@ def admit(
         )
     demo = snapshot.demonstrations.get(device.demonstration_id)
     if demo is not None:
+        if not demo.active_at(event.ts_ms):
+            raise Rejected(
+                Reason.NOT_ACTIVE,
+                f"ts: {iso_ms(event.ts_ms)} is outside the active period of demonstration "
+                f"{demo.demonstration_id} ({iso_ms(demo.starts_ms)} to {iso_ms(demo.ends_ms)}, "
+                f"{demo.status}): only active demonstrations' records are counted",
+            )
         for name in event.metrics:
             if name not in demo.metrics:
                 raise Rejected(

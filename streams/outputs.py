@@ -76,6 +76,7 @@ class Outputs:
                 kpi.threshold,
                 judgement.status,
                 judgement.samples,
+                kpi.version,
             )
         )
 

@@ -544,7 +544,9 @@ class PartitionProcessor:
                 del self.kpi_states[key]
                 return
             if demo.judges(kpi_state.window_start_ms, end):
-                self._judged(result, key, kpi, kpi_state, site, now_ms)
+                # Judged by the KPI's version valid when the window started.
+                judged_by = demo.kpi_at(kpi, kpi_state.window_start_ms)
+                self._judged(result, key, judged_by, kpi_state, site, now_ms)
             else:
                 kpis.skip(kpi_state, kpi, end)
             end = kpi_state.window_end_ms(kpi)

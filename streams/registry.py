@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time, timedelta, timezone
 from functools import cache, lru_cache
 from typing import Final
@@ -68,17 +68,66 @@ class DeviceInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class KpiVersion:
+    """One definition of a KPI and when it applies: windows starting in [from_ms, until_ms)."""
+
+    version: int
+    from_ms: int
+    until_ms: int
+    threshold: float
+    min_samples: int
+
+
+@dataclass(frozen=True, slots=True)
 class DemoInfo:
     demonstration_id: str
     company: str
-    starts_ms: int  # the period, [starts_ms, ends_ms), epoch milliseconds
-    ends_ms: int
+    starts_ms: int  # the active period, [starts_ms, ends_ms), epoch milliseconds (an early end
+    ends_ms: int  # shortens it)
     metrics: frozenset[str]  # the names its devices may report
     kpis: tuple[Kpi, ...]
+    # Where it stands in the programme: applied, approved, rejected, ended, archived (approved
+    # within its period is active).
+    status: str = "approved"
+    # kpi id -> its versions, oldest first (none: the KPI as ``kpis`` holds it, always).
+    kpi_versions: Mapping[str, tuple[KpiVersion, ...]] = field(default_factory=dict)
 
     def judges(self, window_start_ms: int, window_end_ms: int) -> bool:
         """A KPI window is judged only when it lies inside the demonstration's period."""
         return self.starts_ms <= window_start_ms and window_end_ms <= self.ends_ms
+
+    def active_at(self, ts_ms: int) -> bool:
+        """Whether a record dated ``ts_ms`` belongs to its active period (only those records
+        are counted and judged)."""
+        return self.status in ACCEPTING and self.starts_ms <= ts_ms < self.ends_ms
+
+    def kpi_at(self, kpi: Kpi, window_start_ms: int) -> Kpi:
+        """The KPI's definition for a window starting then: its version valid at that time."""
+        for version in self.kpi_versions.get(kpi.kpi_id, ()):
+            if version.from_ms <= window_start_ms < version.until_ms:
+                if version.version == kpi.version and version.threshold == kpi.threshold:
+                    return kpi
+                return replace(
+                    kpi,
+                    threshold=version.threshold,
+                    min_samples=version.min_samples,
+                    version=version.version,
+                )
+        return kpi
+
+
+@dataclass(frozen=True, slots=True)
+class Programme:
+    """A demonstration's standing in the programme, as the database holds it."""
+
+    status: str = "approved"
+    ended_ms: int | None = None  # ended early at
+    kpi_versions: Mapping[str, tuple[KpiVersion, ...]] = field(default_factory=dict)
+
+
+# Statuses whose devices' records are counted (within the period): an application not yet
+# approved has no devices registered; a rejected or archived one counts nothing more.
+ACCEPTING: Final = frozenset({"approved", "ended"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,9 +202,12 @@ def build_snapshot(
     digest: str | None = None,
     as_of_ms: int = FOREVER_MS,
     replay_key: bytes | None = None,
+    programme: Mapping[str, Programme] | None = None,
 ) -> Snapshot:
     """Index a registry for the stream processors; ``keys``: device id -> its signing keys over
-    time (or one key, valid always)."""
+    time (or one key, valid always); ``programme``: demonstration id -> where it stands (an
+    approved one, its KPIs as they are, when absent)."""
+    programme = programme or {}
     keys = keys or {}
     devices = {
         d.device_id: DeviceInfo(d.site_id, d.demonstration_id, _spans(keys.get(d.device_id)))
@@ -166,6 +218,9 @@ def build_snapshot(
     kpi_inputs: dict[tuple[str, str], list[Kpi]] = defaultdict(list)
     for demo in registry.demonstrations:
         starts, ends = period_ms(demo.starts_on, demo.ends_on)
+        standing = programme.get(demo.demonstration_id, Programme())
+        if standing.ended_ms is not None:
+            ends = min(ends, standing.ended_ms)
         demonstrations[demo.demonstration_id] = DemoInfo(
             demo.demonstration_id,
             demo.company,
@@ -173,6 +228,8 @@ def build_snapshot(
             ends,
             demo.declared_metrics,
             demo.kpis,
+            standing.status,
+            standing.kpi_versions,
         )
         for kpi in demo.kpis:
             for metric in kpi.inputs:
@@ -197,6 +254,7 @@ async def current_digest(conn: Connection) -> tuple[str, int]:
     when either changes); and the database's clock now, in epoch milliseconds."""
     row = await conn.fetchrow(
         "SELECT (SELECT digest || coalesce('+' || extract(epoch FROM keys_changed_at)::text, '')"
+        "               || coalesce('+' || extract(epoch FROM changed_at)::text, '')"
         "          FROM registry_state) AS digest,"
         "       (extract(epoch FROM clock_timestamp()) * 1000)::bigint AS now_ms"
     )
@@ -219,9 +277,12 @@ async def load_snapshot(conn: Connection) -> Snapshot:
         ]
         kpis: dict[str, list[Kpi]] = defaultdict(list)
         for r in await conn.fetch(
-            """SELECT demonstration_id, kpi_id, title, metric, aggregation, op, threshold,
-                      "window", min_samples, denominator
-                 FROM kpis ORDER BY demonstration_id, kpi_id"""
+            """SELECT k.demonstration_id, k.kpi_id, k.title, k.metric, k.aggregation, k.op,
+                      k.threshold, k."window", k.min_samples, k.denominator,
+                      coalesce((SELECT max(v.version) FROM kpi_versions v
+                                 WHERE v.demonstration_id = k.demonstration_id
+                                   AND v.kpi_id = k.kpi_id), 1) AS version
+                 FROM kpis k ORDER BY k.demonstration_id, k.kpi_id"""
         ):
             kpis[r["demonstration_id"]].append(
                 Kpi(
@@ -234,6 +295,7 @@ async def load_snapshot(conn: Connection) -> Snapshot:
                     r["window"],
                     r["min_samples"],
                     tuple(r["denominator"]),
+                    r["version"],
                 )
             )
         demonstrations = [
@@ -254,13 +316,48 @@ async def load_snapshot(conn: Connection) -> Snapshot:
         ]
         keys = await _device_keys(conn)
         replay_key = await conn.fetchval("SELECT secret FROM hub_keys WHERE name = 'replay'")
+        programme = await _programme(conn)
     registry = Registry(tuple(sites), tuple(devices), tuple(demonstrations), digest)
     return build_snapshot(
         registry,
         keys,
         as_of_ms=as_of_ms,
         replay_key=None if replay_key is None else bytes(replay_key),
+        programme=programme,
     )
+
+
+async def _programme(conn: Connection) -> dict[str, Programme]:
+    """Each demonstration's status, early end and KPI versions."""
+    versions: dict[str, dict[str, list[KpiVersion]]] = defaultdict(lambda: defaultdict(list))
+    for r in await conn.fetch(
+        """SELECT demonstration_id, kpi_id, version, threshold, min_samples,
+                  CASE WHEN valid_from = '-infinity' THEN NULL
+                       ELSE (extract(epoch FROM valid_from) * 1000)::bigint END AS from_ms,
+                  (extract(epoch FROM valid_until) * 1000)::bigint AS until_ms
+             FROM kpi_versions ORDER BY demonstration_id, kpi_id, version"""
+    ):
+        versions[r["demonstration_id"]][r["kpi_id"]].append(
+            KpiVersion(
+                r["version"],
+                r["from_ms"] if r["from_ms"] is not None else -FOREVER_MS,
+                r["until_ms"] if r["until_ms"] is not None else FOREVER_MS,
+                r["threshold"],
+                r["min_samples"],
+            )
+        )
+    return {
+        r["demonstration_id"]: Programme(
+            r["status"],
+            r["ended_ms"],
+            {kpi: tuple(v) for kpi, v in versions.get(r["demonstration_id"], {}).items()},
+        )
+        for r in await conn.fetch(
+            """SELECT demonstration_id, status,
+                      (extract(epoch FROM ended_at) * 1000)::bigint AS ended_ms
+                 FROM demonstrations"""
+        )
+    }
 
 
 async def _device_keys(conn: Connection) -> dict[str, list[KeySpan]]:

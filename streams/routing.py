@@ -124,6 +124,7 @@ def kpi_result_message(
         "aggregation": kpi.aggregation,
         "op": kpi.op,
         "threshold": kpi.threshold,
+        "kpi_version": kpi.version,
         "window": kpi.window,
         "window_start": iso(judgement.window_start_ms),
         "window_end": iso(judgement.window_end_ms),

@@ -55,6 +55,7 @@ class KpiRow(NamedTuple):
     threshold: float
     status: str
     samples: int
+    kpi_version: int = 1  # the KPI definition it was judged by
 
 
 class AlertRow(NamedTuple):
@@ -86,12 +87,13 @@ ON CONFLICT (hour) DO NOTHING
 """
 MERGE_KPI_RESULTS = """
 INSERT INTO kpi_results AS t (window_start, window_end, demonstration_id, site_id, kpi_id, value,
-                              threshold, status, samples)
+                              threshold, status, samples, kpi_version)
 SELECT window_start, window_end, demonstration_id, site_id, kpi_id, value, threshold, status,
-       samples FROM incoming_kpi_results
+       samples, kpi_version FROM incoming_kpi_results
 ON CONFLICT (demonstration_id, kpi_id, site_id, window_start) DO UPDATE SET
   window_end = excluded.window_end, value = excluded.value, threshold = excluded.threshold,
-  status = excluded.status, samples = excluded.samples, judged_at = now()
+  status = excluded.status, samples = excluded.samples, kpi_version = excluded.kpi_version,
+  judged_at = now()
 """
 # A replayed alert keeps what operators did to it (acknowledgement, notes).
 MERGE_ALERTS = """

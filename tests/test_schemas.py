@@ -57,6 +57,7 @@ def test_dlq_schema_has_the_contract_fields_and_reasons() -> None:
         "undeclared_metric",
         "wrong_partition",
         "unprocessable",
+        "not_active",
     }
     assert set(schema["properties"]["reason"]["enum"]) == {str(r) for r in Reason}
 

@@ -27,6 +27,7 @@ from hub.api.routes import (
     operations,
     overview,
     page,
+    programme,
     sites,
 )
 from hub.db import create_pool
@@ -37,7 +38,7 @@ from hub.upkeep import run_upkeep
 
 log = logging.getLogger("hub.api")
 
-ROUTERS = (overview, sites, history, demonstrations, alerts, operations, page)
+ROUTERS = (overview, sites, history, demonstrations, programme, alerts, operations, page)
 
 
 def create_api(settings: Settings, registry: CollectorRegistry | None = None) -> FastAPI:

@@ -18,7 +18,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from hub.api.auth import CHALLENGE, COOKIE
 from hub.tokens import authenticate
 
-MAX_BODY_BYTES: Final = 16 * 1024
+# An application over a few hundred sites, its devices listed, fits.
+MAX_BODY_BYTES: Final = 256 * 1024
 # Takes its token in the body (the web page's sign-in): it may be read without one.
 OPEN_WITH_BODY: Final = frozenset({"/api/v1/session"})
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -136,3 +136,35 @@ class SessionRequest(BaseModel):
 class Health(BaseModel):
     status: Literal["ok", "unavailable"]
     checks: dict[str, str]
+
+
+class Applied(BaseModel):
+    demonstration_id: str
+    status: str
+    sites: int
+    devices: int
+
+
+class Decided(BaseModel):
+    demonstration_id: str
+    status: str
+    devices: int = Field(description="devices registered (an approval)")
+    ended_at: datetime | None = None
+
+
+class Reason(BaseModel):
+    reason: str = Field(default="", max_length=2000, pattern=NO_NUL)
+
+
+class AuditEntry(BaseModel):
+    id: int
+    at: datetime
+    actor: str = Field(description="the token's name (token:<name>) or the CLI user")
+    action: str
+    subject: str
+    before: Any = None
+    after: Any = None
+
+
+class Problems(BaseModel):
+    detail: list[Any] = Field(description="every problem found, each naming its field")

@@ -13,8 +13,10 @@ from collections.abc import Sequence
 from hub.cli import (
     access,
     api,
+    audit,
     bench,
     demo,
+    demonstrations,
     dlq,
     notify,
     registry,
@@ -32,10 +34,12 @@ from hub.settings import Settings
 COMMANDS = (
     stack,
     registry,
+    demonstrations,
     simulate,
     worker,
     dlq,
     access,
+    audit,
     api,
     report,
     notify,

@@ -83,10 +83,11 @@ async def latest_kpi_statuses(
 
 async def demonstration(conn: Connection, demonstration_id: str) -> Row | None:
     row = await conn.fetchrow(
-        """SELECT d.*, p.period_start, p.period_end,
+        """SELECT d.*, p.period_start, p.period_end, s.status AS lifecycle,
                   (SELECT count(DISTINCT site_id) FROM devices v
                     WHERE v.demonstration_id = d.demonstration_id) AS sites
              FROM demonstrations d JOIN demonstration_periods p USING (demonstration_id)
+             JOIN demonstration_status s USING (demonstration_id)
             WHERE demonstration_id = $1""",
         demonstration_id,
     )
@@ -109,6 +110,30 @@ async def minutes_outside_period(conn: Connection, demonstration_id: str) -> int
 async def scorecard_kpis(conn: Connection, demonstration_id: str) -> list[Row]:
     rows = await conn.fetch(
         "SELECT * FROM demonstration_scorecard WHERE demonstration_id = $1 ORDER BY kpi_id",
+        demonstration_id,
+    )
+    return [dict(r) for r in rows]
+
+
+async def scorecard_versions(conn: Connection, demonstration_id: str) -> list[Row]:
+    """Each KPI version of the demonstration, its period and the verdicts judged by it."""
+    rows = await conn.fetch(
+        """SELECT v.kpi_id, v.version, v.threshold, v.min_samples,
+                  CASE WHEN isfinite(v.valid_from) THEN v.valid_from END AS valid_from,
+                  v.valid_until, v.reason, v.changed_by,
+                  count(r.status) FILTER (WHERE r.attributable) AS windows_judged,
+                  count(r.status) FILTER (WHERE r.attributable AND r.status = 'pass') AS passed,
+                  count(r.status) FILTER (WHERE r.attributable AND r.status = 'fail') AS failed
+             FROM kpi_versions v
+             JOIN demonstration_periods p USING (demonstration_id)
+             LEFT JOIN kpi_results r
+                    ON r.demonstration_id = v.demonstration_id AND r.kpi_id = v.kpi_id
+                   AND r.kpi_version = v.version
+                   AND r.window_start >= p.period_start AND r.window_end <= p.period_end
+            WHERE v.demonstration_id = $1
+            GROUP BY v.kpi_id, v.version, v.threshold, v.min_samples, v.valid_from,
+                     v.valid_until, v.reason, v.changed_by
+            ORDER BY v.kpi_id, v.version""",
         demonstration_id,
     )
     return [dict(r) for r in rows]

@@ -18,6 +18,19 @@ class UnknownDemonstration(HubError):
     pass
 
 
+class KpiVersionScore(BaseModel):
+    version: int
+    threshold: float
+    min_samples: int
+    valid_from: datetime | None = Field(description="null: from the beginning")
+    valid_until: datetime | None = Field(description="null: still in force")
+    reason: str
+    changed_by: str
+    windows_judged: int = Field(description="windows judged by this version")
+    passed: int
+    failed: int
+
+
 class ScorecardKpi(BaseModel):
     kpi_id: str
     title: str
@@ -38,6 +51,11 @@ class ScorecardKpi(BaseModel):
     pass_rate_pct: float | None = Field(description="passed / (passed + failed), percent")
     latest_window_start: datetime | None
     latest_status: Status | None
+    versions: list[KpiVersionScore] = Field(
+        default_factory=list,
+        description="each definition of the KPI (a threshold changed from a stated time), its "
+        "period and the windows it judged: every verdict keeps the version it was judged by",
+    )
 
 
 class Scorecard(BaseModel):
@@ -45,6 +63,9 @@ class Scorecard(BaseModel):
     company: str
     title: str
     technology: str
+    status: str = Field(
+        description="applied, approved, rejected, active, ended or archived (the programme)"
+    )
     starts_on: date
     ends_on: date
     period_start: datetime = Field(description="starts_on 00:00 Korean time")
@@ -61,12 +82,19 @@ async def build_scorecard(conn: Connection, demonstration_id: str) -> Scorecard:
     demo = await queries.demonstration(conn, demonstration_id)
     if demo is None:
         raise UnknownDemonstration(f"demonstration {demonstration_id!r} is not in the registry")
-    kpis = [ScorecardKpi(**row) for row in await queries.scorecard_kpis(conn, demonstration_id)]
+    versions: dict[str, list[KpiVersionScore]] = {}
+    for row in await queries.scorecard_versions(conn, demonstration_id):
+        versions.setdefault(row.pop("kpi_id"), []).append(KpiVersionScore(**row))
+    kpis = [
+        ScorecardKpi(**row, versions=versions.get(row["kpi_id"], []))
+        for row in await queries.scorecard_kpis(conn, demonstration_id)
+    ]
     return Scorecard(
         demonstration_id=demo["demonstration_id"],
         company=demo["company"],
         title=demo["title"],
         technology=demo["technology"],
+        status=demo["lifecycle"],
         starts_on=demo["starts_on"],
         ends_on=demo["ends_on"],
         period_start=demo["period_start"],

@@ -38,6 +38,8 @@ from hub.telemetry import METRIC_NAME_PATTERN
 DATA_DIR = Path(__file__).resolve().parent / "data"
 FILES = ("sites.csv", "devices.csv", "demonstrations.yaml")
 ID_PATTERN = re.compile(r"^[A-Z0-9][A-Z0-9-]{0,63}$")
+REGION_CODE = re.compile(r"^[a-z][a-z0-9]{1,31}$")  # as the regions table checks it
+DISTRICT_CODE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 _metric_name = re.compile(METRIC_NAME_PATTERN)
 
 
@@ -137,18 +139,21 @@ def _site_problem(row: dict[str, str], seen: set[str]) -> str | None:
         return f"site_id {site_id!r} is not an id (A-Z, 0-9, '-', up to 64)"
     if site_id in seen:
         return f"duplicate site_id {site_id}"
-    if region not in REGIONS:
-        return f"unknown region {region!r} (one of {', '.join(REGIONS)})"
-    if district not in DISTRICTS[region]:
+    if not REGION_CODE.match(region):
+        return f"region {region!r} is not a region code (a-z, 0-9, 2-32, e.g. {REGIONS[0]})"
+    # The founding regions' districts are known; a region added later names its own.
+    if region in DISTRICTS and district not in DISTRICTS[region]:
         return f"unknown district {district!r} in {region}"
+    if not DISTRICT_CODE.match(district):
+        return f"district {district!r} is not a district code (a-z, 0-9, '_')"
     if row["place_type"] not in PLACE_TYPES:
         return f"unknown place_type {row['place_type']!r}"
     try:
         lat, lon = float(row["lat"]), float(row["lon"])
     except (TypeError, ValueError):
         return f"lat/lon {row['lat']!r}, {row['lon']!r} are not numbers"
-    if not (33.0 <= lat <= 36.0 and 125.0 <= lon <= 128.0):
-        return f"lat/lon {lat}, {lon} lie outside Gwangju and South Jeolla"
+    if not (33.0 <= lat <= 39.0 and 124.0 <= lon <= 132.0):
+        return f"lat/lon {lat}, {lon} lie outside the Korean peninsula's south"
     return None
 
 

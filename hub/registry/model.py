@@ -142,6 +142,8 @@ class Kpi:
     window: str
     min_samples: int
     denominator: tuple[str, ...] = ()
+    # Which version of the KPI's definition this is (a threshold changed from a stated time).
+    version: int = 1
 
     @property
     def window_s(self) -> int:

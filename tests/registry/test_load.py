@@ -65,13 +65,23 @@ async def test_an_edit_changes_exactly_that_row_and_reloading_restores_it(
     try:
         result = run_hub("registry", "load", "--dir", str(edited))
         assert result.returncode == 0, result.stderr
-        assert "kpis 27 (+0 ~1 -0)" in result.stdout
+        assert "kpis 27 (+0 ~1)" in result.stdout
         after = await snapshot(loaded)
         changed = [(a, b) for a, b in zip(before["kpis"], after["kpis"], strict=True) if a != b]
         assert len(changed) == 1
         assert changed[0][1][:2] == ("DEMO-001", "latency_p95")
         assert after["sites"] == before["sites"]
         assert after["state"][0][1] != before["state"][0][1]  # a new digest: workers reload
+        # A new version of the KPI from now on; the one verdicts so far were judged by stays.
+        conn = await asyncpg.connect(loaded.database_url)
+        try:
+            versions = await conn.fetch(
+                "SELECT version, threshold, valid_until IS NULL AS open FROM kpi_versions "
+                "WHERE demonstration_id = 'DEMO-001' AND kpi_id = 'latency_p95' ORDER BY version"
+            )
+        finally:
+            await conn.close()
+        assert [(v["threshold"], v["open"]) for v in versions][-2:] == [(250, False), (260, True)]
     finally:
         restored = run_hub("registry", "load")
     assert restored.returncode == 0, restored.stderr
@@ -95,3 +105,41 @@ async def test_a_broken_registry_changes_nothing(loaded: Settings, tmp_path: Pat
     assert "site 'GJ-GHOST-0001' is not in sites.csv" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     assert await snapshot(loaded) == before
+
+
+async def test_a_device_never_moves_and_nothing_is_deleted(
+    loaded: Settings, tmp_path: Path
+) -> None:
+    """Regenerating the files moved devices between companies and dropped others (with their
+    keys): a move is refused, naming the device, and a row the files no longer hold is kept."""
+    before = await snapshot(loaded)
+    lines = (DATA_DIR / "devices.csv").read_text().splitlines(keepends=True)
+    header, first, _left_out, *rest = lines
+    device, site, demo, model = first.strip().split(",")
+    other = "DEMO-002" if demo != "DEMO-002" else "DEMO-001"
+    moved = tmp_path / "moved"
+    shutil.copytree(DATA_DIR, moved)
+    (moved / "devices.csv").write_text(
+        header + f"{device},{site},{other},{model}\n" + "".join(rest)
+    )
+
+    refused = run_hub("registry", "load", "--dir", str(moved))
+    assert refused.returncode == 1
+    assert f"devices: {device}: demonstration_id would change from {demo} to {other}" in (
+        refused.stderr
+    )
+    assert "a device never moves" in refused.stderr
+    assert await snapshot(loaded) == before
+
+    dropped = tmp_path / "dropped"
+    shutil.copytree(DATA_DIR, dropped)
+    (dropped / "devices.csv").write_text(header + first + "".join(rest))  # one row left out
+    kept = run_hub("registry", "load", "--dir", str(dropped))
+    assert kept.returncode == 0, kept.stderr
+    assert "kept, not in the files (applied through hub demonstrations, say): devices 1" in (
+        kept.stdout
+    )
+    now = await snapshot(loaded)
+    assert {t: now[t] for t in TABLES} == {t: before[t] for t in TABLES}
+    restored = run_hub("registry", "load")
+    assert restored.returncode == 0, restored.stderr

@@ -14,7 +14,15 @@ from hub import signing, telemetry, topics
 from hub.registry.model import Demonstration, Device, Kpi, Registry, Site
 from streams import state
 from streams.processor import BatchResult, PartitionProcessor, ProcessorConfig, Record
-from streams.registry import FOREVER_MS, KST, KeySpan, Snapshot, build_snapshot
+from streams.registry import (
+    FOREVER_MS,
+    KST,
+    KeySpan,
+    KpiVersion,
+    Programme,
+    Snapshot,
+    build_snapshot,
+)
 from streams.windows import MINUTE_MS, JournalEntry, event_digest, id_hash
 
 T0 = 1_795_600_200_000 - 1_795_600_200_000 % 300_000  # a 5-minute boundary
@@ -312,8 +320,9 @@ def test_a_site_that_never_reports_is_judged_insufficient_with_a_no_data_alert()
 
 
 def test_kpis_are_judged_inside_the_demonstration_period_only() -> None:
-    """A one-day demonstration: its devices' records before, during and after the day are all
-    aggregated; only the KPI windows inside the day are judged, and then its state goes."""
+    """A one-day demonstration: only its records dated inside the day count (the others go to
+    the DLQ as not_active), only the KPI windows inside the day are judged, and then its state
+    goes."""
     day = Registry(
         REGISTRY.sites,
         (Device("GJ-BUK-0001-CAM1", "GJ-BUK-0001", "DEMO-D", ""),),
@@ -338,7 +347,11 @@ def test_kpis_are_judged_inside_the_demonstration_period_only() -> None:
     judged = sorted(r.window_start.timestamp() * 1000 for res in results for r in res.kpi_rows)
     assert (judged[0], judged[-1] + 300_000, len(judged)) == (starts, ends, 288)
     aggregated = {r.bucket.timestamp() * 1000 for res in results for r in res.aggregate_rows}
-    assert set(times) <= aggregated  # every minute aggregated, in the period or not
+    assert aggregated == {t for t in times if starts <= t < ends}
+    outside = [d for res in results for d in dlq(res)]
+    assert {d["reason"] for d in outside} == {"not_active"}
+    assert len(outside) == sum(1 for t in times if not starts <= t < ends)
+    assert "outside the active period of demonstration DEMO-D" in str(outside[0]["detail"])
     assert p.kpi_states == {}  # the ended demonstration's state is released
     assert any(v is None and b"|k|" in k for res in results for k, v in res.state_writes)
 
@@ -599,3 +612,35 @@ def test_a_backlog_minute_just_before_the_first_arrival_is_judged_for_its_site()
     )
     assert first.window_start.timestamp() * 1000 == T0
     assert (first.status, first.samples) == ("pass", 6)
+
+
+def test_a_kpi_window_is_judged_by_the_version_valid_when_it_started() -> None:
+    """The threshold of LATENCY changed from 100 to 40 at T0 + 5 min: the window before keeps
+    the first version (and says so), the window after is judged by the second."""
+    v1 = KpiVersion(1, -FOREVER_MS, T0 + 5 * MINUTE_MS, 100.0, 1)
+    v2 = KpiVersion(2, T0 + 5 * MINUTE_MS, FOREVER_MS, 40.0, 1)
+    strict = replace(LATENCY, threshold=40.0, version=2)
+    changed = Registry(
+        REGISTRY.sites,
+        REGISTRY.devices,
+        (
+            demo("DEMO-A", "Company A", strict, PRECISION),
+            demo("DEMO-B", "Company B", LATENCY),
+        ),
+        "changed",
+    )
+    programme = {"DEMO-A": Programme(kpi_versions={"lat": (v1, v2)})}
+    snapshot = build_snapshot(changed, KEYS, programme=programme)
+    p = processor()
+    times = [T0 + i * MINUTE_MS for i in range(10)] + [T0 + 13 * MINUTE_MS]
+    results = [
+        p.process([record(i, "GJ-BUK-0001", ts, 50.0)], snapshot, now_ms=ts)
+        for i, ts in enumerate(times)
+    ]
+    judged = sorted(
+        (r.window_start.timestamp() * 1000, r.kpi_version, r.threshold, r.status)
+        for res in results
+        for r in res.kpi_rows
+        if r.site_id == "GJ-BUK-0001" and r.kpi_id == "lat" and r.demonstration_id == "DEMO-A"
+    )
+    assert judged[:2] == [(T0, 1, 100.0, "pass"), (T0 + 5 * MINUTE_MS, 2, 40.0, "fail")]

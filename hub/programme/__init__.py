@@ -1,0 +1,1 @@
+"""The programme: demonstrations applied, decided, changed and ended through the hub."""
