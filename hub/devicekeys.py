@@ -36,6 +36,21 @@ async def issue(conn: Connection, device_id: str, key: bytes | None = None) -> b
     return key
 
 
+async def issue_many(conn: Connection, device_ids: Collection[str]) -> dict[str, bytes]:
+    """A new key for each device, valid from now (a rotation for those holding one), in the
+    caller's transaction: every device at once."""
+    keys = {device: signing.new_key() for device in device_ids}
+    await conn.execute(
+        "UPDATE device_keys SET revoked_at = now() "
+        "WHERE device_id = ANY($1::text[]) AND revoked_at IS NULL",
+        list(keys),
+    )
+    await conn.copy_records_to_table(
+        "device_keys", records=list(keys.items()), columns=["device_id", "secret"]
+    )
+    return keys
+
+
 async def current(conn: Connection, device_id: str) -> bytes | None:
     """The key the device holds now, if any."""
     secret = await conn.fetchval(

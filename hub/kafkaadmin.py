@@ -32,6 +32,7 @@ from hub.principals import Grant
 
 log = logging.getLogger("hub.kafkaadmin")
 SCRAM_ITERATIONS = 8192
+SCRAM_BATCH = 100
 TIMEOUT_S = 30.0
 _RESOURCES = {
     "topic": ResourceType.TOPIC,
@@ -63,7 +64,12 @@ class KafkaAdmin:
             )
             for user, password in passwords.items()
         ]
-        _wait(self.client.alter_user_scram_credentials(changes).values(), "setting passwords")
+        # Salting a password costs its 8,192 iterations: a request of SCRAM_BATCH takes about
+        # a second here, a thousand at once would outlast a request's timeout.
+        for start in range(0, len(changes), SCRAM_BATCH):
+            batch = changes[start : start + SCRAM_BATCH]
+            done = self.client.alter_user_scram_credentials(batch, request_timeout=TIMEOUT_S)
+            _wait(done.values(), "setting passwords")
 
     def delete_scram(self, user: str) -> None:
         changes: list[UserScramCredentialAlteration] = [
@@ -84,7 +90,16 @@ class KafkaAdmin:
     def grant(self, principal: str, grants: Iterable[Grant]) -> None:
         """Allow ``principal`` (``User:<name>``) what ``grants`` say; an ACL that exists already
         changes nothing."""
-        bindings = [b for grant in grants for b in _bindings(principal, grant)]
+        self.grant_many({principal: grants})
+
+    def grant_many(self, grants: Mapping[str, Iterable[Grant]]) -> None:
+        """``grant`` for many principals, in one request."""
+        bindings = [
+            b
+            for principal, rules in grants.items()
+            for rule in rules
+            for b in _bindings(principal, rule)
+        ]
         if bindings:
             _wait(self.client.create_acls(bindings).values(), "granting rights")
 

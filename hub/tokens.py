@@ -16,9 +16,11 @@ import re
 import secrets
 from dataclasses import dataclass
 
+from hub import audit
 from hub.db import Connection
 from hub.errors import HubError
 from hub.registry.model import REGIONS
+from hub.topics import REGION_CODE
 
 TOKEN = re.compile(r"hub_([0-9a-f]{16})_([A-Za-z0-9_-]{43})")
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
@@ -54,12 +56,12 @@ def parse_role(text: str) -> tuple[str, str]:
     role, _, scope = text.partition(":")
     if role == "operator" and not scope:
         return role, ""
-    if role == "partner" and scope in REGIONS:
+    if role == "partner" and REGION_CODE.match(scope):
         return role, scope
     if role == "company" and scope.strip():
         return role, scope.strip()
     raise TokenError(
-        f"role {text!r}: expected operator, partner:<region> ({' or '.join(REGIONS)}) "
+        f"role {text!r}: expected operator, partner:<region> (e.g. {' or '.join(REGIONS)}) "
         "or company:<company>"
     )
 
@@ -80,9 +82,17 @@ def split(token: str) -> tuple[str, str] | None:
     return (match[1], match[2]) if match else None
 
 
-async def add_token(conn: Connection, role_text: str, name: str) -> str:
+async def add_token(conn: Connection, role_text: str, name: str, actor: str = "hub") -> str:
     """Issue a token for ``name`` with that role; returns the token (shown once)."""
     role, scope = parse_role(role_text)
+    if role == "partner" and not await conn.fetchval(
+        "SELECT true FROM regions WHERE code = $1", scope
+    ):
+        known = [r["code"] for r in await conn.fetch("SELECT code FROM regions ORDER BY code")]
+        raise TokenError(
+            f"region {scope!r} is not a region of the hub (hub regions add); known: "
+            f"{', '.join(known)}"
+        )
     if not NAME.fullmatch(name):
         raise TokenError(f"name {name!r}: letters, digits, '.', '_' or '-', at most 64")
     if role == "company":
@@ -106,12 +116,17 @@ async def add_token(conn: Connection, role_text: str, name: str) -> str:
     )
     if inserted is None:
         raise TokenError(f"a token named {name!r} exists (hub access revoke-token {name} first)")
+    await audit.record(conn, actor, "token.add", name, None, {"role": role_text})
     return token
 
 
-async def revoke_token(conn: Connection, name: str) -> bool:
+async def revoke_token(conn: Connection, name: str, actor: str = "hub") -> bool:
     """Delete the token named ``name``; False if there was none."""
-    deleted = await conn.fetchval("DELETE FROM api_tokens WHERE name = $1 RETURNING true", name)
+    deleted = await conn.fetchval(
+        "DELETE FROM api_tokens WHERE name = $1 RETURNING role || ':' || scope", name
+    )
+    if deleted is not None:
+        await audit.record(conn, actor, "token.revoke", name, {"role": deleted.rstrip(":")}, None)
     return deleted is not None
 
 

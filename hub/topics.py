@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
 from typing import Final
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -61,21 +63,29 @@ def replicated_configs(replication_factor: int) -> dict[str, str]:
     return {"min.insync.replicas": "2"} if replication_factor >= 3 else {}
 
 
+REGION_CODE: Final = re.compile(r"^[a-z][a-z0-9]{1,31}$")
+
+
 def partner_topic(region: str, dataset: str) -> str:
     """``partner.<region>.<dataset>.v1``: one region's records only."""
-    if region not in REGIONS:
-        raise ValueError(f"unknown region {region!r}")
+    if not REGION_CODE.match(region):
+        raise ValueError(f"not a region code: {region!r}")
     return f"partner.{region}.{dataset}.v1"
 
 
-def contract_topics() -> list[str]:
-    partner = [partner_topic(r, d) for r in REGIONS for d in ("kpi-results", "kpi-alerts")]
-    return [TELEMETRY, DLQ, SITE_AGGREGATES, KPI_RESULTS, KPI_ALERTS, *partner]
+def partner_topics(regions: Iterable[str]) -> list[str]:
+    return [partner_topic(r, d) for r in regions for d in ("kpi-results", "kpi-alerts")]
 
 
-def hub_topics() -> list[str]:
+def contract_topics(regions: Iterable[str] = REGIONS) -> list[str]:
+    """The contract's topics, with the partner topics of ``regions`` (the founding two unless
+    told: regions are data, ``hub.regions``)."""
+    return [TELEMETRY, DLQ, SITE_AGGREGATES, KPI_RESULTS, KPI_ALERTS, *partner_topics(regions)]
+
+
+def hub_topics(regions: Iterable[str] = REGIONS) -> list[str]:
     """Every topic a worker writes or reads: the contract's and the internal ones."""
-    return [*contract_topics(), TICKS, INCIDENTS]
+    return [*contract_topics(regions), TICKS, INCIDENTS]
 
 
 TOPIC_ALREADY_EXISTS: Final = 36

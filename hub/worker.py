@@ -48,6 +48,7 @@ async def prepare(settings: Settings) -> Prepared:
         for name in await migrate(conn):
             log.info("applied migration %s", name)
         snapshot = await load_snapshot(conn)
+        regions = [r["code"] for r in await conn.fetch("SELECT code FROM regions")]
     finally:
         await conn.close()
     if not snapshot.digest:
@@ -55,7 +56,7 @@ async def prepare(settings: Settings) -> Prepared:
     created = await ensure_topics(
         settings.kafka_bootstrap,
         settings.partitions,
-        hub_topics(),
+        hub_topics(regions),
         replication_factor=settings.replication_factor,
         dlq_retention_days=settings.retention_dlq_days,
         **principals.security(settings),

@@ -20,7 +20,7 @@ class ErrorBody(BaseModel):
 
 
 class OverviewRow(BaseModel):
-    region: Literal["gwangju", "jeonnam"]
+    region: str = Field(description="the region's code (regions are data: hub regions add)")
     district: str
     sites: int
     sites_reporting: int = Field(description="sites with an accepted event in the last hour")

@@ -19,6 +19,7 @@ from hub.cli import (
     demonstrations,
     dlq,
     notify,
+    regions,
     registry,
     report,
     simulate,
@@ -34,6 +35,7 @@ from hub.settings import Settings
 COMMANDS = (
     stack,
     registry,
+    regions,
     demonstrations,
     simulate,
     worker,

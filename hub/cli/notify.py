@@ -55,6 +55,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _manage(settings: Settings, args: argparse.Namespace) -> int:
+    from hub import audit
     from hub.db import connect
     from hub.db.migrate import migrate
     from hub.notify import model, store
@@ -68,7 +69,16 @@ async def _manage(settings: Settings, args: argparse.Namespace) -> int:
             else:
                 receiver = model.receiver(args.name, "email", args.address, args.scope)
             kind, target = receiver.kind, receiver.target
-            new = await store.add_receiver(conn, receiver)
+            async with conn.transaction():
+                new = await store.add_receiver(conn, receiver)
+                await audit.record(
+                    conn,
+                    audit.cli_actor(),
+                    "receiver.add" if new else "receiver.replace",
+                    receiver.name,
+                    None,
+                    {"kind": kind, "scope": receiver.label},  # not the target: it may hold secrets
+                )
             print(
                 f"{'added' if new else 'replaced'} {receiver.name}: {kind} {target}, "
                 f"scope {receiver.label}"
@@ -76,8 +86,12 @@ async def _manage(settings: Settings, args: argparse.Namespace) -> int:
             if kind == "email" and not settings.smtp_url:
                 print("note: HUB_SMTP_URL is not set; the notifier cannot send e-mail until it is")
         elif args.action == "remove":
-            if not await store.remove_receiver(conn, args.name):
-                raise model.ReceiverError(f"no receiver named {args.name!r} (hub notify list)")
+            async with conn.transaction():
+                if not await store.remove_receiver(conn, args.name):
+                    raise model.ReceiverError(f"no receiver named {args.name!r} (hub notify list)")
+                await audit.record(
+                    conn, audit.cli_actor(), "receiver.remove", args.name, None, None
+                )
             print(f"removed {args.name}: nothing more is sent to it")
         else:
             rows = await store.receiver_states(conn)

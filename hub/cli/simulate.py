@@ -32,7 +32,7 @@ def add(commands: Commands) -> None:
         default=0.0,
         help="share of records made invalid on purpose, one DLQ reason each (default 0)",
     )
-    sim.add_argument("--region", choices=("gwangju", "jeonnam"), help="only this region's sites")
+    sim.add_argument("--region", help="only this region's sites (gwangju, jeonnam, or one added)")
     sim.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
     sim.add_argument("--json", action="store_true", help="print the tally as one JSON line")
     sim.set_defaults(handler=run)

@@ -61,7 +61,9 @@ class Stack:
                 statuses.append(part.up(say))
             elif before.state == "running":
                 say(f"{part.name}: already running (pid {before.pid})")
-                statuses.append(before)
+                # Left alone (an up of a running part only completes what a newer release
+                # sets up, once: the broker's quotas, say).
+                statuses.append(part.up(say))
             else:
                 statuses.append(part.up(say))
         return statuses

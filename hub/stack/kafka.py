@@ -35,6 +35,8 @@ from hub.stack.process import is_alive, owned_pid, port_in_use, spawn, terminate
 from hub.stack.tls import TlsFiles
 
 JAVA_MAJOR = 17
+# The produce quota of the hub's own worker and tools: 1 GiB/s, i.e. none in practice.
+UNTHROTTLED = 2**30
 PORT_STEP = 100
 
 
@@ -324,6 +326,8 @@ class Kafka:
     def up(self, say: Say) -> PartStatus:
         stopped = [n for n in self.nodes if n.pid() is None]
         if not stopped:
+            if self.admin_properties.exists():
+                self._set_quotas(say)  # a marker: nothing to do once done
             return self.status()
         for node in stopped:
             node.check_ports()
@@ -355,7 +359,69 @@ class Kafka:
         say(f"{started}: started Apache Kafka {self.version} in {took:.1f} s")
         stack_principals.create_services(self.settings)
         self._write_admin_properties()
+        self._set_quotas(say)
         return self.status()
+
+    def tool(self, main: str, *args: str) -> str:
+        """One of Kafka's own admin tools (``kafka.admin.ConfigCommand``, ...) from the stack's
+        jars, logged in as hub-admin on the hub's listener; its output, or StackError with its
+        first error line."""
+        if not (self.libs / ".complete").exists():
+            raise StackError("Kafka's jars are not installed: run `hub stack up` first")
+        if not self.admin_properties.exists():
+            raise StackError("the hub's admin login is not set up: run `hub stack up` first")
+        java = shutil.which("java") or "java"
+        argv = self._command(
+            java,
+            main,
+            "--bootstrap-server",
+            self.settings.kafka_bootstrap,
+            "--command-config",
+            str(self.admin_properties),
+            *args,
+        )
+        result = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
+        if result.returncode != 0:
+            lines = [
+                line
+                for line in (result.stderr or result.stdout).strip().splitlines()
+                if not line.startswith("SLF4J:")  # the logging library's own chatter
+            ]
+            errors = [line for line in lines if "Error" in line or "Exception" in line]
+            raise StackError(f"{main.rsplit('.', 1)[-1]} failed: {(errors or lines or ['?'])[0]}")
+        return result.stdout
+
+    def _set_quotas(self, say: Say) -> None:
+        """Every login is held to HUB_DEVICE_BYTE_RATE a second of produce (the default user
+        quota: a device's, whether added alone or by the thousand), but the hub's worker and its
+        operators' tools. Once per rate (a marker), Kafka's ConfigCommand has no batch form."""
+        rate = self.settings.device_byte_rate
+        marker = self.dir / f"quotas-{rate}"
+        if marker.exists():
+            return
+        users = ("--entity-type", "users")
+        self.tool(
+            "kafka.admin.ConfigCommand",
+            *users,
+            "--entity-default",
+            "--alter",
+            "--add-config",
+            f"producer_byte_rate={rate}",
+        )
+        for name in (principal("worker"), principal("admin")):
+            self.tool(
+                "kafka.admin.ConfigCommand",
+                *users,
+                "--entity-name",
+                name,
+                "--alter",
+                "--add-config",
+                f"producer_byte_rate={UNTHROTTLED}",
+            )
+        for old in self.dir.glob("quotas-*"):
+            old.unlink()
+        marker.write_text(f"{rate}\n")
+        say(f"kafka: logins held to {rate:,} bytes/s of produce, but the hub's own")
 
     def tls_hosts(self) -> list[str]:
         """The names the SASL_SSL listener's certificate carries: its address, and the names

@@ -101,15 +101,22 @@ async def test_a_device_cannot_publish_as_another_and_revoking_ends_both(
     assert rejected[b64(copy)]["reason"] == "unauthenticated"
 
 
-async def test_add_device_sets_a_produce_quota_and_revoke_lifts_it(access: HostileHub) -> None:
+async def test_every_device_is_held_to_the_produce_quota_but_the_hubs_own(
+    access: HostileHub,
+) -> None:
+    """The broker's default user quota (HUB_DEVICE_BYTE_RATE, 64 KiB/s) holds every login, a
+    device's whether added alone or with its whole demonstration; the hub's worker is exempt."""
+    tools = KafkaTools(access.settings)
+    users = ("kafka.admin.ConfigCommand", "--entity-type", "users")
+    default = await asyncio.to_thread(tools.run, *users, "--entity-default", "--describe")
+    assert "producer_byte_rate=65536" in default
     device = read_registry().devices[1].device_id
     issued = await add_device(access, device)
-    tools = KafkaTools(access.settings)
-    described = await asyncio.to_thread(tools.user_config, issued.username, "--describe")
-    assert "producer_byte_rate=65536" in described
+    own = await asyncio.to_thread(tools.user_config, issued.username, "--describe")
+    assert "producer_byte_rate" not in own  # no exemption of its own: the default holds it
+    worker = await asyncio.to_thread(tools.user_config, "hub-worker", "--describe")
+    assert "producer_byte_rate=1.073741824E9" in worker
     await hub_access(access, "revoke", issued.username)
-    described = await asyncio.to_thread(tools.user_config, issued.username, "--describe")
-    assert "producer_byte_rate" not in described
 
 
 async def send_signed(settings: Settings, items: list[tuple[str, bytes, bytes]]) -> None:

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import csv
+import stat
+import time
 import uuid
+from pathlib import Path
 
+import asyncpg
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
@@ -12,6 +17,7 @@ from hub import principals, topics
 from hub.registry.files import read_registry
 from hub.settings import Settings
 from tests.conftest import run_hub_async
+from tests.support import scratch_database
 
 
 async def add(*args: str) -> tuple[str, str]:
@@ -142,3 +148,43 @@ async def test_bad_requests_are_refused_with_the_reason(loaded_registry: Setting
     squatter = await run_hub_async("access", "add-partner", "gwangju", "testbed-hub")
     assert squatter.returncode == 1
     assert "the hub's consumer groups start with 'testbed-hub'" in squatter.stderr
+
+
+async def test_a_whole_demonstrations_credentials_at_once(stack: Settings, tmp_path: Path) -> None:
+    """DEMO-001's devices (717) get a login and a signing key each in one command, through the
+    Admin API (no JVM per device), in a file only its owner may read; a device logs in with
+    its line and publishes."""
+    async with scratch_database(stack) as url:
+        env = {"HUB_DATABASE_URL": url}
+        out = tmp_path / "demo-001.csv"
+        began = time.monotonic()
+        issued = await run_hub_async(
+            "access", "add-devices", "--demonstration", "DEMO-001", "--out", str(out), env=env
+        )
+        took = time.monotonic() - began
+        assert issued.returncode == 0, issued.stderr
+        print(f"add-devices: {issued.stdout.strip()} (the command took {took:.1f} s)")
+        assert stat.S_IMODE(out.stat().st_mode) == 0o600
+        with out.open() as handle:
+            rows = list(csv.DictReader(handle))
+        devices = {d.device_id for d in read_registry().devices if d.demonstration_id == "DEMO-001"}
+        assert {r["device_id"] for r in rows} == devices
+        again = await run_hub_async(
+            "access", "add-devices", "--demonstration", "DEMO-001", "--out", str(out), env=env
+        )
+        assert again.returncode == 1
+        assert "exists already" in again.stderr
+        conn = await asyncpg.connect(url)
+        try:
+            current = {
+                r["device_id"]: bytes(r["secret"]).hex()
+                for r in await conn.fetch(
+                    "SELECT device_id, secret FROM device_keys WHERE revoked_at IS NULL"
+                )
+            }
+        finally:
+            await conn.close()
+    assert all(current[r["device_id"]] == r["signing_key"] for r in rows)
+    first = rows[0]
+    assert await refusal(stack, (first["username"], first["password"]), topics.TELEMETRY) is None
+    assert await refusal(stack, (first["username"], first["password"]), topics.DLQ) is not None
