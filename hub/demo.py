@@ -9,10 +9,12 @@ stopped at the end unless ``--keep``.
 from __future__ import annotations
 
 import asyncio
+import io
 import sys
 import time
 import urllib.request
 import uuid
+import zipfile
 from collections import Counter
 from collections.abc import Callable
 from contextlib import suppress
@@ -22,7 +24,7 @@ from datetime import UTC, datetime
 import msgspec
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from hub import principals, topics
+from hub import evidence, principals, topics
 from hub.db import connect
 from hub.dlq import DlqRecord
 from hub.dlq import decode as decode_dlq
@@ -260,6 +262,26 @@ async def demonstrations_table(settings: Settings, since_s: float) -> str:
     return "\n".join(lines)
 
 
+EVIDENCE_OF = "DEMO-001"
+
+
+async def evidence_line(settings: Settings, demonstration_id: str) -> str:
+    """How large a demonstration's evidence pack would be, were it to end now (nothing is
+    ended or kept: the figure of a pack, for the demo)."""
+    conn = await connect(settings)
+    try:
+        archive = await evidence.preview(conn, demonstration_id)
+    finally:
+        await conn.close()
+    with zipfile.ZipFile(io.BytesIO(archive)) as opened:
+        sizes = {i.filename: i.file_size for i in opened.infolist()}
+    return (
+        f"evidence: {demonstration_id}'s pack, were it to end now, {len(archive):,} bytes "
+        f"zipped ({sizes.get('aggregates.csv', 0):,} bytes of minute aggregates, "
+        f"{sizes.get('kpi_results.csv', 0):,} of KPI results), signed (Ed25519)"
+    )
+
+
 async def overview_table(settings: Settings) -> str:
     conn = await connect(settings)
     try:
@@ -341,6 +363,7 @@ def run_demo(settings: Settings, options: DemoOptions, say: Callable[[str], None
         say(asyncio.run(overview_table(settings)))
         say("")
         say(asyncio.run(demonstrations_table(settings, started)))
+        say(asyncio.run(evidence_line(settings, EVIDENCE_OF)))
         say("")
         token = asyncio.run(demo_token(settings))
         say(f"web page   http://127.0.0.1:{settings.api_port}/#token={token}")

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+from hub import evidence
 from hub.db import Connection
 from hub.settings import Settings
 
@@ -37,6 +38,8 @@ class UpkeepReport:
     rolled_up_from: datetime | None = None
     dropped: dict[str, list[str]] = field(default_factory=dict)
     deleted: dict[str, int] = field(default_factory=dict)
+    kept_as_evidence: int = 0
+    frozen: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
         if not self.ran:
@@ -45,7 +48,10 @@ class UpkeepReport:
         deleted = ", ".join(f"{t} {n}" for t, n in self.deleted.items())
         since = self.rolled_up_from.isoformat() if self.rolled_up_from else "-"
         rolled = f"hourly roll-up {self.rolled_up_rows} rows since {since}"
-        return f"upkeep: {rolled}; chunks dropped: {dropped}; rows deleted: {deleted}"
+        evidence = f"minutes kept as evidence {self.kept_as_evidence}"
+        if self.frozen:
+            evidence += f", evidence frozen: {', '.join(self.frozen)}"
+        return f"upkeep: {rolled}; chunks dropped: {dropped}; rows deleted: {deleted}; {evidence}"
 
 
 def retention(settings: Settings) -> dict[str, timedelta]:
@@ -125,8 +131,13 @@ async def run_upkeep(
         return UpkeepReport(ran=False)
     try:
         rows, start = await roll_up_hourly(conn, now)
+        # Minutes about to go past their retention stay, as evidence (hub.evidence).
+        kept = await evidence.keep_for_evidence(
+            conn, now - timedelta(days=settings.retention_raw_days)
+        )
         dropped = await apply_retention(conn, settings, now)
         deleted = await delete_expired(conn, settings, now)
+        frozen = await evidence.freeze_ended(conn)
     finally:
         await conn.execute("SELECT pg_advisory_unlock($1)", UPKEEP_LOCK)
-    return UpkeepReport(True, rows, start, dropped, deleted)
+    return UpkeepReport(True, rows, start, dropped, deleted, kept, frozen)

@@ -168,3 +168,8 @@ class AuditEntry(BaseModel):
 
 class Problems(BaseModel):
     detail: list[Any] = Field(description="every problem found, each naming its field")
+
+
+class PublicKey(BaseModel):
+    algorithm: str
+    public_key_pem: str

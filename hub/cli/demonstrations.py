@@ -85,6 +85,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _run(args: argparse.Namespace, settings: Settings) -> int:
+    from hub import evidence
     from hub.audit import cli_actor
     from hub.db import connect
     from hub.db.migrate import migrate
@@ -116,6 +117,12 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
         elif args.action == "end":
             ended = await store.end(conn, args.demonstration_id, actor, args.at)
             print(f"ended: {args.demonstration_id} at {ended.isoformat()}")
+            if ended <= await conn.fetchval("SELECT now()"):
+                archive = await evidence.freeze(conn, args.demonstration_id)
+                print(
+                    f"evidence frozen: {len(archive):,} bytes (hub report {args.demonstration_id} "
+                    "--evidence FILE.zip)"
+                )
         elif args.action == "archive":
             await store.archive(conn, args.demonstration_id, actor)
             print(f"archived: {args.demonstration_id}")

@@ -4,8 +4,10 @@ decide and end, every step lands in the audit trail with the token's name; bad i
 from __future__ import annotations
 
 import json
+import urllib.request
 from typing import Any
 
+from hub import evidence
 from tests.api.conftest import ApiServer, Scratch, get, post
 
 
@@ -97,3 +99,27 @@ def test_a_broken_application_is_refused_naming_every_problem(api: ApiServer) ->
         assert any(want in p for p in problems), (want, problems)
     assert post(api, "/api/v1/demonstrations", b"[1, 2]")[0] == 422
     assert post(api, "/api/v1/demonstrations", b"not json")[0] in (400, 422)
+
+
+def test_an_ended_demonstrations_evidence_is_its_companys_and_checks_with_the_public_key(
+    scratch: Scratch, api: ApiServer
+) -> None:
+    company = scratch.tokens["company-a"]
+    body = application("DEMO-825", "Company A")
+    assert post(api, "/api/v1/demonstrations", body, company)[0] == 201
+    assert post(api, "/api/v1/demonstrations/DEMO-825/approve", b"")[0] == 200
+    assert get(api, "/api/v1/demonstrations/DEMO-825/evidence", company)[0] == 409  # running
+    assert post(api, "/api/v1/demonstrations/DEMO-825/end", b"")[0] == 200
+    request = urllib.request.Request(
+        f"{api.base}/api/v1/demonstrations/DEMO-825/evidence",
+        headers={"authorization": f"Bearer {company}"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert response.headers["content-type"] == "application/zip"
+        archive = response.read()
+    assert get(api, "/api/v1/demonstrations/DEMO-825/evidence", scratch.tokens["parkeye"])[0] == 404
+    with urllib.request.urlopen(f"{api.base}/api/v1/evidence/public-key", timeout=10) as response:
+        key = json.loads(response.read())  # open: anyone may check a pack
+    assert key["algorithm"] == "Ed25519"
+    verdict = evidence.verify(archive, evidence.load_public(key["public_key_pem"]))
+    assert verdict.sound, verdict.detail

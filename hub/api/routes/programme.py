@@ -7,12 +7,13 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, HTTPException, Query
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
-from hub import audit
+from hub import audit, evidence
 from hub.api import models
 from hub.api.auth import forbid_unless
 from hub.api.deps import NOT_FOUND, UNAUTHORIZED, UNREADABLE_BODY, Conn, Id, Who
+from hub.management import queries
 from hub.programme import application, store
 from hub.tokens import Principal
 
@@ -100,12 +101,50 @@ async def end(conn: Conn, who: Who, demonstration_id: Id) -> dict[str, Any]:
     only."""
     forbid_unless(who, "operator")
     ended = await _step(store.end(conn, demonstration_id, actor(who)))
+    await evidence.freeze(conn, demonstration_id)
     return {
         "demonstration_id": demonstration_id,
         "status": "ended",
         "devices": 0,
         "ended_at": ended,
     }
+
+
+@router.get(
+    "/api/v1/demonstrations/{demonstration_id}/evidence",
+    response_class=Response,
+    responses={
+        200: {"content": {"application/zip": {}}, "description": "the evidence pack"},
+        **NOT_FOUND,
+        **UNAUTHORIZED,
+        **CONFLICT,
+    },
+    tags=["programme"],
+)
+async def evidence_pack(conn: Conn, who: Who, demonstration_id: Id) -> Response:
+    """An ended demonstration's evidence pack (its company's, and operators'): 409 while it
+    runs. Check it with `hub report --verify` and the hub's public key."""
+    forbid_unless(who, "operator", "company")
+    demo = await queries.demonstration(conn, demonstration_id)
+    if demo is None or (who.company is not None and demo["company"] != who.company):
+        raise HTTPException(404, f"no demonstration {demonstration_id!r}")
+    try:
+        archive = await evidence.freeze(conn, demonstration_id)
+    except evidence.EvidenceError as error:
+        raise HTTPException(409, str(error)) from None
+    name = f"{demonstration_id}-evidence.zip"
+    return Response(
+        archive,
+        media_type="application/zip",
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
+    )
+
+
+@router.get("/api/v1/evidence/public-key", response_model=models.PublicKey, tags=["programme"])
+async def evidence_public_key(conn: Conn) -> dict[str, str]:
+    """The hub's Ed25519 public key: anyone holding it can check an evidence pack. Open."""
+    key = (await evidence.signing_key(conn)).public_key()
+    return {"algorithm": "Ed25519", "public_key_pem": evidence.public_pem(key)}
 
 
 async def _step(step: Any) -> Any:
