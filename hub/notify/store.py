@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from hub.db import Connection
-from hub.notify.model import Notice, Receiver, covers
+from hub.notify.model import Notice, Receiver, ReceiverError, covers
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,7 +27,16 @@ class Due:
 
 
 async def add_receiver(conn: Connection, receiver: Receiver) -> bool:
-    """Add or replace (by name); True when it is new."""
+    """Add or replace (by name); True when it is new. A partner's region must be one of the hub's
+    (regions are data): a receiver for a region that is not would never be told anything."""
+    if receiver.role == "partner" and not await conn.fetchval(
+        "SELECT true FROM regions WHERE code = $1", receiver.scope
+    ):
+        known = [r["code"] for r in await conn.fetch("SELECT code FROM regions ORDER BY code")]
+        raise ReceiverError(
+            f"--scope: region {receiver.scope!r} is not a region of the hub (hub regions add); "
+            f"known: {', '.join(known)}"
+        )
     existed = await conn.fetchval(
         "SELECT true FROM notify_receivers WHERE name = $1", receiver.name
     )

@@ -233,6 +233,7 @@ async def test_alert_lifecycle_open_acknowledged_resolved(
     [
         "/api/v1/sites/GJ-NOWHERE-0001",
         "/api/v1/demonstrations/DEMO-404/scorecard",
+        "/api/v1/overview?region=mars",  # the form of a region code, not one of the hub's
         "/api/v1/sites/%27%3B%20DROP%20TABLE%20sites%3B--",
         "/api/v1/no-such-endpoint",
     ],
@@ -246,7 +247,7 @@ def test_unknown_ids_answer_404_with_json(seeded: Scratch, api: ApiServer, path:
 @pytest.mark.parametrize(
     "path",
     [
-        "/api/v1/overview?region=mars",
+        "/api/v1/overview?region=Mars!",
         "/api/v1/alerts?status=closed",
         "/api/v1/alerts?limit=0",
         "/api/v1/alerts?limit=abc",

@@ -258,7 +258,8 @@ async def test_tokens_are_stored_hashed_and_a_revoked_one_answers_401(
     ("role", "name", "complaint"),
     [
         ("admin", "x1", "role 'admin'"),
-        ("partner:seoul", "x2", "role 'partner:seoul'"),
+        ("partner:Seoul!", "x2", "role 'partner:Seoul!'"),
+        ("partner:seoul", "x2", "region 'seoul' is not a region of the hub (hub regions add)"),
         ("company:Nobody Inc", "x3", "company 'Nobody Inc' has no demonstration"),
         ("operator", "bad name!", "name 'bad name!'"),
         ("operator", "operator", "a token named 'operator' exists"),

@@ -21,7 +21,7 @@ def test_the_three_roles_parse(text: str, expected: tuple[str, str]) -> None:
 
 
 @pytest.mark.parametrize(
-    "text", ["", "admin", "operator:all", "partner", "partner:seoul", "company:", "company: "]
+    "text", ["", "admin", "operator:all", "partner", "partner:Seoul!", "company:", "company: "]
 )
 def test_anything_else_is_refused_naming_the_forms(text: str) -> None:
     with pytest.raises(TokenError, match="operator, partner:<region>"):

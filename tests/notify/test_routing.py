@@ -96,7 +96,7 @@ def test_retries_back_off_from_5_s_to_at_most_10_minutes() -> None:
         ("ops", "webhook", "ftp://x", "operator", "URL 'ftp://x'"),
         ("ops", "email", "nobody", "operator", "ADDRESS 'nobody'"),
         ("no spaces", "webhook", "http://x", "operator", "NAME 'no spaces'"),
-        ("ops", "webhook", "http://x", "partner:seoul", "--scope"),
+        ("ops", "webhook", "http://x", "partner:Seoul!", "--scope"),
         ("ops", "webhook", "http://x", "company:", "--scope"),
     ],
 )

@@ -59,7 +59,12 @@ async def test_a_third_region_joins_with_no_release(
 ) -> None:
     async with scratch_database(stack, load=False) as url:
         env = {"HUB_DATABASE_URL": url}
+        webhook = ("notify", "add-webhook", "jb", "https://jb.example/hook")
+        early = await run_hub_async(*webhook, "--scope", "partner:jeonbuk", env=env)
+        assert early.returncode != 0
+        assert "region 'jeonbuk' is not a region of the hub" in early.stderr
         added = await hub(env, "regions", "add", "jeonbuk", "North Jeolla Province")
+        assert "scope partner:jeonbuk" in await hub(env, *webhook, "--scope", "partner:jeonbuk")
         assert "region jeonbuk (North Jeolla Province) added" in added
         directory = registry_dir_with_test_demo(tmp_path_factory.mktemp("jeonbuk-registry"))
         with (directory / "sites.csv").open("a") as out:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query
-from fastapi.exceptions import RequestValidationError
 
 from hub import regions
 from hub.api import models
@@ -13,7 +12,7 @@ from hub.api.auth import (
     OVERVIEW_ROLES,
     forbid_unless,
 )
-from hub.api.deps import UNAUTHORIZED, Conn, Who
+from hub.api.deps import NOT_FOUND, UNAUTHORIZED, Conn, Who
 from hub.management import queries
 
 router = APIRouter()
@@ -22,7 +21,7 @@ router = APIRouter()
 @router.get(
     "/api/v1/overview",
     response_model=list[models.OverviewRow],
-    responses=UNAUTHORIZED,
+    responses={**UNAUTHORIZED, **NOT_FOUND},
     tags=["overview"],
 )
 async def overview(
@@ -39,13 +38,5 @@ async def overview(
         raise HTTPException(403, f"a {who.label} token reads {who.region} only")
     if region is not None and not await regions.exists(conn, region):
         known = ", ".join(await regions.codes(conn))
-        raise RequestValidationError(
-            [
-                {
-                    "loc": ["query", "region"],
-                    "msg": f"no region {region!r}; regions: {known}",
-                    "type": "value_error",
-                }
-            ]
-        )
+        raise HTTPException(404, f"no region {region!r}; regions: {known}")
     return await queries.overview(conn, who.region or region)
