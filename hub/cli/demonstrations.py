@@ -31,7 +31,7 @@ def add(commands: Commands) -> None:
         description="The file names the demonstration (demonstration_id, company, title, "
         "technology, starts_on, ends_on), its metrics, its KPIs and its sites, each with its "
         "devices (`devices: [ids]`, or `count: N` and `prefix:` for the hub to name them "
-        "<site>-<prefix><n>). See hub/programme/application.py for an example.",
+        "<site>-<prefix><n>). An example: docs/programme.md.",
     )
     apply.add_argument("file", type=Path, help="the application (.yaml, .yml or .json)")
     apply.add_argument(
