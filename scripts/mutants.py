@@ -242,6 +242,83 @@ MUTANTS = (
         "        return True",
         ("tests/streams/test_faust_compat.py",),
     ),
+    # 9. The programme (issue 27).
+    Mutant(
+        "a KPI window judged by the current version, not the one valid when it started",
+        "streams/processor.py",
+        "                judged_by = demo.kpi_at(kpi, kpi_state.window_start_ms)",
+        "                judged_by = kpi",
+        (
+            "tests/streams/test_processor.py::test_a_kpi_window_is_judged_by_the_version_valid_when_it_started",
+        ),
+    ),
+    Mutant(
+        "records outside an active demonstration counted",
+        "streams/intake.py",
+        "        if not demo.active_at(event.ts_ms):",
+        "        if False:",
+        (
+            "tests/streams/test_processor.py::test_kpis_are_judged_inside_the_demonstration_period_only",
+        ),
+    ),
+    Mutant(
+        "a registry load may move a device to another demonstration",
+        "hub/registry/load.py",
+        '    "devices": ("site_id", "demonstration_id"),',
+        '    "devices": (),',
+        ("tests/registry/test_load.py::test_a_device_never_moves_and_nothing_is_deleted",),
+    ),
+    Mutant(
+        "counted devices named over existing ones",
+        "hub/programme/application.py",
+        "        if device_id not in taken:",
+        "        if True:",
+        (
+            "tests/programme/test_application.py::test_a_sound_application_names_its_devices_around_those_that_exist",
+        ),
+    ),
+    Mutant(
+        "a company token applies for another company",
+        "hub/programme/application.py",
+        '    if company is not None and text["company"] and text["company"] != company:',
+        "    if False:",
+        (
+            "tests/programme/test_application.py::test_a_company_token_applies_for_its_own_company_only",
+            "tests/api/test_programme.py::test_a_company_applies_for_itself_and_operators_decide",
+        ),
+    ),
+    Mutant(
+        "the audit trail records nothing",
+        "hub/audit.py",
+        '    await conn.execute(\n        "INSERT INTO audit_log',
+        '    return\n    await conn.execute(\n        "INSERT INTO audit_log',
+        (
+            "tests/programme/test_lifecycle.py::test_a_new_demonstration_changes_nothing_of_anyone_else",
+        ),
+    ),
+    Mutant(
+        "retention drops minutes without keeping them as evidence",
+        "hub/upkeep.py",
+        "        kept = await evidence.keep_for_evidence(\n            conn, now - timedelta(days=settings.retention_raw_days)\n        )",
+        "        kept = 0",
+        ("tests/programme/test_evidence.py",),
+    ),
+    Mutant(
+        "an evidence pack's files not checked against the manifest",
+        "hub/evidence.py",
+        "        if hashlib.sha256(data).hexdigest() != digest:",
+        "        if False:",
+        ("tests/programme/test_evidence.py",),
+    ),
+    Mutant(
+        "a company reads another company's evidence",
+        "hub/api/routes/programme.py",
+        '    if demo is None or (who.company is not None and demo["company"] != who.company):',
+        "    if demo is None:",
+        (
+            "tests/api/test_programme.py::test_an_ended_demonstrations_evidence_is_its_companys_and_checks_with_the_public_key",
+        ),
+    ),
 )
 
 

@@ -224,3 +224,27 @@ async def test_a_kpi_change_leaves_past_verdicts_as_they_were(programme: dict[st
     )
     assert past.returncode == 1
     assert "in the past (verdicts given keep their version)" in past.stderr
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "UPDATE audit_log SET actor = 'someone else'",
+        "DELETE FROM audit_log",
+        "TRUNCATE audit_log",
+    ],
+)
+async def test_the_audit_trail_is_append_only(programme: dict[str, str], statement: str) -> None:
+    """The hub's own login (the tables' owner) cannot rewrite or erase the trail."""
+    code = f"trail{len(statement)}"  # a region of its own, so that the trail is not empty
+    await hub(programme, "regions", "add", code, "A region added for the trail")
+    conn = await asyncpg.connect(programme["HUB_DATABASE_URL"])
+    try:
+        before = [tuple(r) for r in await conn.fetch("SELECT * FROM audit_log ORDER BY id")]
+        with pytest.raises(asyncpg.RaiseError, match="audit_log is append-only"):
+            await conn.execute(statement)
+        after = [tuple(r) for r in await conn.fetch("SELECT * FROM audit_log ORDER BY id")]
+    finally:
+        await conn.close()
+    assert before
+    assert after == before
