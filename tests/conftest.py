@@ -229,16 +229,15 @@ def t01_sites(partitions: int = 12) -> set[str]:
 def registry_with_test_demo(
     stack: Settings, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Settings]:
-    """Loaded for the stream tests, and the repository's registry loaded back afterwards."""
-    from tests.support import install_test_keys
+    """Loaded for the stream tests, and removed afterwards."""
+    from tests.support import install_test_keys, remove_demonstration
 
     directory = registry_dir_with_test_demo(tmp_path_factory.mktemp("registry"))
     result = run_hub("registry", "load", "--dir", str(directory))
     assert result.returncode == 0, result.stderr
     asyncio.run(install_test_keys(stack.database_url))
     yield stack
-    restored = run_hub("registry", "load")
-    assert restored.returncode == 0, restored.stderr
+    asyncio.run(remove_demonstration(stack.database_url, TEST_DEMO))
 
 
 @pytest.fixture(scope="session")

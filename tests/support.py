@@ -60,6 +60,38 @@ async def install_test_keys(database_url: str) -> None:
         await conn.close()
 
 
+async def remove_demonstration(database_url: str, demonstration_id: str) -> None:
+    """Every row of a test demonstration, gone: `hub registry load` never deletes (nothing is
+    deleted by cascade), so the suite removes what it added itself, and `make demo` after
+    `make test` reports the programme's demonstrations only."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        async with conn.transaction():
+            for table in (
+                "kpi_alerts",
+                "kpi_results",
+                "site_aggregates",
+                "site_aggregates_hourly",
+                "evidence_aggregates",
+                "evidence_packs",
+            ):
+                await conn.execute(
+                    f"DELETE FROM {table} WHERE demonstration_id = $1", demonstration_id
+                )
+            await conn.execute(
+                "DELETE FROM device_keys WHERE device_id IN "
+                "(SELECT device_id FROM devices WHERE demonstration_id = $1)",
+                demonstration_id,
+            )
+            for table in ("devices", "kpi_versions", "kpis", "demonstrations"):
+                await conn.execute(
+                    f"DELETE FROM {table} WHERE demonstration_id = $1", demonstration_id
+                )
+            await conn.execute("UPDATE registry_state SET changed_at = now()")
+    finally:
+        await conn.close()
+
+
 async def send_all(
     settings: Settings, topic: str, items: list[tuple[str, bytes]], sign: bool = False
 ) -> None:

@@ -1,8 +1,12 @@
-"""`hub registry load` on the real TimescaleDB: idempotent, exact on edits, refuses broken files."""
+"""`hub registry load` on the real TimescaleDB: idempotent, exact on edits, refuses broken files.
+A database of its own: a test whose rule were broken must not leave the shared one changed."""
 
 from __future__ import annotations
 
 import shutil
+import subprocess
+from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 
 import asyncpg
@@ -11,6 +15,7 @@ import pytest
 from hub.registry.files import DATA_DIR
 from hub.settings import Settings
 from tests.conftest import run_hub
+from tests.support import scratch_database
 
 TABLES = ("sites", "devices", "demonstrations", "kpis")
 
@@ -33,15 +38,19 @@ async def snapshot(settings: Settings) -> dict[str, list[tuple[object, ...]]]:
 
 
 @pytest.fixture(scope="module")
-def loaded(stack: Settings) -> Settings:
-    result = run_hub("registry", "load")
-    assert result.returncode == 0, result.stderr
-    return stack
+async def loaded(stack: Settings) -> AsyncIterator[Settings]:
+    async with scratch_database(stack) as url:
+        yield replace(stack, database_url=url)
+
+
+def load(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
+    """``hub registry load ARGS`` into the test's database."""
+    return run_hub("registry", "load", *args, env={"HUB_DATABASE_URL": settings.database_url})
 
 
 async def test_loading_twice_gives_the_same_tables(loaded: Settings) -> None:
     before = await snapshot(loaded)
-    result = run_hub("registry", "load")
+    result = load(loaded)
     assert result.returncode == 0, result.stderr
     assert "unchanged" in result.stdout
     assert await snapshot(loaded) == before
@@ -63,7 +72,7 @@ async def test_an_edit_changes_exactly_that_row_and_reloading_restores_it(
         yaml_text.replace("threshold: 250", "threshold: 260", 1)
     )
     try:
-        result = run_hub("registry", "load", "--dir", str(edited))
+        result = load(loaded, "--dir", str(edited))
         assert result.returncode == 0, result.stderr
         assert "kpis 27 (+0 ~1)" in result.stdout
         after = await snapshot(loaded)
@@ -83,7 +92,7 @@ async def test_an_edit_changes_exactly_that_row_and_reloading_restores_it(
             await conn.close()
         assert [(v["threshold"], v["open"]) for v in versions][-2:] == [(250, False), (260, True)]
     finally:
-        restored = run_hub("registry", "load")
+        restored = load(loaded)
     assert restored.returncode == 0, restored.stderr
     now = await snapshot(loaded)
     assert {t: now[t] for t in TABLES} == {t: before[t] for t in TABLES}
@@ -97,7 +106,7 @@ async def test_a_broken_registry_changes_nothing(loaded: Settings, tmp_path: Pat
     devices = (broken / "devices.csv").read_text()
     (broken / "devices.csv").write_text(devices + "GJ-GHOST-0001-CAM1,GJ-GHOST-0001,DEMO-001,X\n")
 
-    result = run_hub("registry", "load", "--dir", str(broken))
+    result = load(loaded, "--dir", str(broken))
 
     assert result.returncode == 1
     assert "devices.csv" in result.stderr
@@ -123,7 +132,7 @@ async def test_a_device_never_moves_and_nothing_is_deleted(
         header + f"{device},{site},{other},{model}\n" + "".join(rest)
     )
 
-    refused = run_hub("registry", "load", "--dir", str(moved))
+    refused = load(loaded, "--dir", str(moved))
     assert refused.returncode == 1
     assert f"devices: {device}: demonstration_id would change from {demo} to {other}" in (
         refused.stderr
@@ -134,12 +143,12 @@ async def test_a_device_never_moves_and_nothing_is_deleted(
     dropped = tmp_path / "dropped"
     shutil.copytree(DATA_DIR, dropped)
     (dropped / "devices.csv").write_text(header + first + "".join(rest))  # one row left out
-    kept = run_hub("registry", "load", "--dir", str(dropped))
+    kept = load(loaded, "--dir", str(dropped))
     assert kept.returncode == 0, kept.stderr
     assert "kept, not in the files (applied through hub demonstrations, say): devices 1" in (
         kept.stdout
     )
     now = await snapshot(loaded)
     assert {t: now[t] for t in TABLES} == {t: before[t] for t in TABLES}
-    restored = run_hub("registry", "load")
+    restored = load(loaded)
     assert restored.returncode == 0, restored.stderr
