@@ -238,6 +238,7 @@ class ApiMetrics:
     open_alerts: Gauge
     db_up: Gauge
     health_checks: Counter
+    public_queries: Counter
 
 
 def api_metrics(registry: CollectorRegistry) -> ApiMetrics:
@@ -260,6 +261,11 @@ def api_metrics(registry: CollectorRegistry) -> ApiMetrics:
         health_checks=Counter(
             "hub_api_health_checks",
             "Checks of the database and Kafka made for /healthz (at most one every 5 s)",
+            registry=registry,
+        ),
+        public_queries=Counter(
+            "hub_api_public_queries",
+            "Database queries made for the public page and summary (at most one every 30 s)",
             registry=registry,
         ),
     )

@@ -9,26 +9,32 @@ import json
 
 from hub.db import Connection
 from hub.errors import HubError
-from hub.management import queries
+from hub.management import scope
 from hub.management.scorecard import Scorecard, ScorecardKpi, UnknownDemonstration
-from hub.tokens import authenticate
+from hub.tokens import Principal, authenticate
 
 
 class ReportRefused(HubError):
     """The token given may not read scorecards."""
 
 
-async def check_scope(conn: Connection, token: str, demonstration_id: str) -> None:
-    """Refuse what the token may not read, as the API does: a company reads its own
-    demonstrations' scorecards, a partner none (another company's is "not in the registry")."""
+async def check_scope(
+    conn: Connection,
+    token: str,
+    demonstration_id: str,
+    roles: tuple[str, ...] = scope.DEMONSTRATION_ROLES,
+) -> Principal:
+    """Refuse what the token may not read, as the API does (``hub.management.scope``): a
+    company reads its own demonstrations, a partner those in its region (over its sites); any
+    other is "not in the registry". Returns who asks."""
     principal = await authenticate(conn, token)
     if principal is None:
         raise ReportRefused("the token is not valid (unknown, revoked or mistyped)")
-    if principal.role == "partner":
-        raise ReportRefused(f"a {principal.label} token may not read scorecards")
-    demo = await queries.demonstration(conn, demonstration_id)
-    if principal.company is not None and (demo is None or demo["company"] != principal.company):
+    if principal.role not in roles:
+        raise ReportRefused(f"a {principal.label} token may not read this")
+    if await scope.visible_demonstration(conn, principal, demonstration_id) is None:
         raise UnknownDemonstration(f"demonstration {demonstration_id!r} is not in the registry")
+    return principal
 
 
 CSV_COLUMNS = (
@@ -100,7 +106,12 @@ def as_text(card: Scorecard) -> str:
     lines = [
         f"{card.title} ({card.demonstration_id})",
         f"company {card.company}, technology {card.technology}, "
-        f"period {card.starts_on} to {card.ends_on} (Korean days), {card.sites} sites",
+        f"period {card.starts_on} to {card.ends_on} (Korean days), {card.sites} sites"
+        + (
+            f" in {card.region} (every figure over {card.region}'s sites only)"
+            if card.region
+            else ""
+        ),
         "KPIs are judged on the demonstration's own devices, inside its period only"
         + (
             f"; {card.minutes_outside_period:,} site-minutes reported outside it were "

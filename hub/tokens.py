@@ -5,7 +5,9 @@ against the stored SHA-256 with a constant-time comparison. A slow password hash
 secret nobody chose: there is no dictionary to guess from.
 
 Roles: ``operator`` sees everything; ``partner:<region>`` its region's sites, alerts and overview
-rows; ``company:<company>`` its demonstrations' scorecards, sites and alerts.
+rows, and the scorecards of every demonstration there over its region's sites;
+``company:<company>`` its demonstrations' scorecards, sites, devices, rejections and alerts;
+``procurement`` every scorecard, KPI result and comparison, and changes nothing.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ class Principal:
     """Who a request comes from, and what they may see."""
 
     name: str
-    role: str  # operator, partner or company
+    role: str  # operator, partner, company or procurement
     scope: str = ""  # the partner's region, or the company
 
     @property
@@ -52,17 +54,18 @@ class Principal:
 
 
 def parse_role(text: str) -> tuple[str, str]:
-    """``operator``, ``partner:<region>`` or ``company:<company>`` as (role, scope)."""
+    """``operator``, ``partner:<region>``, ``company:<company>`` or ``procurement`` as (role,
+    scope)."""
     role, _, scope = text.partition(":")
-    if role == "operator" and not scope:
+    if role in ("operator", "procurement") and not scope:
         return role, ""
     if role == "partner" and REGION_CODE.match(scope):
         return role, scope
     if role == "company" and scope.strip():
         return role, scope.strip()
     raise TokenError(
-        f"role {text!r}: expected operator, partner:<region> (e.g. {' or '.join(REGIONS)}) "
-        "or company:<company>"
+        f"role {text!r}: expected operator, partner:<region> (e.g. {' or '.join(REGIONS)}), "
+        "company:<company> or procurement"
     )
 
 

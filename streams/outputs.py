@@ -10,7 +10,7 @@ from hub import topics
 from hub.registry.model import Kpi
 from streams import routing
 from streams.kpi import Judgement, Transition
-from streams.registry import SiteInfo
+from streams.registry import DemoInfo, SiteInfo
 from streams.routing import Outgoing
 from streams.sink import AggregateRow, AlertRow, KpiRow
 from streams.windows import ClosedWindow
@@ -52,7 +52,7 @@ class Outputs:
 
     def judgement(
         self,
-        demonstration_id: str,
+        demo: DemoInfo,
         kpi: Kpi,
         site_id: str,
         site: SiteInfo,
@@ -61,9 +61,8 @@ class Outputs:
     ) -> None:
         """A judged KPI window: its kpi_results row, and its message to the testbed and the
         site's region's partners."""
-        message = routing.kpi_result_message(
-            demonstration_id, kpi, site_id, site, judgement, now_ms
-        )
+        demonstration_id = demo.demonstration_id
+        message = routing.kpi_result_message(demo, kpi, site_id, site, judgement, now_ms)
         self.outgoing.extend(routing.routed(topics.KPI_RESULTS, "kpi-results", message))
         self.kpi_rows.append(
             KpiRow(
@@ -82,7 +81,7 @@ class Outputs:
 
     def alert(
         self,
-        demonstration_id: str,
+        demo: DemoInfo,
         kpi: Kpi,
         site_id: str,
         site: SiteInfo,
@@ -91,7 +90,8 @@ class Outputs:
     ) -> None:
         """A status change: its kpi_alerts row (a recovery is resolved as it is raised), and its
         message to the testbed and the site's region's partners."""
-        message = routing.alert_message(demonstration_id, kpi, site_id, site, judgement, transition)
+        demonstration_id = demo.demonstration_id
+        message = routing.alert_message(demo, kpi, site_id, site, judgement, transition)
         self.outgoing.extend(routing.routed(topics.KPI_ALERTS, "kpi-alerts", message))
         self.alert_rows.append(
             AlertRow(

@@ -546,7 +546,7 @@ class PartitionProcessor:
             if demo.judges(kpi_state.window_start_ms, end):
                 # Judged by the KPI's version valid when the window started.
                 judged_by = demo.kpi_at(kpi, kpi_state.window_start_ms)
-                self._judged(result, key, judged_by, kpi_state, site, now_ms)
+                self._judged(result, key, demo, judged_by, kpi_state, site, now_ms)
             else:
                 kpis.skip(kpi_state, kpi, end)
             end = kpi_state.window_end_ms(kpi)
@@ -556,13 +556,14 @@ class PartitionProcessor:
         self,
         result: BatchResult,
         key: KpiKey,
+        demo: DemoInfo,
         kpi: Kpi,
         kpi_state: KpiState,
         site: SiteInfo,
         now_ms: int,
     ) -> None:
-        demo, _, site_id = key
-        judgement, transition = kpis.close_window(demo, kpi, site_id, kpi_state)
+        demo_id, _, site_id = key
+        judgement, transition = kpis.close_window(demo_id, kpi, site_id, kpi_state)
         result.judgement(demo, kpi, site_id, site, judgement, now_ms)
         result.counts.kpi[judgement.status] += 1
         if transition is not None:

@@ -91,6 +91,7 @@ class DemoInfo:
     status: str = "approved"
     # kpi id -> its versions, oldest first (none: the KPI as ``kpis`` holds it, always).
     kpi_versions: Mapping[str, tuple[KpiVersion, ...]] = field(default_factory=dict)
+    title: str = ""  # what its results name it as, to partners who do not hold the registry
 
     def judges(self, window_start_ms: int, window_end_ms: int) -> bool:
         """A KPI window is judged only when it lies inside the demonstration's period."""
@@ -230,6 +231,7 @@ def build_snapshot(
             demo.kpis,
             standing.status,
             standing.kpi_versions,
+            demo.title,
         )
         for kpi in demo.kpis:
             for metric in kpi.inputs:

@@ -18,7 +18,7 @@ from hub.registry.model import Kpi
 from hub.telemetry import Event
 from streams.intake import KafkaRecord
 from streams.kpi import Judgement, Transition
-from streams.registry import SiteInfo
+from streams.registry import DemoInfo, SiteInfo
 from streams.windows import ClosedWindow
 
 _encode = msgspec.json.Encoder().encode
@@ -106,7 +106,7 @@ def aggregate_out(message: dict[str, Any]) -> Outgoing:
 
 
 def kpi_result_message(
-    demonstration_id: str,
+    demo: DemoInfo,
     kpi: Kpi,
     site_id: str,
     site: SiteInfo,
@@ -115,7 +115,9 @@ def kpi_result_message(
 ) -> dict[str, Any]:
     return {
         "schema": "kpi-result/1",
-        "demonstration_id": demonstration_id,
+        "demonstration_id": demo.demonstration_id,
+        "company": demo.company,
+        "title": demo.title,
         "kpi_id": kpi.kpi_id,
         "site_id": site_id,
         "region": site.region,
@@ -136,7 +138,7 @@ def kpi_result_message(
 
 
 def alert_message(
-    demonstration_id: str,
+    demo: DemoInfo,
     kpi: Kpi,
     site_id: str,
     site: SiteInfo,
@@ -147,7 +149,9 @@ def alert_message(
         "schema": "kpi-alert/1",
         "alert_id": transition.alert_id,
         "transition": transition.transition,
-        "demonstration_id": demonstration_id,
+        "demonstration_id": demo.demonstration_id,
+        "company": demo.company,
+        "title": demo.title,
         "kpi_id": kpi.kpi_id,
         "site_id": site_id,
         "region": site.region,

@@ -28,6 +28,7 @@ from hub.api.routes import (
     overview,
     page,
     programme,
+    public,
     sites,
 )
 from hub.db import create_pool
@@ -38,7 +39,17 @@ from hub.upkeep import run_upkeep
 
 log = logging.getLogger("hub.api")
 
-ROUTERS = (overview, sites, history, demonstrations, programme, alerts, operations, page)
+ROUTERS = (
+    overview,
+    sites,
+    history,
+    demonstrations,
+    programme,
+    alerts,
+    operations,
+    page,
+    public,
+)
 
 
 def create_api(settings: Settings, registry: CollectorRegistry | None = None) -> FastAPI:
@@ -80,6 +91,7 @@ def create_api(settings: Settings, registry: CollectorRegistry | None = None) ->
     api.state.metrics = metrics
     api.state.registry = registry
     api.state.health = operations.Health()
+    api.state.public = public.PublicSummary()
     api.add_exception_handler(asyncpg.DataError, bad_value)
     for unavailable in (asyncpg.PostgresError, OSError, TimeoutError):
         api.add_exception_handler(unavailable, database_unavailable)

@@ -10,13 +10,23 @@ from __future__ import annotations
 from fastapi import HTTPException, Request
 
 from hub.db import Connection
+from hub.management.scope import (
+    ALERT_ROLES,
+    COMPARE_ROLES,
+    DEMONSTRATION_ROLES,
+    EVIDENCE_ROLES,
+    OVERVIEW_ROLES,
+)
 from hub.tokens import Principal, authenticate
 
 COOKIE = "hub_token"
-# Who may read the programme-wide views at all (the others answer 403); within them, a partner
-# sees its region and a company its demonstrations.
-OVERVIEW_ROLES = ("operator", "partner")
-DEMONSTRATION_ROLES = ("operator", "company")
+__all__ = [
+    "ALERT_ROLES",
+    "COMPARE_ROLES",
+    "DEMONSTRATION_ROLES",
+    "EVIDENCE_ROLES",
+    "OVERVIEW_ROLES",
+]
 CHALLENGE = {"WWW-Authenticate": "Bearer"}
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
@@ -98,10 +98,34 @@ class DemonstrationSummary(BaseModel):
     company: str
     title: str
     technology: str
-    sites: int
+    status: str = Field(description="applied, approved, rejected, active, ended or archived")
+    starts_on: date
+    ends_on: date
+    sites: int = Field(description="sites hosting its devices (a partner: in its region)")
     kpi_pass_24h: int
     kpi_fail_24h: int
     open_alerts: int
+
+
+class ComparedDemonstration(BaseModel):
+    demonstration_id: str
+    company: str
+    title: str
+    status: str
+    starts_on: date
+    ends_on: date
+    sites: int
+    kpis: list[ScorecardKpi] = Field(description="each KPI's definition and its verdicts")
+    evidence_sha256: str | None = Field(
+        description="the SHA-256 of its evidence pack once it has ended (GET "
+        ".../evidence; check it with the public key), else null"
+    )
+    evidence_frozen_at: datetime | None
+
+
+class Comparison(BaseModel):
+    technology: str
+    demonstrations: list[ComparedDemonstration]
 
 
 class Alert(BaseModel):
@@ -173,3 +197,39 @@ class Problems(BaseModel):
 class PublicKey(BaseModel):
     algorithm: str
     public_key_pem: str
+
+
+class PublicPlace(BaseModel):
+    region: str
+    region_label: str
+    district: str
+    label: str
+
+
+class PublicDay(BaseModel):
+    day: date = Field(description="a Korean calendar day")
+    passed: int = Field(description="KPI windows judged passed that day")
+    failed: int
+    compliance_pct: float | None = Field(description="passed / (passed + failed); null: none")
+
+
+class PublicDemonstration(BaseModel):
+    demonstration_id: str
+    company: str
+    title: str
+    technology: str
+    technology_label: str
+    status: str
+    status_label: str
+    starts_on: date
+    ends_on: date
+    sites: int
+    districts: list[PublicPlace]
+    daily_compliance: list[PublicDay]
+
+
+class PublicSummary(BaseModel):
+    lang: Literal["ko", "en"]
+    timezone: str
+    generated_at: datetime = Field(description="when the figures were read, in KST")
+    demonstrations: list[PublicDemonstration]

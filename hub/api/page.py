@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime
 from html import escape
 from typing import Any
@@ -89,88 +90,172 @@ def _table(columns: Iterable[tuple[str, str]], rows: list[Row], empty: str) -> s
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def render_main(
-    overview: list[Row], demonstrations: list[Row], alerts: list[Row], generated_at: datetime
-) -> str:
-    gwangju = {d: (lat, lon) for d, (lat, lon, _, _) in GWANGJU_DISTRICTS.items()}
-    jeonnam = {d: (lat, lon) for d, (lat, lon, _) in JEONNAM_MUNICIPALITIES.items()}
-    totals = {
-        "sites": sum(r["sites"] for r in overview),
-        "reporting": sum(r["sites_reporting"] for r in overview),
-        "pass": sum(r["kpi_pass"] for r in overview),
-        "fail": sum(r["kpi_fail"] for r in overview),
-    }
-    decided = totals["pass"] + totals["fail"]
-    compliance = f"{100 * totals['pass'] / decided:.1f}%" if decided else "no data"
-    overview_rows = [{**r, "name": district_label(r["region"], r["district"])} for r in overview]
-    failing = [d for d in demonstrations if d["kpi_fail_24h"] or d["open_alerts"]]
+@dataclass(frozen=True, slots=True)
+class View:
+    """What one caller's page shows: each part only when its role may read it (None: not)."""
+
+    label: str  # the token's role, as the page names it
+    overview: list[Row] | None
+    demonstrations: list[Row]
+    alerts: list[Row] | None
+    open_alerts: int
+    generated_at: datetime
+    devices: list[Row] | None = None  # a company's own, with when each last reported
+    compare: list[Row] | None = None  # procurement's: every demonstration by technology
+
+
+def _totals(view: View) -> str:
+    """The header: counted from the same rows as the tables below, so that they agree."""
+    if view.overview is not None:
+        sites = sum(r["sites"] for r in view.overview)
+        reporting = sum(r["sites_reporting"] for r in view.overview)
+        passed = sum(r["kpi_pass"] for r in view.overview)
+        failed = sum(r["kpi_fail"] for r in view.overview)
+        where = "sites reporting (last hour)"
+    else:
+        seen = {
+            d["site_id"]
+            for d in view.devices or []
+            if d["last_seen"] is not None
+            and (view.generated_at - d["last_seen"]).total_seconds() < 3600
+        }
+        sites = len({d["site_id"] for d in view.devices or []})
+        reporting = len(seen)
+        passed = sum(d["kpi_pass_24h"] for d in view.demonstrations)
+        failed = sum(d["kpi_fail_24h"] for d in view.demonstrations)
+        where = "of your sites reporting (last hour)"
+    decided = passed + failed
+    compliance = f"{100 * passed / decided:.1f}%" if decided else "no data"
+    alerts = (
+        f"<div><b>{view.open_alerts:,}</b> open alerts</div>" if view.alerts is not None else ""
+    )
+    updated = f"{view.generated_at:%Y-%m-%d %H:%M:%S}"
     return f"""
 <section class="totals">
-  <div><b>{totals["reporting"]:,}</b> of {totals["sites"]:,} sites reporting (last hour)</div>
-  <div><b>{compliance}</b> KPI compliance (last 24 h: {totals["pass"]:,} pass, {
-        totals["fail"]:,} fail)</div>
-  <div><b>{sum(d["open_alerts"] for d in demonstrations):,}</b> open alerts</div>
-  <div class="muted">updated {generated_at:%Y-%m-%d %H:%M:%S} UTC</div>
-</section>
-<section class="maps">
-  {_map("Gwangju: five districts", "gwangju", gwangju, overview)}
-  {_map("South Jeolla: 22 cities and counties", "jeonnam", jeonnam, overview)}
-</section>
+  <div><b>{reporting:,}</b> of {sites:,} {where}</div>
+  <div><b>{compliance}</b> KPI compliance (last 24 h: {passed:,} pass, {failed:,} fail)</div>
+  {alerts}
+  <div class="muted">{escape(view.label)} view, updated {updated} UTC</div>
+</section>"""
+
+
+def _regions(overview: list[Row]) -> str:
+    gwangju = {d: (lat, lon) for d, (lat, lon, _, _) in GWANGJU_DISTRICTS.items()}
+    jeonnam = {d: (lat, lon) for d, (lat, lon, _) in JEONNAM_MUNICIPALITIES.items()}
+    rows = [{**r, "name": district_label(r["region"], r["district"])} for r in overview]
+    regions = {r["region"] for r in overview}
+    maps = "".join(
+        _map(title, region, centres, overview)
+        for title, region, centres in (
+            ("Gwangju: five districts", "gwangju", gwangju),
+            ("South Jeolla: 22 cities and counties", "jeonnam", jeonnam),
+        )
+        if region in regions or not overview
+    )
+    table = _table(
+        [
+            ("region", "Region"),
+            ("name", "District"),
+            ("sites", "Sites"),
+            ("sites_reporting", "Reporting"),
+            ("kpi_pass", "KPI pass"),
+            ("kpi_fail", "KPI fail"),
+            ("compliance_pct", "Compliance %"),
+            ("last_event_at", "Last event (UTC)"),
+        ],
+        rows,
+        "No sites registered yet: run `hub registry load`.",
+    )
+    return f"""
+<section class="maps">{maps}</section>
 <section>
   <h2>Regions and districts</h2>
-  {
-        _table(
-            [
-                ("region", "Region"),
-                ("name", "District"),
-                ("sites", "Sites"),
-                ("sites_reporting", "Reporting"),
-                ("kpi_pass", "KPI pass"),
-                ("kpi_fail", "KPI fail"),
-                ("compliance_pct", "Compliance %"),
-                ("last_event_at", "Last event (UTC)"),
-            ],
-            overview_rows,
-            "No sites registered yet: run `hub registry load`.",
-        )
-    }
-</section>
-<section>
-  <h2>Failing demonstrations (last 24 h)</h2>
-  {
-        _table(
-            [
-                ("demonstration_id", "Demonstration"),
-                ("company", "Company"),
-                ("title", "Title"),
-                ("sites", "Sites"),
-                ("kpi_fail_24h", "KPI fail"),
-                ("kpi_pass_24h", "KPI pass"),
-                ("open_alerts", "Open alerts"),
-            ],
-            failing,
-            "No demonstration failed a KPI in the last 24 hours.",
-        )
-    }
-</section>
-<section>
-  <h2>Open alerts</h2>
-  {
-        _table(
-            [
-                ("ts", "When (UTC)"),
-                ("demonstration_id", "Demonstration"),
-                ("site_id", "Site"),
-                ("kpi_id", "KPI"),
-                ("transition", "Change"),
-                ("value", "Value"),
-                ("threshold", "Threshold"),
-            ],
-            alerts,
-            "No open alerts.",
-        )
-    }
+  {table}
 </section>"""
+
+
+DEMONSTRATION_COLUMNS = (
+    ("demonstration_id", "Demonstration"),
+    ("company", "Company"),
+    ("title", "Title"),
+    ("status", "Status"),
+    ("sites", "Sites"),
+    ("kpi_fail_24h", "KPI fail (24 h)"),
+    ("kpi_pass_24h", "KPI pass (24 h)"),
+    ("open_alerts", "Open alerts"),
+)
+
+
+def render_main(view: View) -> str:
+    heading = {
+        "company": "Your demonstrations",
+        "partner": "Demonstrations in your region (counted over its sites)",
+    }.get(view.label.partition(":")[0], "Demonstrations (most failing first)")
+    parts = [_totals(view)]
+    parts.append(
+        f'<section id="demonstrations"><h2>{escape(heading)}</h2>'
+        + _table(DEMONSTRATION_COLUMNS, view.demonstrations, "No demonstration to show yet.")
+        + "</section>"
+    )
+    if view.devices is not None:
+        parts.append(
+            '<section id="devices"><h2>Your devices</h2>'
+            + _table(
+                [
+                    ("device_id", "Device"),
+                    ("demonstration_id", "Demonstration"),
+                    ("site_id", "Site"),
+                    ("last_seen", "Last seen (UTC)"),
+                    ("accepted_today", "Accepted today"),
+                    ("rejected_today", "Rejected today"),
+                ],
+                view.devices,
+                "No devices registered yet.",
+            )
+            + "</section>"
+        )
+    if view.compare is not None:
+        parts.append(
+            '<section id="compare"><h2>By technology</h2>'
+            + _table(
+                [
+                    ("technology", "Technology"),
+                    ("demonstration_id", "Demonstration"),
+                    ("company", "Company"),
+                    ("status", "Status"),
+                    ("starts_on", "From"),
+                    ("ends_on", "To"),
+                    ("sites", "Sites"),
+                    ("pass_rate_pct", "KPI pass rate %"),
+                    ("evidence_sha256", "Evidence pack SHA-256"),
+                ],
+                view.compare,
+                "No demonstration approved yet.",
+            )
+            + "</section>"
+        )
+    if view.overview is not None:
+        parts.append(_regions(view.overview))
+    if view.alerts is not None:
+        shown = f" (the newest {len(view.alerts)})" if len(view.alerts) < view.open_alerts else ""
+        parts.append(
+            f"<section><h2>Open alerts: {view.open_alerts:,}{shown}</h2>"
+            + _table(
+                [
+                    ("ts", "When (UTC)"),
+                    ("demonstration_id", "Demonstration"),
+                    ("site_id", "Site"),
+                    ("kpi_id", "KPI"),
+                    ("transition", "Change"),
+                    ("value", "Value"),
+                    ("threshold", "Threshold"),
+                ],
+                view.alerts,
+                "No open alerts.",
+            )
+            + "</section>"
+        )
+    return "\n".join(parts)
 
 
 STYLE = """

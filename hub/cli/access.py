@@ -58,12 +58,14 @@ def add(commands: Commands) -> None:
     token = access_actions.add_parser(
         "add-token",
         help="a bearer token for the management API and its web page (printed once)",
-        description="operator sees everything; partner:<region> only that region's sites, "
-        "alerts and overview rows; company:<company> only its demonstrations' scorecards, "
-        "sites and alerts.",
+        description="operator sees everything; partner:<region> that region's sites, alerts "
+        "and overview rows, and the scorecards of the demonstrations running there over its "
+        "sites; company:<company> only its demonstrations' scorecards, sites and alerts; "
+        "procurement every scorecard, KPI result and comparison, and changes nothing.",
     )
     token.add_argument(
-        "role", help="operator, partner:gwangju, partner:jeonnam or company:<company>"
+        "role",
+        help="operator, partner:<region> (hub regions list), company:<company> or procurement",
     )
     token.add_argument("name", help="who holds it, e.g. jeonnam-office (unique)")
     revoke_token = access_actions.add_parser(

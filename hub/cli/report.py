@@ -59,9 +59,11 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
         conn = await connect(settings)
         try:
+            region = None
             if args.token is not None:
-                await report.check_scope(conn, args.token, args.demonstration_id)
-            return await build_scorecard(conn, args.demonstration_id)
+                who = await report.check_scope(conn, args.token, args.demonstration_id)
+                region = who.region  # a partner's scorecard covers its region's sites
+            return await build_scorecard(conn, args.demonstration_id, region)
         finally:
             await conn.close()
 
@@ -75,13 +77,16 @@ def _evidence(args: argparse.Namespace, settings: Settings) -> int:
     from hub import evidence, report
     from hub.db import connect
     from hub.db.migrate import migrate
+    from hub.management import scope
 
     async def frozen() -> bytes:
         conn = await connect(settings)
         try:
             await migrate(conn)
             if args.token is not None:
-                await report.check_scope(conn, args.token, args.demonstration_id)
+                await report.check_scope(
+                    conn, args.token, args.demonstration_id, scope.EVIDENCE_ROLES
+                )
             return await evidence.freeze(conn, args.demonstration_id)
         finally:
             await conn.close()

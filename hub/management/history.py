@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any, Final, Literal
 
 from hub.db import Connection
+from hub.management import queries
 
 Step = Literal["1m", "1h"]
 Row = dict[str, Any]
@@ -172,15 +173,18 @@ async def kpi_results(
     site_id: str | None,
     kpi_id: str | None,
     limit: int,
+    *,
+    region: str | None = None,
 ) -> list[Row]:
-    """Judged windows that started in the range, oldest first; ``limit + 1`` rows at most, so
-    the caller can tell a full answer from a cut one."""
+    """Judged windows that started in the range (at the region's sites, when given), oldest
+    first; ``limit + 1`` rows at most, so the caller can tell a full answer from a cut one."""
     rows = await conn.fetch(
-        """SELECT window_start, window_end, site_id, kpi_id, value, threshold, status, samples,
+        f"""SELECT window_start, window_end, site_id, kpi_id, value, threshold, status, samples,
                   attributable
              FROM kpi_results
             WHERE demonstration_id = $1 AND window_start >= $2 AND window_start < $3
               AND ($4::text IS NULL OR site_id = $4) AND ($5::text IS NULL OR kpi_id = $5)
+              AND {queries.in_region("site_id", "$7")}
             ORDER BY window_start, site_id, kpi_id
             LIMIT $6""",
         demonstration_id,
@@ -189,5 +193,6 @@ async def kpi_results(
         site_id,
         kpi_id,
         limit + 1,
+        region,
     )
     return [dict(r) for r in rows]

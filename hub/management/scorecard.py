@@ -70,6 +70,10 @@ class Scorecard(BaseModel):
     ends_on: date
     period_start: datetime = Field(description="starts_on 00:00 Korean time")
     period_end: datetime = Field(description="the day after ends_on, 00:00 Korean time")
+    region: str | None = Field(
+        default=None,
+        description="the region whose sites every figure covers (a partner's); null: every site",
+    )
     sites: int
     minutes_outside_period: int = Field(
         description="site-minutes its devices reported outside the period: aggregated, not "
@@ -78,16 +82,19 @@ class Scorecard(BaseModel):
     kpis: list[ScorecardKpi]
 
 
-async def build_scorecard(conn: Connection, demonstration_id: str) -> Scorecard:
+async def build_scorecard(
+    conn: Connection, demonstration_id: str, region: str | None = None
+) -> Scorecard:
+    """The scorecard over every site, or over one region's (what its partner reads)."""
     demo = await queries.demonstration(conn, demonstration_id)
     if demo is None:
         raise UnknownDemonstration(f"demonstration {demonstration_id!r} is not in the registry")
     versions: dict[str, list[KpiVersionScore]] = {}
-    for row in await queries.scorecard_versions(conn, demonstration_id):
+    for row in await queries.scorecard_versions(conn, demonstration_id, region):
         versions.setdefault(row.pop("kpi_id"), []).append(KpiVersionScore(**row))
     kpis = [
         ScorecardKpi(**row, versions=versions.get(row["kpi_id"], []))
-        for row in await queries.scorecard_kpis(conn, demonstration_id)
+        for row in await queries.scorecard_kpis(conn, demonstration_id, region)
     ]
     return Scorecard(
         demonstration_id=demo["demonstration_id"],
@@ -99,7 +106,10 @@ async def build_scorecard(conn: Connection, demonstration_id: str) -> Scorecard:
         ends_on=demo["ends_on"],
         period_start=demo["period_start"],
         period_end=demo["period_end"],
-        sites=demo["sites"],
-        minutes_outside_period=await queries.minutes_outside_period(conn, demonstration_id),
+        region=region,
+        sites=demo["sites"]
+        if region is None
+        else await queries.sites_of(conn, demonstration_id, region),
+        minutes_outside_period=await queries.minutes_outside_period(conn, demonstration_id, region),
         kpis=kpis,
     )

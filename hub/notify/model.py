@@ -67,6 +67,11 @@ def receiver(name: str, kind: Literal["webhook", "email"], target: str, scope: s
         role, value = parse_role(scope)
     except TokenError as error:
         raise ReceiverError(f"--scope: {error}") from None
+    if role == "procurement":
+        raise ReceiverError(
+            "--scope: procurement is told nothing (notices go to operator, partner:<region> or "
+            "company:<company>); procurement reads scorecards and comparisons"
+        )
     return Receiver(name, kind, target, role, value)
 
 

@@ -53,6 +53,10 @@ COMPILER = Tool("cc", "build-essential", on_path("cc"))
 DPKG_SOURCE = Tool("dpkg-source", "dpkg-dev", on_path("dpkg-source"))
 # Only the browser test of the web page needs it.
 CHROMIUM = Tool("chromium", "chromium", on_path("chromium"))
+# ...and, for the public page's Korean, a Korean font (the smallest Debian packages).
+KOREAN_FONT = Tool(
+    "a Korean font", "fonts-nanum", exists(Path("/usr/share/fonts/truetype/nanum/NanumGothic.ttf"))
+)
 
 
 def _privileged(argv: list[str]) -> list[str] | None:

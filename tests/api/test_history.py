@@ -237,7 +237,7 @@ def test_a_demonstrations_judged_windows_over_a_range(history: Scratch, api: Api
     assert "more than 10" in body["detail"][0]["msg"]
     assert get(api, f"{path}?{query(site_id=SHARED, kpi_id='availability')}")[0] == 200
     assert get(api, path, history.tokens["parkeye"])[0] == 200
-    assert get(api, path, history.tokens["jeonnam"])[0] == 403
+    assert get(api, path, history.tokens["jeonnam"])[0] == 404  # DEMO-005: Gwangju only
 
 
 @pytest.mark.parametrize(

@@ -102,8 +102,11 @@ def test_a_partner_sees_its_region_only(alerts: Scratch, api: ApiServer) -> None
     )
     status, seen = get(api, "/api/v1/alerts", token)
     assert (status, [a["alert_id"] for a in seen]) == (200, ["roles-jn"])
-    assert get(api, "/api/v1/demonstrations", token)[0] == 403
-    assert get(api, "/api/v1/demonstrations/DEMO-001/scorecard", token)[0] == 403
+    # Demonstrations running in South Jeolla only; DEMO-001 runs in Gwangju alone.
+    status, demos = get(api, "/api/v1/demonstrations", token)
+    assert status == 200
+    assert "DEMO-001" not in {d["demonstration_id"] for d in demos}
+    assert get(api, "/api/v1/demonstrations/DEMO-001/scorecard", token)[0] == 404
     ack = json.dumps({"by": "partner", "note": ""}).encode()
     assert post(api, "/api/v1/alerts/roles-jn/ack", ack, token)[0] == 403
 
@@ -221,8 +224,13 @@ async def test_hub_report_answers_a_company_token_as_the_api_does(
     partner = await run_hub_async(
         "report", "DEMO-005", "--token", shared_rows.tokens["jeonnam"], env=shared_rows.env
     )
-    assert partner.returncode == 1
-    assert "may not read scorecards" in partner.stderr
+    assert partner.returncode == 1  # DEMO-005 runs in Gwangju only
+    assert "not in the registry" in partner.stderr
+    jeonnam = await run_hub_async(
+        "report", NEIGHBOUR, "--token", shared_rows.tokens["jeonnam"], env=shared_rows.env
+    )
+    assert jeonnam.returncode == 0, jeonnam.stderr
+    assert "every figure over jeonnam's sites only" in jeonnam.stdout
 
 
 def test_the_operator_sees_everything(alerts: Scratch, api: ApiServer) -> None:

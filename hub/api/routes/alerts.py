@@ -8,6 +8,7 @@ from fastapi import APIRouter, HTTPException, Query
 
 from hub.api import models
 from hub.api.auth import (
+    ALERT_ROLES,
     forbid_unless,
 )
 from hub.api.deps import NOT_FOUND, UNAUTHORIZED, UNREADABLE_BODY, Conn, Filter, Id, Who
@@ -29,6 +30,7 @@ async def alerts(
 ) -> list[dict[str, Any]]:
     """KPI alerts, newest first: open -> acknowledged -> resolved (a recovery resolves).
     A partner sees its region's sites' alerts, a company its demonstrations'."""
+    forbid_unless(who, *ALERT_ROLES)
     return await queries.alerts(
         conn, status, demonstration_id, site_id, limit, region=who.region, company=who.company
     )

@@ -15,11 +15,11 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import StreamingResponse
 
 from hub.api import models
-from hub.api.auth import DEMONSTRATION_ROLES, forbid_unless
 from hub.api.deps import NOT_FOUND, UNAUTHORIZED, Conn, Filter, Id, Who
+from hub.api.routes.demonstrations import visible_demonstration
 from hub.api.routes.sites import visible_site
 from hub.db import Connection
-from hub.management import history, queries
+from hub.management import history
 from hub.management.history import RangeError, Step, TimeRange
 from hub.tokens import Principal
 
@@ -114,13 +114,13 @@ async def kpi_results(
     ] = history.KPI_RESULTS_LIMIT,
 ) -> list[dict[str, Any]]:
     """A demonstration's judged KPI windows that started in the range (at most 31 days), oldest
-    first. More than ``limit`` answers 422 rather than a silently cut list."""
-    forbid_unless(who, *DEMONSTRATION_ROLES)
-    demo = await queries.demonstration(conn, demonstration_id)
-    if demo is None or (who.company is not None and demo["company"] != who.company):
-        raise HTTPException(404, f"no demonstration {demonstration_id!r}")
+    first (a partner: at its region's sites). More than ``limit`` answers 422 rather than a
+    silently cut list."""
+    await visible_demonstration(conn, who, demonstration_id)
     span = span_of(start, end, "kpi-results")
-    rows = await history.kpi_results(conn, demonstration_id, span, site_id, kpi_id, limit)
+    rows = await history.kpi_results(
+        conn, demonstration_id, span, site_id, kpi_id, limit, region=who.region
+    )
     if len(rows) > limit:
         raise bad_query(
             "limit",

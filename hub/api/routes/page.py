@@ -10,15 +10,18 @@ from fastapi.responses import HTMLResponse, Response
 
 from hub.api import models
 from hub.api.auth import (
+    ALERT_ROLES,
+    COMPARE_ROLES,
     COOKIE,
-    DEMONSTRATION_ROLES,
     OVERVIEW_ROLES,
     identify,
     presented,
 )
 from hub.api.deps import UNAUTHORIZED, UNREADABLE_BODY, Conn
-from hub.api.page import render_login, render_main, render_page
+from hub.api.page import View, render_login, render_main, render_page
+from hub.db import Connection
 from hub.management import queries
+from hub.tokens import Principal
 
 router = APIRouter()
 
@@ -50,10 +53,29 @@ async def page(conn: Conn, request: Request, part: Literal["main"] | None = None
         who = await identify(conn, presented(request))
     except HTTPException:
         return HTMLResponse(render_login(), status_code=401)
-    main = render_main(
-        await queries.overview(conn, who.region) if who.role in OVERVIEW_ROLES else [],
-        await queries.demonstrations(conn, who.company) if who.role in DEMONSTRATION_ROLES else [],
-        await queries.alerts(conn, "open", None, None, 20, region=who.region, company=who.company),
-        datetime.now(UTC),
-    )
+    main = render_main(await view_of(conn, who))
     return HTMLResponse(main if part == "main" else render_page(main))
+
+
+async def view_of(conn: Connection, who: Principal) -> View:
+    """What this caller's page shows, read with the same scoping as the API's routes."""
+    alerts = who.role in ALERT_ROLES
+    return View(
+        label=who.label,
+        overview=await queries.overview(conn, who.region) if who.role in OVERVIEW_ROLES else None,
+        demonstrations=await queries.demonstrations(conn, who.company, who.region),
+        alerts=(
+            await queries.alerts(
+                conn, "open", None, None, 20, region=who.region, company=who.company
+            )
+            if alerts
+            else None
+        ),
+        open_alerts=(
+            await queries.open_alert_count(conn, region=who.region, company=who.company)
+            if alerts
+            else 0
+        ),
+        generated_at=datetime.now(UTC),
+        compare=await queries.by_technology(conn) if who.role in COMPARE_ROLES else None,
+    )

@@ -11,9 +11,9 @@ from fastapi.responses import JSONResponse, Response
 
 from hub import audit, evidence
 from hub.api import models
-from hub.api.auth import forbid_unless
+from hub.api.auth import EVIDENCE_ROLES, forbid_unless
 from hub.api.deps import NOT_FOUND, UNAUTHORIZED, UNREADABLE_BODY, Conn, Id, Who
-from hub.management import queries
+from hub.api.routes.demonstrations import visible_demonstration
 from hub.programme import application, store
 from hub.tokens import Principal
 
@@ -122,12 +122,10 @@ async def end(conn: Conn, who: Who, demonstration_id: Id) -> dict[str, Any]:
     tags=["programme"],
 )
 async def evidence_pack(conn: Conn, who: Who, demonstration_id: Id) -> Response:
-    """An ended demonstration's evidence pack (its company's, and operators'): 409 while it
-    runs. Check it with `hub report --verify` and the hub's public key."""
-    forbid_unless(who, "operator", "company")
-    demo = await queries.demonstration(conn, demonstration_id)
-    if demo is None or (who.company is not None and demo["company"] != who.company):
-        raise HTTPException(404, f"no demonstration {demonstration_id!r}")
+    """An ended demonstration's evidence pack (its company's, procurement's and operators'):
+    409 while it runs. Check it with `hub report --verify` and the hub's public key."""
+    forbid_unless(who, *EVIDENCE_ROLES)
+    await visible_demonstration(conn, who, demonstration_id)
     try:
         archive = await evidence.freeze(conn, demonstration_id)
     except evidence.EvidenceError as error:
