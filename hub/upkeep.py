@@ -20,14 +20,15 @@ HOUR = timedelta(hours=1)
 
 ROLLUP_SQL = """
 INSERT INTO site_aggregates_hourly AS h (bucket, site_id, demonstration_id, metric, count, sum, min,
-                                         max)
+                                         max, p95_max)
 SELECT time_bucket('1 hour', bucket), site_id, demonstration_id, metric, sum(count), sum(sum),
-       min(min), max(max)
+       min(min), max(max), max(p95)
   FROM site_aggregates
  WHERE bucket >= $1 AND bucket < $2
  GROUP BY 1, 2, 3, 4
 ON CONFLICT (site_id, demonstration_id, metric, bucket) DO UPDATE SET
-  count = excluded.count, sum = excluded.sum, min = excluded.min, max = excluded.max
+  count = excluded.count, sum = excluded.sum, min = excluded.min, max = excluded.max,
+  p95_max = excluded.p95_max
 """
 
 
@@ -60,6 +61,8 @@ def retention(settings: Settings) -> dict[str, timedelta]:
         "site_aggregates_hourly": timedelta(days=settings.retention_hourly_days),
         "kpi_results": timedelta(days=settings.retention_kpi_days),
         "kpi_alerts": timedelta(days=settings.retention_alert_days),
+        "device_minutes": timedelta(days=settings.retention_raw_days),
+        "rejections": timedelta(days=settings.retention_dlq_days),
     }
 
 

@@ -9,15 +9,22 @@ from datetime import UTC, datetime
 from hub import topics
 from hub.registry.model import Kpi
 from streams import routing
+from streams.intake import KafkaRecord
 from streams.kpi import Judgement, Transition
 from streams.registry import DemoInfo, SiteInfo
 from streams.routing import Outgoing
-from streams.sink import AggregateRow, AlertRow, KpiRow
-from streams.windows import ClosedWindow
+from streams.sink import AggregateRow, AlertRow, DeviceMinuteRow, KpiRow, RejectionRow
+from streams.windows import ClosedWindow, DeviceMinute
 
 
 def _dt(ms: int) -> datetime:
     return datetime.fromtimestamp(ms / 1000, UTC)
+
+
+# Event times a rejection row keeps (year 1 to 9999 in milliseconds, within what a timestamptz
+# and a datetime hold): a claimed ``ts`` beyond is left out.
+MIN_TS_MS = -62_135_596_800_000 + 86_400_000
+MAX_TS_MS = 253_402_300_799_000 - 86_400_000
 
 
 @dataclass(slots=True)
@@ -28,6 +35,42 @@ class Outputs:
     aggregate_rows: list[AggregateRow] = field(default_factory=list)
     kpi_rows: list[KpiRow] = field(default_factory=list)
     alert_rows: list[AlertRow] = field(default_factory=list)
+    device_minute_rows: list[DeviceMinuteRow] = field(default_factory=list)
+    rejection_rows: list[RejectionRow] = field(default_factory=list)
+
+    def device_minute(self, minute: DeviceMinute) -> None:
+        """A device's records in a closed minute: its ``device_minutes`` row."""
+        self.device_minute_rows.append(
+            DeviceMinuteRow(
+                _dt(minute.start_ms),
+                minute.device_id,
+                minute.site_id,
+                minute.demonstration_id,
+                minute.records,
+                _dt(minute.last_ts_ms),
+            )
+        )
+
+    def rejection(self, record: KafkaRecord, reason: str, detail: str, received_ms: int) -> None:
+        """A record sent to the DLQ: its ``rejections`` row, naming the device it claims to be
+        from, so that its company can read why (never its bytes: those are in the DLQ)."""
+        device_id, site_id, ts_ms = routing.claimed_identity(record.value)
+        appended = record.timestamp if record.timestamp > 0 else received_ms
+        event_ts = None
+        if ts_ms is not None and MIN_TS_MS <= ts_ms <= MAX_TS_MS:
+            event_ts = _dt(ts_ms)
+        self.rejection_rows.append(
+            RejectionRow(
+                _dt(appended),
+                record.partition,
+                record.offset,
+                device_id,
+                site_id,
+                event_ts,
+                reason,
+                detail,
+            )
+        )
 
     def window(self, window: ClosedWindow, site: SiteInfo, now_ms: int) -> None:
         """A closed 1-minute window: its site_aggregates row and its message."""

@@ -101,6 +101,8 @@ class BatchResult(Outputs):
             + len(self.kpi_rows)
             + len(self.alert_rows)
             + len(self.last_seen_rows)
+            + len(self.device_minute_rows)
+            + len(self.rejection_rows)
         )
 
 
@@ -205,7 +207,11 @@ class PartitionProcessor:
         for e in entries:
             demos = snapshot.site_demos.get(e.site_id, ())
             demo = demos[0] if len(demos) == 1 else ""
-            out.append(JournalEntry(e.site_id, demo, e.ts_ms, e.arrival_ms, e.id_hash, e.metrics))
+            out.append(
+                JournalEntry(
+                    e.site_id, demo, e.ts_ms, e.arrival_ms, e.id_hash, e.metrics, e.device_id
+                )
+            )
         return out
 
     # -- processing ------------------------------------------------------------------------------
@@ -265,6 +271,7 @@ class PartitionProcessor:
                         arrival,
                         digest,
                         event.metrics,
+                        event.device_id,
                     )
             except RegistryMiss as miss:
                 if not registry_final and not snapshot.is_final_for(arrival, margin):
@@ -309,6 +316,7 @@ class PartitionProcessor:
                         arrival,
                         digest,
                         event.metrics,
+                        event.device_id,
                     )
                 )
             elif verdict is Verdict.DUPLICATE:
@@ -396,6 +404,7 @@ class PartitionProcessor:
         replay: tuple[str, int] | None = None,
     ) -> None:
         result.counts.rejected[reason] += 1
+        result.rejection(record, reason, detail, now_ms)
         result.outgoing.append(
             routing.dlq_record(
                 reason=reason,
@@ -424,6 +433,8 @@ class PartitionProcessor:
         released: set[KpiKey] = set()
         self._lay_out_states(snapshot, dirty, released)
         closed = self.windows.close_due()
+        for minute in self.windows.take_devices():
+            result.device_minute(minute)
         for window in closed:
             result.window(window, snapshot.sites.get(window.site_id, UNKNOWN_SITE), now_ms)
             for kpi in snapshot.kpi_inputs.get((window.demonstration_id, window.metric), ()):

@@ -12,17 +12,16 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import date, datetime, time, timedelta
 from functools import cache, lru_cache
 from typing import Final
 
 from aiokafka.partitioner import murmur2
 
 from hub.db import Connection
-from hub.registry.model import Demonstration, Device, Kpi, Registry, Site
+from hub.registry.model import KST, Demonstration, Device, Kpi, Registry, Site
 
 # Demonstration periods are Korean calendar days: starts_on 00:00 to the day after ends_on 00:00.
-KST = timezone(timedelta(hours=9), "KST")
 
 
 @dataclass(frozen=True, slots=True)

@@ -77,6 +77,40 @@ def dlq_record(
     return Outgoing(topics.DLQ, key or b"", _encode(body), record.partition)
 
 
+class _Claimed(msgspec.Struct):
+    """Whom a rejected record says it is from, read leniently: any field may be missing or
+    of the wrong type (the record was refused, perhaps for exactly that)."""
+
+    device_id: Any = None
+    site_id: Any = None
+    ts: Any = None
+
+
+_claimed = msgspec.json.Decoder(_Claimed)
+
+
+def claimed_identity(value: bytes | None) -> tuple[str | None, str | None, int | None]:
+    """(device_id, site_id, ts in ms) as a rejected record states them, each None when it
+    does not say, or says it in a form no device id, site id or RFC 3339 time takes."""
+    try:
+        claimed = _claimed.decode(value or b"")
+    except (msgspec.DecodeError, ValueError):
+        return None, None, None
+
+    def text(v: Any) -> str | None:
+        return v if isinstance(v, str) and 0 < len(v) <= 128 and "\x00" not in v else None
+
+    ts_ms = None
+    if isinstance(claimed.ts, str):
+        try:
+            parsed = datetime.fromisoformat(claimed.ts.replace("Z", "+00:00"))
+            if parsed.tzinfo is not None:
+                ts_ms = int(parsed.timestamp() * 1000)
+        except (ValueError, OverflowError):
+            ts_ms = None
+    return text(claimed.device_id), text(claimed.site_id), ts_ms
+
+
 def aggregate_message(window: ClosedWindow, site: SiteInfo, closed_ms: int) -> dict[str, Any]:
     acc = window.acc
     p50, p95, p99 = acc.quantiles((0.50, 0.95, 0.99))

@@ -428,6 +428,8 @@ class WorkerRuntime:
                     result.kpi_rows,
                     result.alert_rows,
                     result.last_seen_rows,
+                    result.device_minute_rows,
+                    result.rejection_rows,
                     fence,
                 )
             )

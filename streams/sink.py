@@ -109,6 +109,22 @@ SELECT site_id, last_event_at FROM incoming_last_seen
 ON CONFLICT (site_id) DO UPDATE SET
   last_event_at = greatest(t.last_event_at, excluded.last_event_at), updated_at = now()
 """
+# A device's minute is written with its windows: a replay writes the same values again.
+MERGE_DEVICE_MINUTES = """
+INSERT INTO device_minutes AS t (bucket, device_id, site_id, demonstration_id, records,
+                                 last_event_at)
+SELECT bucket, device_id, site_id, demonstration_id, records, last_event_at
+  FROM incoming_device_minutes
+ON CONFLICT (device_id, bucket) DO UPDATE SET
+  records = excluded.records, last_event_at = excluded.last_event_at
+"""
+# A rejection is where the broker put the record: rejected again (a replay), it is the same row.
+MERGE_REJECTIONS = """
+INSERT INTO rejections (at, partition, "offset", device_id, site_id, event_ts, reason, detail)
+SELECT at, partition, "offset", device_id, site_id, event_ts, reason, detail
+  FROM incoming_rejections
+ON CONFLICT DO NOTHING
+"""
 # A recovery resolves the alerts it ends: breaches and no-data alerts of that KPI at that site.
 RESOLVE_ALERTS = """
 UPDATE kpi_alerts a SET status = 'resolved', resolved_at = r.ts
@@ -123,6 +139,30 @@ UPDATE kpi_alerts a SET status = 'resolved', resolved_at = r.ts
 class LastSeenRow(NamedTuple):
     site_id: str
     last_event_at: datetime
+
+
+class DeviceMinuteRow(NamedTuple):
+    """A device's records accepted into one closed minute: a ``device_minutes`` row."""
+
+    bucket: datetime
+    device_id: str
+    site_id: str
+    demonstration_id: str
+    records: int
+    last_event_at: datetime
+
+
+class RejectionRow(NamedTuple):
+    """A record sent to the DLQ, as its device claimed to be: a ``rejections`` row."""
+
+    at: datetime
+    partition: int
+    offset: int
+    device_id: str | None
+    site_id: str | None
+    event_ts: datetime | None
+    reason: str
+    detail: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,10 +191,12 @@ class SinkBatch:
     kpi_results: Sequence[KpiRow]
     alerts: Sequence[AlertRow]
     last_seen: Sequence[LastSeenRow] = ()
+    device_minutes: Sequence[DeviceMinuteRow] = ()
+    rejections: Sequence[RejectionRow] = ()
     fence: Fence | None = None
 
     def __len__(self) -> int:
-        return len(self.aggregates) + len(self.kpi_results) + len(self.alerts) + len(self.last_seen)
+        return sum(len(getattr(self, part)) for part, _, _, _ in _TABLES)
 
 
 # What a database outage or restart raises: worth waiting out, never worth crashing for. (asyncpg
@@ -177,6 +219,8 @@ _TABLES = (
     ("kpi_results", "kpi_results", "incoming_kpi_results", (MERGE_KPI_RESULTS,)),
     ("alerts", "kpi_alerts", "incoming_alerts", (MERGE_ALERTS, RESOLVE_ALERTS)),
     ("last_seen", "site_last_seen", "incoming_last_seen", (MERGE_LAST_SEEN,)),
+    ("device_minutes", "device_minutes", "incoming_device_minutes", (MERGE_DEVICE_MINUTES,)),
+    ("rejections", "rejections", "incoming_rejections", (MERGE_REJECTIONS,)),
 )
 
 
@@ -277,7 +321,7 @@ class TimescaleSink:
                 self.on_quarantine(table, n)
 
 
-Row = AggregateRow | KpiRow | AlertRow | LastSeenRow
+Row = AggregateRow | KpiRow | AlertRow | LastSeenRow | DeviceMinuteRow | RejectionRow
 
 
 async def claim(conn: Connection, hub: str, partition: int, owner: str) -> int:

@@ -201,6 +201,19 @@ class ClosedWindow:
         return self.start_ms + MINUTE_MS
 
 
+@dataclass(frozen=True, slots=True)
+class DeviceMinute:
+    """How many of a device's records one closed minute accepted, and the newest event time
+    among them: what a company reads as its device's activity."""
+
+    site_id: str
+    demonstration_id: str
+    device_id: str
+    start_ms: int
+    records: int
+    last_ts_ms: int
+
+
 class Verdict(Enum):
     ACCEPTED = "accepted"
     DUPLICATE = "duplicate"
@@ -217,6 +230,8 @@ class JournalEntry(msgspec.Struct, array_like=True, frozen=True, gc=False):
     arrival_ms: int
     id_hash: int
     metrics: dict[str, float]
+    # Absent in journals written before devices were counted: such entries count for no device.
+    device_id: str = ""
 
 
 class PartitionWindows:
@@ -240,6 +255,10 @@ class PartitionWindows:
         # bounds its memory at any rate.
         self.open: dict[int, dict[Group, dict[str, array[float]]]] = {}
         self.folded: dict[tuple[int, str, str, str], Acc] = {}
+        # minute -> (site, demonstration, device) -> [records, newest ts]: closed with the
+        # minute's windows into ``closed_devices``, which the caller takes.
+        self.devices: dict[int, dict[tuple[str, str, str], list[int]]] = {}
+        self.closed_devices: list[DeviceMinute] = []
         # Event ids by the minute of arrival they were first accepted in: forgotten a minute at
         # a time once the horizon has passed. ``arrived_ms``: the newest arrival seen.
         self.seen: dict[int, int] = {}
@@ -265,6 +284,7 @@ class PartitionWindows:
         arrival_ms: int,
         digest: int,
         metrics: dict[str, float],
+        device_id: str = "",
     ) -> Verdict:
         """Judge one event in partition order; accepted events are added to their windows."""
         if digest in self.seen:
@@ -276,6 +296,8 @@ class PartitionWindows:
             return Verdict.LATE
         self._remember(digest, arrival_ms)
         self._add(site_id, demonstration_id, minute, metrics)
+        if device_id:
+            self._count(site_id, demonstration_id, device_id, minute, ts_ms)
         self._move(ts_ms, arrival_ms)
         return Verdict.ACCEPTED
 
@@ -321,6 +343,26 @@ class PartitionWindows:
             values.append(value)
             if len(values) >= FOLD_AT:
                 self._fold((minute, site_id, demonstration_id, metric), values)
+
+    def _count(
+        self, site_id: str, demonstration_id: str, device_id: str, minute: int, ts_ms: int
+    ) -> None:
+        devices = self.devices.get(minute)
+        if devices is None:
+            devices = self.devices[minute] = {}
+        key = (site_id, demonstration_id, device_id)
+        counted = devices.get(key)
+        if counted is None:
+            devices[key] = [1, ts_ms]
+            return
+        counted[0] += 1
+        if ts_ms > counted[1]:
+            counted[1] = ts_ms
+
+    def take_devices(self) -> list[DeviceMinute]:
+        """The device minutes closed since the last call."""
+        taken, self.closed_devices = self.closed_devices, []
+        return taken
 
     def _fold(self, key: tuple[int, str, str, str], values: array[float]) -> None:
         part = Acc.of(array("d", values))
@@ -369,6 +411,10 @@ class PartitionWindows:
             minute = minute_of(entry.ts_ms)
             if minute + MINUTE_MS > self.closed_through_ms:
                 self._add(entry.site_id, entry.demonstration_id, minute, entry.metrics)
+                if entry.device_id:
+                    self._count(
+                        entry.site_id, entry.demonstration_id, entry.device_id, minute, entry.ts_ms
+                    )
             self._move(entry.ts_ms, entry.arrival_ms)
 
     def advance(self, watermark_ms: int) -> None:
@@ -391,6 +437,12 @@ class PartitionWindows:
         if self.folded:
             for key in [k for k in self.folded if k[0] + MINUTE_MS <= through]:
                 del self.folded[key]
+        for minute in sorted(m for m in self.devices if m + MINUTE_MS <= through):
+            counted = self.devices.pop(minute)
+            self.closed_devices.extend(
+                DeviceMinute(site, demo, device, minute, n, last)
+                for (site, demo, device), (n, last) in sorted(counted.items())
+            )
         self.closed_through_ms = through
         self._forget_old_ids()
         return closed

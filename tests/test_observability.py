@@ -259,3 +259,47 @@ async def test_every_sql_query_of_the_management_dashboard_runs_read_only(
     finally:
         await conn.close()
     assert with_rows >= len(queries) - 2
+
+
+# What a panel title's "per X" / "by X" promises its query groups by: the label or column.
+DIMENSIONS = {
+    "region": "region",
+    "district": "district",
+    "partition": "partition",
+    "demonstration": "demonstration_id",
+    "reason": "reason",
+    "status": "status",
+    "change": "transition",
+    "worker": "instance",
+}
+
+
+def groups_of(target: dict[str, Any]) -> set[str]:
+    """The labels a PromQL expression aggregates by, or the columns a SQL query selects before
+    its first FROM (its series names and table columns)."""
+    if "expr" in target:
+        return {
+            label.strip()
+            for labels in re.findall(r"\bby \(([^)]*)\)", target["expr"])
+            for label in labels.split(",")
+        }
+    selected = target["rawSql"].split(" FROM ", 1)[0]
+    return set(re.findall(r"[a-z_]+", selected))
+
+
+@pytest.mark.parametrize("name", ["testbed-operations.json", "super-regional-management.json"])
+def test_every_panel_title_names_what_its_query_groups_by(name: str) -> None:
+    """"Open alerts per demonstration" summed by region once: what a title's "per X" or "by X"
+    names, one of the panel's queries must group by."""
+    checked = 0
+    for panel in dashboard(name)["panels"]:
+        promised = [
+            DIMENSIONS[word]
+            for word in re.findall(r"\b(?:per|by) (\w+)", panel["title"])
+            if word in DIMENSIONS
+        ]
+        grouped = set().union(*(groups_of(t) for t in panel["targets"]))
+        for column in promised:
+            assert column in grouped, (panel["title"], column, panel["targets"])
+            checked += 1
+    assert checked >= 4

@@ -172,7 +172,9 @@ operations = [
     ),
     panel(
         10,
-        "Open alerts per demonstration",
+        # Prometheus holds no demonstration (its /metrics is open): per demonstration is the
+        # management dashboard's, from the database.
+        "Open alerts per region",
         "bargauge",
         [
             prom('sum by (region) (hub_open_alerts{region=~"$region"})', "{{region}}"),
@@ -293,7 +295,7 @@ management = [
     ),
     panel(
         4,
-        "Sites reporting (per 5 minutes)",
+        "Sites reporting by region (5-minute buckets)",
         "timeseries",
         [
             sql(
@@ -375,9 +377,11 @@ management = [
         "Latency p95 trend (hourly roll-up of the minute p95s, max)",
         "timeseries",
         [
+            # The roll-up, kept 400 days: the minute table holds 14.
             sql(
-                "SELECT $__timeGroupAlias(bucket, 1h), demonstration_id AS metric, max(p95) AS value "
-                "FROM site_aggregates WHERE $__timeFilter(bucket) "
+                "SELECT $__timeGroupAlias(bucket, 1h), demonstration_id AS metric, "
+                "max(p95_max) AS value "
+                "FROM site_aggregates_hourly WHERE $__timeFilter(bucket) "
                 "AND metric = 'inference_latency_ms' AND demonstration_id IN ($demonstration) "
                 "AND site_id IN (SELECT site_id FROM sites WHERE region IN ($region) "
                 "AND district IN ($district)) GROUP BY 1, 2 ORDER BY 1",
@@ -394,6 +398,26 @@ management = [
 ]
 
 
+management.append(
+    panel(
+        10,
+        "Open alerts per demonstration",
+        "bargauge",
+        [
+            sql(
+                "SELECT demonstration_id AS metric, count(*) AS value FROM kpi_alerts "
+                "WHERE status IN ('open', 'acknowledged') AND demonstration_id IN ($demonstration) "
+                "AND site_id IN (SELECT site_id FROM sites WHERE region IN ($region) "
+                "AND district IN ($district)) GROUP BY 1 ORDER BY 2 DESC"
+            )
+        ],
+        0,
+        68,
+        w=24,
+        h=8,
+        datasource=PG,
+    )
+)
 management.append(
     {
         **panel(

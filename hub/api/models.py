@@ -48,9 +48,9 @@ class Aggregate(BaseModel):
     min: float
     max: float
     mean: float
-    p50: float | None
-    p95: float | None
-    p99: float | None
+    p50: float | None = Field(description="step=1h: null (a quantile does not roll up)")
+    p95: float | None = Field(description="step=1h: the highest minute p95 of the hour")
+    p99: float | None = Field(description="step=1h: null")
 
 
 class KpiStatus(BaseModel):
@@ -233,3 +233,27 @@ class PublicSummary(BaseModel):
     timezone: str
     generated_at: datetime = Field(description="when the figures were read, in KST")
     demonstrations: list[PublicDemonstration]
+
+
+class DeviceActivity(BaseModel):
+    device_id: str
+    demonstration_id: str
+    site_id: str
+    model: str
+    last_seen: datetime | None = Field(
+        description="the event time of its newest record counted (once its minute closed)"
+    )
+    accepted_today: int = Field(description="records accepted since 00:00 Korean time")
+    rejected_today: int
+    rejected_today_by_reason: dict[str, int]
+
+
+class Rejection(BaseModel):
+    at: datetime = Field(description="when the broker appended the record")
+    device_id: str | None = Field(description="the device the record names (null: none)")
+    site_id: str | None
+    event_ts: datetime | None = Field(description="the record's own ts, when readable")
+    reason: str
+    detail: str = Field(description="what was wrong, naming the field")
+    partition: int
+    offset: int

@@ -101,6 +101,7 @@ class View:
     open_alerts: int
     generated_at: datetime
     devices: list[Row] | None = None  # a company's own, with when each last reported
+    rejected: list[Row] | None = None  # a company's rejections today, by reason
     compare: list[Row] | None = None  # procurement's: every demonstration by technology
 
 
@@ -206,13 +207,25 @@ def render_main(view: View) -> str:
                     ("demonstration_id", "Demonstration"),
                     ("site_id", "Site"),
                     ("last_seen", "Last seen (UTC)"),
-                    ("accepted_today", "Accepted today"),
+                    ("accepted_today", "Accepted today (KST)"),
                     ("rejected_today", "Rejected today"),
                 ],
                 view.devices,
                 "No devices registered yet.",
             )
             + "</section>"
+        )
+    if view.rejected is not None:
+        parts.append(
+            '<section id="rejected"><h2>Your records refused today, by reason</h2>'
+            + _table(
+                [("reason", "Reason"), ("records", "Records"), ("devices", "Devices")],
+                view.rejected,
+                "None of your records was refused today.",
+            )
+            + '<p class="muted">Each record, its device and what was wrong: '
+            '<a href="/api/v1/rejections">/api/v1/rejections</a> (the reasons: '
+            '<a href="/docs">/docs</a>).</p></section>'
         )
     if view.compare is not None:
         parts.append(

@@ -8,14 +8,13 @@ Pure: the summary's rows in, a localised summary and its HTML out (the SQL is
 from __future__ import annotations
 
 import json
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timedelta
 from html import escape
 from typing import Any, Final, Literal
 
-from hub.registry.model import district_label
+from hub.registry.model import KST, district_label
 
 Lang = Literal["ko", "en"]
-KST: Final = timezone(timedelta(hours=9), "KST")
 
 REGIONS: Final[dict[str, dict[Lang, str]]] = {
     "gwangju": {"ko": "광주광역시", "en": "Gwangju"},

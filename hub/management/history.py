@@ -27,8 +27,12 @@ LIMITS: Final[dict[str, timedelta]] = {
     "1m": timedelta(days=7),
     "1h": timedelta(days=400),
     "kpi-results": timedelta(days=31),
+    "rejections": timedelta(days=31),
     "export-1m": timedelta(days=31),
     "export-1h": timedelta(days=400),
+    # A whole demonstration: DEMO-001's 596 sites make ~5 million minute rows a day.
+    "export-demonstration-1m": timedelta(days=7),
+    "export-demonstration-1h": timedelta(days=400),
 }
 KPI_RESULTS_LIMIT: Final = 10_000
 # Answered as one JSON list: larger ranges are narrowed (or exported), not built in memory.
@@ -93,38 +97,58 @@ _COMPANY = (
     "($5::text IS NULL OR demonstration_id IN "
     "(SELECT demonstration_id FROM demonstrations WHERE company = $5))"
 )
-_MINUTES = f"""
+# A site's rows (a company: its demonstrations'), or a demonstration's (a partner: at its
+# region's sites): $1 the site or demonstration, $5 the company or region.
+_OF_SITE = f"site_id = $1 AND {_COMPANY}"
+_OF_DEMONSTRATION = f"demonstration_id = $1 AND {queries.in_region('site_id', '$5')}"
+
+
+def _minutes(scope: str, order: str) -> str:
+    return f"""
 SELECT site_id, demonstration_id, metric, bucket, count, sum, min, max, sum / count AS mean,
        p50, p95, p99
   FROM site_aggregates
- WHERE site_id = $1 AND ($2::text IS NULL OR metric = $2) AND bucket >= $3 AND bucket < $4
-   AND {_COMPANY}
- ORDER BY demonstration_id, metric, bucket"""
-# Hours from the minute rows where they still exist, from the roll-up before the first of them.
-_HOURS = f"""
+ WHERE {scope} AND ($2::text IS NULL OR metric = $2) AND bucket >= $3 AND bucket < $4
+ ORDER BY {order}"""
+
+
+def _hours(key: str, scope: str, order: str) -> str:
+    """Hours from the minute rows where they still exist, from the roll-up before the first of
+    them (whose p95 is its highest minute's)."""
+    return f"""
 WITH cut AS (
     SELECT coalesce(time_bucket('1 hour', min(bucket)), 'infinity') AS at
-      FROM site_aggregates WHERE site_id = $1
+      FROM site_aggregates WHERE {key} = $1
 )
 SELECT site_id, demonstration_id, metric, bucket, count, sum, min, max, sum / count AS mean,
-       NULL::float8 AS p50, NULL::float8 AS p95, NULL::float8 AS p99
+       NULL::float8 AS p50, p95_max AS p95, NULL::float8 AS p99
   FROM site_aggregates_hourly, cut
- WHERE site_id = $1 AND ($2::text IS NULL OR metric = $2) AND bucket >= $3 AND bucket < $4
-   AND bucket < cut.at AND {_COMPANY}
+ WHERE {scope} AND ($2::text IS NULL OR metric = $2) AND bucket >= $3 AND bucket < $4
+   AND bucket < cut.at
 UNION ALL
 SELECT site_id, demonstration_id, metric, time_bucket('1 hour', bucket) AS bucket,
        sum(count)::bigint, sum(sum), min(min), max(max), sum(sum) / sum(count),
-       NULL::float8, NULL::float8, NULL::float8
+       NULL::float8, max(p95), NULL::float8
   FROM site_aggregates
- WHERE site_id = $1 AND ($2::text IS NULL OR metric = $2) AND bucket >= $3 AND bucket < $4
-   AND {_COMPANY}
+ WHERE {scope} AND ($2::text IS NULL OR metric = $2) AND bucket >= $3 AND bucket < $4
  GROUP BY site_id, demonstration_id, metric, time_bucket('1 hour', bucket)
- ORDER BY demonstration_id, metric, bucket"""
+ ORDER BY {order}"""
+
+
+_SITE_ORDER = "demonstration_id, metric, bucket"
+_DEMONSTRATION_ORDER = "bucket, site_id, metric"
+_SQL: Final[dict[tuple[bool, Step], str]] = {
+    (False, "1m"): _minutes(_OF_SITE, _SITE_ORDER),
+    (False, "1h"): _hours("site_id", _OF_SITE, _SITE_ORDER),
+    (True, "1m"): _minutes(_OF_DEMONSTRATION, _DEMONSTRATION_ORDER),
+    (True, "1h"): _hours("demonstration_id", _OF_DEMONSTRATION, _DEMONSTRATION_ORDER),
+}
 
 
 @dataclass(frozen=True, slots=True)
 class AggregatesQuery:
-    """One site's aggregates over a range: what the history endpoint and the export both read."""
+    """One site's aggregates over a range (a company: its demonstrations' rows): what the
+    history endpoint and the site export read."""
 
     site_id: str
     metric: str | None  # None: every metric
@@ -133,17 +157,46 @@ class AggregatesQuery:
     company: str | None  # a company token's company: its demonstrations' rows only
 
     def sql(self) -> tuple[str, tuple[object, ...]]:
-        text = _MINUTES if self.step == "1m" else _HOURS
-        return text, (self.site_id, self.metric, self.span.start, self.span.end, self.company)
+        return _SQL[(False, self.step)], (
+            self.site_id,
+            self.metric,
+            self.span.start,
+            self.span.end,
+            self.company,
+        )
 
 
-async def site_aggregates(conn: Connection, query: AggregatesQuery) -> list[Row]:
+@dataclass(frozen=True, slots=True)
+class DemonstrationAggregatesQuery:
+    """A whole demonstration's aggregates over a range, oldest first (a partner: at its region's
+    sites): the demonstration export."""
+
+    demonstration_id: str
+    metric: str | None
+    span: TimeRange
+    step: Step
+    region: str | None
+
+    def sql(self) -> tuple[str, tuple[object, ...]]:
+        return _SQL[(True, self.step)], (
+            self.demonstration_id,
+            self.metric,
+            self.span.start,
+            self.span.end,
+            self.region,
+        )
+
+
+Query = AggregatesQuery | DemonstrationAggregatesQuery
+
+
+async def site_aggregates(conn: Connection, query: Query) -> list[Row]:
     text, args = query.sql()
     return [dict(r) for r in await conn.fetch(text, *args)]
 
 
 async def stream_site_aggregates(
-    conn: Connection, query: AggregatesQuery, prefetch: int = 2000
+    conn: Connection, query: Query, prefetch: int = 2000
 ) -> AsyncIterator[Row]:
     """The same rows through a server-side cursor: an export of any length in bounded memory.
     The caller holds ``conn`` in a transaction (cursors need one)."""

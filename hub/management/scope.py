@@ -21,6 +21,8 @@ DEMONSTRATION_ROLES: Final = ("operator", "partner", "company", "procurement")
 ALERT_ROLES: Final = ("operator", "partner", "company")
 EVIDENCE_ROLES: Final = ("operator", "company", "procurement")
 COMPARE_ROLES: Final = ("operator", "procurement")
+# A company's devices and rejected records: its own; operators every company's.
+SELF_SERVICE_ROLES: Final = ("operator", "company")
 
 
 async def visible_demonstration(

@@ -7,9 +7,12 @@ one definition of what a valid site, device, demonstration and KPI are.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta, timezone
 from typing import Final
 
 REGIONS: Final = ("gwangju", "jeonnam")
+# Korean time: demonstration periods are Korean calendar days, and "today" is a Korean day.
+KST: Final = timezone(timedelta(hours=9), "KST")
 
 # Gwangju's five autonomous districts, with an approximate centre and radius (degrees) used to
 # place sites inside them, and their population (2023, rounded) used to split the 3,375 sites.

@@ -12,15 +12,15 @@ import random
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 
 import msgspec
 
 from hub import telemetry
+from hub.registry.model import KST
 from hub.simulate.profiles import Profile, profile_for, site_quality
 from hub.telemetry import Reason
 
-KST = timezone(timedelta(hours=9), "KST")
 BAD_REASONS = (
     Reason.MALFORMED_JSON,
     Reason.SCHEMA_VIOLATION,

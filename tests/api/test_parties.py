@@ -16,8 +16,8 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from hub.api.public import KST
 from hub.registry.files import read_registry
+from hub.registry.model import KST
 from tests.api.conftest import ApiServer, Scratch, get, issue_token, post
 
 REGISTRY = read_registry()

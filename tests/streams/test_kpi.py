@@ -6,10 +6,9 @@ from datetime import datetime
 
 import pytest
 
-from hub.registry.model import Kpi
+from hub.registry.model import KST, Kpi
 from streams import kpi as kpis
 from streams.kpi import KpiState
-from streams.registry import KST
 from streams.windows import MINUTE_MS, Acc
 
 T0 = 1_795_600_200_000 - 1_795_600_200_000 % 300_000  # a 5-minute boundary

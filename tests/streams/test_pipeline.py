@@ -9,9 +9,12 @@ ends with one "pusher" event per site past the window's end plus lateness, which
 from __future__ import annotations
 
 import base64
+import gzip
 import json
 import signal
 import time
+import urllib.request
+import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -335,6 +338,90 @@ def test_every_bad_record_lands_in_the_dlq_with_its_reason_and_bytes(outcome: Ou
     assert by_value[outcome.late]["reason"] == "late"
     assert "closed" in by_value[outcome.late]["detail"]
     assert by_value[outcome.bad["schema_violation"]]["detail"].startswith("metrics.test_online")
+
+
+async def test_each_devices_minute_counts_its_accepted_records_exactly(
+    outcome: Outcome, registry_with_test_demo: Settings
+) -> None:
+    """The scenario's minute: A's device 7 records, C's 5 (out of order, one repeated, the bad
+    and late ones not counted), B's 3; each with its newest event time."""
+    rows = await fetch(
+        registry_with_test_demo.database_url,
+        "SELECT device_id, demonstration_id, records, last_event_at FROM device_minutes "
+        "WHERE device_id = ANY($1) AND bucket = $2",
+        [f"{s}-TST1" for s in (outcome.a, outcome.b, outcome.c)],
+        datetime.fromtimestamp(outcome.minute_ms / 1000, UTC),
+    )
+    m = outcome.minute_ms
+    assert {
+        (r["device_id"], r["demonstration_id"], r["records"], r["last_event_at"].timestamp() * 1000)
+        for r in rows
+    } == {
+        (f"{outcome.a}-TST1", TEST_DEMO, 7, m + 7000),
+        (f"{outcome.c}-TST1", TEST_DEMO, 5, m + 50_000),
+        (f"{outcome.b}-TST1", TEST_DEMO, 3, m + 15_000),
+    }
+
+
+def gzipped_lines(url: str, token: str) -> list[str]:
+    """A CSV export asked for compressed: it must come compressed."""
+    request = urllib.request.Request(
+        url, headers={"authorization": f"Bearer {token}", "accept-encoding": "gzip"}
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        assert response.headers["content-encoding"] == "gzip"
+        return gzip.decompress(response.read()).decode().splitlines()
+
+
+async def test_a_company_reads_why_its_records_were_refused_and_its_competitor_does_not(
+    outcome: Outcome, registry_with_test_demo: Settings, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    from tests.api.conftest import ApiServer, get, issue_token
+
+    suffix = uuid.uuid4().hex[:8]
+    own = await issue_token({}, "company:Test Co", f"testco-{suffix}")
+    rival = await issue_token({}, "company:ParkEye", f"parkeye-{suffix}")
+    log = tmp_path_factory.mktemp("self-service") / "api.log"
+    api = ApiServer({}, log, token=own)
+    try:
+        api.wait_serving()
+        device = f"{outcome.c}-TST1"
+        start = datetime.fromtimestamp((outcome.minute_ms - MINUTE_MS) / 1000, UTC).isoformat()
+        query = f"/api/v1/rejections?device_id={device}&from={start.replace('+', '%2B')}"
+        # (Rejections are dated by their arrival: now, whatever minute the records name.)
+        status, seen = get(api, query)
+        assert status == 200, seen
+        reasons = {r["reason"] for r in seen}
+        assert {"clock_skew", "schema_violation", "late", "too_large"} <= reasons
+        by_reason = {r["reason"]: r for r in seen}
+        assert by_reason["schema_violation"]["detail"].startswith("metrics.test_online")
+        assert by_reason["late"]["site_id"] == outcome.c
+        status, mismatch = get(api, query.replace(device, f"{outcome.b}-TST1"))
+        assert "site_mismatch" in {r["reason"] for r in mismatch}
+        assert get(api, query, rival) == (200, [])
+        assert get(api, query + "&reason=no_such_reason")[0] == 422
+
+        status, devices = get(api, f"/api/v1/devices?demonstration_id={TEST_DEMO}")
+        assert status == 200
+        mine = {d["device_id"]: d for d in devices}
+        assert mine[device]["rejected_today_by_reason"].keys() >= {"clock_skew", "late"}
+        assert mine[f"{outcome.a}-TST1"]["last_seen"] is not None
+        assert get(api, f"/api/v1/devices?demonstration_id={TEST_DEMO}", rival)[0] == 404
+        assert get(api, "/api/v1/devices", rival)[0] == 200
+        assert device not in json.dumps(get(api, "/api/v1/devices", rival)[1])
+
+        # The scenario's minute may lie ahead of the clock (after an earlier run's pushers).
+        end = datetime.fromtimestamp((outcome.minute_ms + 5 * MINUTE_MS) / 1000, UTC)
+        span = f"from={start.replace('+', '%2B')}&to={end.isoformat().replace('+', '%2B')}"
+        lines = gzipped_lines(
+            f"{api.base}/api/v1/export/demonstrations/{TEST_DEMO}/aggregates?{span}", own
+        )
+        assert lines[0].startswith("site_id,demonstration_id,metric,bucket,count")
+        bucket = datetime.fromtimestamp(outcome.minute_ms / 1000, UTC).isoformat()
+        assert f"{outcome.a},{TEST_DEMO},test_latency_ms,{bucket},7," in "\n".join(lines)
+        assert {line.split(",")[1] for line in lines[1:]} == {TEST_DEMO}
+    finally:
+        api.stop()
 
 
 def test_partner_topics_hold_only_their_region(outcome: Outcome) -> None:

@@ -11,12 +11,11 @@ from typing import Any
 import pytest
 
 from hub import signing, telemetry, topics
-from hub.registry.model import Demonstration, Device, Kpi, Registry, Site
+from hub.registry.model import KST, Demonstration, Device, Kpi, Registry, Site
 from streams import state
 from streams.processor import BatchResult, PartitionProcessor, ProcessorConfig, Record
 from streams.registry import (
     FOREVER_MS,
-    KST,
     KeySpan,
     KpiVersion,
     Programme,
@@ -420,10 +419,12 @@ def test_a_record_whose_processing_fails_is_rejected_alone(monkeypatch: pytest.M
     p = processor()
     offer = p.windows.offer
 
-    def failing(site: str, demo: str, ts: int, arrival: int, digest: int, metrics: Any) -> Any:
+    def failing(
+        site: str, demo: str, ts: int, arrival: int, digest: int, metrics: Any, device: str
+    ) -> Any:
         if digest == event_digest("GJ-BUK-0001-CAM1", "cursed"):
             raise OverflowError("math range error")
-        return offer(site, demo, ts, arrival, digest, metrics)
+        return offer(site, demo, ts, arrival, digest, metrics, device)
 
     monkeypatch.setattr(p.windows, "offer", failing)
     ids = ["e0", "cursed", "e2", "e3"]
@@ -644,3 +645,62 @@ def test_a_kpi_window_is_judged_by_the_version_valid_when_it_started() -> None:
         if r.site_id == "GJ-BUK-0001" and r.kpi_id == "lat" and r.demonstration_id == "DEMO-A"
     )
     assert judged[:2] == [(T0, 1, 100.0, "pass"), (T0 + 5 * MINUTE_MS, 2, 40.0, "fail")]
+
+
+def test_each_devices_records_are_counted_by_minute_when_the_minute_closes() -> None:
+    """Two companies' devices at a shared site, and a repeat: each device's minute counts its
+    own accepted records once, with its newest event time; a worker restarted from the state
+    written before the minute closed counts the same."""
+    minute = T0 + 10 * MINUTE_MS
+    records = [
+        record(0, "GJ-BUK-0002", minute + 1_000, 1.0),
+        record(1, "GJ-BUK-0002", minute + 9_000, 1.0),
+        record(2, "GJ-BUK-0002", minute + 5_000, 1.0, event_id="e1"),  # a repeat of offset 1
+        record(3, "GJ-BUK-0002", minute + 4_000, 1.0, device="GJ-BUK-0002-SEN1"),
+    ]
+    closer = [record(4, "GJ-BUK-0002", minute + 3 * MINUTE_MS, 1.0)]
+
+    def counted(result: BatchResult) -> set[tuple[str, str, int, float, float]]:
+        return {
+            (
+                r.device_id,
+                r.demonstration_id,
+                r.records,
+                r.bucket.timestamp() * 1000,
+                r.last_event_at.timestamp() * 1000,
+            )
+            for r in result.device_minute_rows
+        }
+
+    first = processor()
+    before = first.process(records, SNAPSHOT, now_ms=minute + 10_000)
+    assert before.device_minute_rows == []  # the minute is still open
+    expected = {
+        ("GJ-BUK-0002-CAM1", "DEMO-A", 2, minute, minute + 9_000),
+        ("GJ-BUK-0002-SEN1", "DEMO-B", 1, minute, minute + 4_000),
+    }
+    assert counted(first.process(closer, SNAPSHOT, now_ms=minute + 3 * MINUTE_MS)) == expected
+
+    restarted = processor()
+    durable = [(k, v) for k, v in before.state_writes if v is not None]
+    restarted.restore(durable, SNAPSHOT, now_ms=minute + 20_000)
+    again = restarted.process(closer, SNAPSHOT, now_ms=minute + 3 * MINUTE_MS)
+    assert counted(again) == expected
+
+
+def test_a_rejection_names_the_device_it_claims_to_be_from_and_where_the_broker_put_it() -> None:
+    p = processor()
+    garbage = raw(7, b'{"device_id": "GJ-BUK-0001-CAM1", "site_id": 5, "ts": "yesterday"}')
+    forged = record(8, "GJ-BUK-0001", T0, 1.0, signing_key=b"x" * 32)
+    result = p.process([garbage, forged], SNAPSHOT, now_ms=T0 + 1_000)
+    rows = {r.offset: r for r in result.rejection_rows}
+    assert set(rows) == {7, 8}
+    assert (rows[7].device_id, rows[7].site_id, rows[7].event_ts) == (
+        "GJ-BUK-0001-CAM1",
+        None,
+        None,
+    )
+    assert (rows[8].device_id, rows[8].site_id) == ("GJ-BUK-0001-CAM1", "GJ-BUK-0001")
+    assert rows[8].event_ts is not None
+    assert rows[8].event_ts.timestamp() * 1000 == T0
+    assert [r.reason for r in sorted(result.rejection_rows)] == [d["reason"] for d in dlq(result)]

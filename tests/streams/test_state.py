@@ -18,7 +18,9 @@ from streams.state import (
 )
 from streams.windows import FOLD_AT, Acc, JournalEntry, encode_sketch
 
-ENTRY = JournalEntry("GJ-DONG-0001", "DEMO-001", 1_000, 1_040, 2**63 + 5, {"online": 1.0})
+ENTRY = JournalEntry(
+    "GJ-DONG-0001", "DEMO-001", 1_000, 1_040, 2**63 + 5, {"online": 1.0}, "GJ-DONG-0001-CAM1"
+)
 
 
 def test_a_v3_journal_is_a_version_byte_then_msgpack_arrays_in_field_order() -> None:
@@ -26,9 +28,19 @@ def test_a_v3_journal_is_a_version_byte_then_msgpack_arrays_in_field_order() -> 
     assert raw[:1] == V3
     assert not legacy_digests(raw)
     assert msgspec.msgpack.decode(raw[1:]) == [
-        ["GJ-DONG-0001", "DEMO-001", 1_000, 1_040, 2**63 + 5, {"online": 1.0}]
+        ["GJ-DONG-0001", "DEMO-001", 1_000, 1_040, 2**63 + 5, {"online": 1.0}, "GJ-DONG-0001-CAM1"]
     ]
     assert decode_journal(raw) == [ENTRY]
+
+
+def test_a_v3_journal_written_before_devices_were_counted_reads_with_no_device() -> None:
+    """Its entries end at the metrics: they count for no device (their windows still count)."""
+    raw = V3 + msgspec.msgpack.encode(
+        [["GJ-DONG-0001", "DEMO-001", 1_000, 1_040, 2**63 + 5, {"online": 1.0}]]
+    )
+    assert decode_journal(raw) == [
+        JournalEntry("GJ-DONG-0001", "DEMO-001", 1_000, 1_040, 2**63 + 5, {"online": 1.0})
+    ]
 
 
 def test_a_v2_journal_reads_alike_with_its_digests_marked_legacy() -> None:

@@ -20,7 +20,7 @@ from hub.api.auth import (
 from hub.api.deps import UNAUTHORIZED, UNREADABLE_BODY, Conn
 from hub.api.page import View, render_login, render_main, render_page
 from hub.db import Connection
-from hub.management import queries
+from hub.management import devices, queries
 from hub.tokens import Principal
 
 router = APIRouter()
@@ -60,6 +60,8 @@ async def page(conn: Conn, request: Request, part: Literal["main"] | None = None
 async def view_of(conn: Connection, who: Principal) -> View:
     """What this caller's page shows, read with the same scoping as the API's routes."""
     alerts = who.role in ALERT_ROLES
+    now = datetime.now(UTC)
+    today = devices.today_kst(now)
     return View(
         label=who.label,
         overview=await queries.overview(conn, who.region) if who.role in OVERVIEW_ROLES else None,
@@ -76,6 +78,10 @@ async def view_of(conn: Connection, who: Principal) -> View:
             if alerts
             else 0
         ),
-        generated_at=datetime.now(UTC),
+        generated_at=now,
+        devices=(await devices.devices(conn, who.company, None, today) if who.company else None),
+        rejected=(
+            await devices.rejected_by_reason(conn, who.company, today) if who.company else None
+        ),
         compare=await queries.by_technology(conn) if who.role in COMPARE_ROLES else None,
     )
