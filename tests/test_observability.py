@@ -289,7 +289,7 @@ def groups_of(target: dict[str, Any]) -> set[str]:
 
 @pytest.mark.parametrize("name", ["testbed-operations.json", "super-regional-management.json"])
 def test_every_panel_title_names_what_its_query_groups_by(name: str) -> None:
-    """"Open alerts per demonstration" summed by region once: what a title's "per X" or "by X"
+    """ "Open alerts per demonstration" summed by region once: what a title's "per X" or "by X"
     names, one of the panel's queries must group by."""
     checked = 0
     for panel in dashboard(name)["panels"]:
