@@ -76,7 +76,11 @@ def resolve_range(
         if value is not None and value.utcoffset() is None:
             raise RangeError(field, "give a time zone (e.g. 2026-11-30T09:00:00+09:00 or ...Z)")
     end = end or now
-    start = start or end - DEFAULT_SPAN
+    if start is None:
+        try:
+            start = end - DEFAULT_SPAN
+        except OverflowError:  # 'to' within a day of year 1
+            raise RangeError("to", "'to' is before the first day there can be data") from None
     if start >= end:
         raise RangeError("from", "'from' must be before 'to'")
     longest = LIMITS[limit]

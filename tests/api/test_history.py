@@ -249,6 +249,7 @@ def test_a_demonstrations_judged_windows_over_a_range(history: Scratch, api: Api
         ({"metric": "nope"}, "metric", "plates_read"),
         ({"step": "5m"}, "step", ""),
         ({"from_": "yesterday"}, "from", ""),
+        ({"to": "0001-01-01T00:00:00Z"}, "to", "first day"),  # a day before it overflows
         ({"form": "2026-11-30T00:00:00Z"}, "form", "unknown query parameter"),
     ],
 )

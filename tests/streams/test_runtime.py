@@ -8,6 +8,7 @@ import json
 from datetime import UTC, datetime
 from typing import cast
 
+import pytest
 from prometheus_client import CollectorRegistry
 
 from hub import signing, telemetry, topics
@@ -18,6 +19,10 @@ from streams.processor import PartitionProcessor, ProcessorConfig, Record
 from streams.registry import Snapshot, build_snapshot
 from streams.runtime import WorkerRuntime, now_ms
 from streams.sink import Fence, SinkBatch, TimescaleSink
+
+# The runtime retries a failing batch for ever (as a worker must): a broken stand-in shows as a
+# timeout, which need not take the suite's ten minutes.
+pytestmark = pytest.mark.timeout(30)
 
 
 class FlakyProducer:
@@ -68,11 +73,37 @@ class FreshPartition:
         pass
 
 
-class NoDatabase:
-    """A database with nothing to write here (every record is rejected) and no contender."""
+class RecordingSink:
+    """Takes every row a batch writes (the database is not what this test is about)."""
+
+    backlog_rows = 0
+
+    def __init__(self) -> None:
+        self.batches: list[SinkBatch] = []
+
+    async def write(self, batch: SinkBatch) -> float:
+        self.batches.append(batch)
+        return 0.0
+
+    async def confirm(self, fence: Fence) -> None:
+        pass
+
+
+class RejectingDatabase:
+    """A database that takes the rows of rejected records (every record here is rejected) and
+    no contender for the partition."""
+
+    def __init__(self) -> None:
+        self.recorder = RecordingSink()
 
     async def sink(self) -> TimescaleSink:
-        raise AssertionError("nothing of this batch goes to the database")
+        return cast(TimescaleSink, self.recorder)
+
+    def rejected_offsets(self) -> set[int]:
+        return {row.offset for batch in self.recorder.batches for row in batch.rejections}
+
+    def other_rows(self) -> int:
+        return sum(len(batch) - len(batch.rejections) for batch in self.recorder.batches)
 
     async def claim(self, partition: int) -> int:
         return 1
@@ -88,6 +119,7 @@ async def test_a_batch_that_fails_part_way_is_redone_from_the_written_state() ->
     registry = CollectorRegistry()
     table: dict[bytes, bytes] = {}
     producer = FlakyProducer()
+    database = RejectingDatabase()
     runtime = WorkerRuntime(
         Settings(),
         worker_metrics(registry),
@@ -96,7 +128,7 @@ async def test_a_batch_that_fails_part_way_is_redone_from_the_written_state() ->
         producer=producer,
         highwater=lambda partition: None,
         partitions={topics.DLQ: 12},
-        database=NoDatabase(),
+        database=database,
         refill=FreshPartition(100),
     )
     runtime.assign([5])
@@ -109,6 +141,9 @@ async def test_a_batch_that_fails_part_way_is_redone_from_the_written_state() ->
         (topics.DLQ, 5, n) for n in range(100, 104)
     ]
     assert registry.get_sample_value("hub_batch_failures_total") == 1
+    # Each rejection is kept (written again on the retry: the table is keyed by offset).
+    assert database.rejected_offsets() == set(range(100, 104))
+    assert database.other_rows() == 0
     written = PartitionProcessor(5, runtime.config)
     written.restore(table.items(), runtime.snapshot, now_ms=0)
     assert written.next_offset == 104
@@ -129,6 +164,7 @@ async def test_a_first_batch_delivered_past_the_groups_offset_gets_the_skipped_r
     producer = FlakyProducer()
     producer.failed = True  # delivers from the start
     kafka = FreshPartition(100, rejected_records(range(95, 105)))
+    database = RejectingDatabase()
     runtime = WorkerRuntime(
         Settings(),
         worker_metrics(CollectorRegistry()),
@@ -137,7 +173,7 @@ async def test_a_first_batch_delivered_past_the_groups_offset_gets_the_skipped_r
         producer=producer,
         highwater=lambda partition: None,
         partitions={topics.DLQ: 12},
-        database=NoDatabase(),
+        database=database,
         refill=kafka,
     )
     runtime.assign([5])
@@ -147,34 +183,16 @@ async def test_a_first_batch_delivered_past_the_groups_offset_gets_the_skipped_r
     assert kafka.reads == [(100, 105)]
     assert processed == list(range(100, 108))
     assert [m["offset"] for _, _, m in producer.sent] == list(range(100, 108))
+    assert database.rejected_offsets() == set(range(100, 108))
 
 
-class RecordingSink:
-    """Takes every row a batch writes (the database is not what this test is about)."""
-
-    backlog_rows = 0
-
-    def __init__(self) -> None:
-        self.batches: list[SinkBatch] = []
-
-    async def write(self, batch: SinkBatch) -> float:
-        self.batches.append(batch)
-        return 0.0
-
-    async def confirm(self, fence: Fence) -> None:
-        pass
-
-
-class NewKeyDatabase(NoDatabase):
+class NewKeyDatabase(RejectingDatabase):
     """A registry in which the device got its key after the worker read the registry."""
 
     def __init__(self, newer: Snapshot) -> None:
+        super().__init__()
         self.newer = newer
         self.reads = 0
-        self.recorder = RecordingSink()
-
-    async def sink(self) -> TimescaleSink:
-        return cast(TimescaleSink, self.recorder)
 
     async def snapshot_if_changed(self, current: Snapshot) -> Snapshot:
         self.reads += 1
