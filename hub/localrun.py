@@ -17,7 +17,7 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from hub import principals, topics
+from hub import principals, topics, topicsetup
 from hub.errors import HubError
 from hub.settings import Settings
 from hub.stack import principals as stack_principals
@@ -95,7 +95,7 @@ def wait_for(
 
 async def ensure_hub_topics(settings: Settings) -> None:
     """The contract's topics and the clock's: on a fresh broker no worker has created them yet."""
-    await topics.ensure_topics(
+    await topicsetup.ensure_topics(
         settings.kafka_bootstrap,
         settings.partitions,
         topics.hub_topics(),

@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from typing import Final
 
-from hub import audit, principals, topics
+from hub import audit, principals, topics, topicsetup
 from hub.db import Connection
 from hub.errors import HubError
 from hub.settings import Settings
@@ -56,7 +56,7 @@ async def add(conn: Connection, settings: Settings, code: str, name: str, actor:
         await conn.execute("INSERT INTO regions (code, name) VALUES ($1, $2)", code, name.strip())
         await audit.record(conn, actor, "region.add", code, None, {"name": name.strip()})
         await conn.execute("UPDATE registry_state SET changed_at = clock_timestamp()")
-    return await topics.ensure_topics(
+    return await topicsetup.ensure_topics(
         settings.kafka_bootstrap,
         settings.partitions,
         topics.partner_topics([code]),

@@ -15,11 +15,13 @@ from hub.db import connect
 from hub.db.migrate import migrate
 from hub.errors import HubError
 from hub.settings import Settings
-from hub.topics import DLQ, TELEMETRY, ensure_topics, hub_topics, partition_counts
+from hub.topics import DLQ, TELEMETRY, hub_topics
+from hub.topicsetup import ensure_topics, partition_counts
 from streams import faust_compat
 from streams.app import WorkerOptions, create_app
+from streams.database import load_snapshot
 from streams.localstate import mark_clean_stop, open_local_state
-from streams.registry import Snapshot, load_snapshot
+from streams.snapshot import Snapshot
 
 log = logging.getLogger("hub.worker")
 

@@ -37,7 +37,7 @@ MUTANTS = (
     # 1. Keys by time, no gaps.
     Mutant(
         "a miss newer than the registry is final at once (no reread)",
-        "streams/registry.py",
+        "streams/snapshot.py",
         "        return appended_ms < self.as_of_ms - margin_ms",
         "        return True",
         (
@@ -47,7 +47,7 @@ MUTANTS = (
     ),
     Mutant(
         "only the current key counts (a rotation replaces the key)",
-        "streams/registry.py",
+        "streams/snapshot.py",
         "        return self.from_ms - KEY_CLOCK_MARGIN_MS <= appended_ms < self.until_ms",
         "        return self.until_ms == FOREVER_MS",
         (

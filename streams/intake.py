@@ -15,7 +15,7 @@ from typing import NamedTuple, Protocol
 
 from hub import signing, telemetry
 from hub.telemetry import Event, Reason, Rejected
-from streams.registry import KeySpan, Snapshot
+from streams.snapshot import KeySpan, Snapshot
 
 
 class KafkaRecord(Protocol):

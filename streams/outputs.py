@@ -11,9 +11,9 @@ from hub.registry.model import Kpi
 from streams import routing
 from streams.intake import KafkaRecord
 from streams.kpi import Judgement, Transition
-from streams.registry import DemoInfo, SiteInfo
 from streams.routing import Outgoing
-from streams.sink import AggregateRow, AlertRow, DeviceMinuteRow, KpiRow, RejectionRow
+from streams.rows import AggregateRow, AlertRow, DeviceMinuteRow, KpiRow, RejectionRow
+from streams.snapshot import DemoInfo, SiteInfo
 from streams.windows import ClosedWindow, DeviceMinute
 
 

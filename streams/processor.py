@@ -29,8 +29,8 @@ from streams.counts import Counts
 from streams.intake import KafkaRecord, RegistryMiss, admit
 from streams.kpi import KpiState
 from streams.outputs import Outputs
-from streams.registry import DemoInfo, SiteInfo, Snapshot
-from streams.sink import Fence, LastSeenRow
+from streams.rows import Fence, LastSeenRow
+from streams.snapshot import DemoInfo, SiteInfo, Snapshot
 from streams.state import LEGACY_DEMO, Layout, Progress
 from streams.windows import (
     CLOCK_TOLERANCE_MS,

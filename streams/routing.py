@@ -18,7 +18,7 @@ from hub.registry.model import Kpi
 from hub.telemetry import Event
 from streams.intake import KafkaRecord
 from streams.kpi import Judgement, Transition
-from streams.registry import DemoInfo, SiteInfo
+from streams.snapshot import DemoInfo, SiteInfo
 from streams.windows import ClosedWindow
 
 _encode = msgspec.json.Encoder().encode

@@ -29,15 +29,9 @@ from streams.intake import KafkaRecord
 from streams.observe import Observer
 from streams.processor import BatchResult, PartitionProcessor, ProcessorConfig
 from streams.refill import Refill
-from streams.registry import EMPTY, Snapshot
-from streams.sink import (
-    DATABASE_UNAVAILABLE,
-    Fence,
-    Fenced,
-    LastSeenRow,
-    SinkBatch,
-    TimescaleSink,
-)
+from streams.rows import Fence, LastSeenRow
+from streams.sink import DATABASE_UNAVAILABLE, Fenced, SinkBatch, TimescaleSink
+from streams.snapshot import EMPTY, Snapshot
 
 log = logging.getLogger("hub.worker")
 

@@ -23,7 +23,7 @@ from aiokafka.producer.message_accumulator import BatchBuilder
 
 from hub import signing
 from hub.simulate.fleet import SimSite
-from streams.registry import EMPTY
+from streams.snapshot import EMPTY
 
 READINGS = 16  # readings prepared per device, sent in turn
 _HEAD = b'{"schema":"telemetry/1","event_id":"'

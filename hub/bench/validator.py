@@ -26,7 +26,7 @@ from hub.registry.files import read_registry
 from hub.simulate.fleet import Fleet, build_fleet
 from hub.topics import TELEMETRY
 from streams.processor import PartitionProcessor, ProcessorConfig, Record
-from streams.registry import EMPTY, Snapshot, build_snapshot
+from streams.snapshot import EMPTY, Snapshot, build_snapshot
 
 
 def device_rows(partition: int | None = None) -> list[tuple[str, str, str, str, str]]:

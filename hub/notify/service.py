@@ -25,7 +25,7 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import KafkaError
 from prometheus_client import CollectorRegistry, generate_latest
 
-from hub import principals, topics
+from hub import principals, topics, topicsetup
 from hub.db import create_pool
 from hub.db.migrate import migrate
 from hub.metrics import NotifyMetrics, notify_metrics
@@ -291,7 +291,7 @@ class Notifier:
         self.pool = await create_pool(self.settings, min_size=1, max_size=8)
         async with self.pool.acquire() as conn:
             await migrate(conn)
-        await topics.ensure_topics(
+        await topicsetup.ensure_topics(
             self.settings.kafka_bootstrap,
             self.settings.partitions,
             [topics.KPI_ALERTS, topics.INCIDENTS],

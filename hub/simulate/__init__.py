@@ -16,7 +16,7 @@ from hub.device import DeviceClient
 from hub.errors import HubError
 from hub.settings import Settings
 from hub.simulate.fleet import Fleet, SimSite, Tally, build_fleet
-from hub.topics import ensure_topics
+from hub.topicsetup import ensure_topics
 
 FLEET_QUERY = """
 SELECT s.site_id, s.region, s.district, d.device_id, m.technology

@@ -17,7 +17,8 @@ import pytest
 from hub.registry.files import read_registry
 from hub.settings import Settings
 from hub.stack import prereqs
-from streams.sink import AlertRow, SinkBatch, TimescaleSink
+from streams.rows import AlertRow
+from streams.sink import SinkBatch, TimescaleSink
 from tests.api.conftest import ApiServer, Scratch, get, post
 from tests.conftest import run_hub
 

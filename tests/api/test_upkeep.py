@@ -6,7 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
-from streams.sink import AggregateRow, SinkBatch, TimescaleSink
+from streams.rows import AggregateRow
+from streams.sink import SinkBatch, TimescaleSink
 from tests.api.conftest import Scratch
 from tests.conftest import run_hub
 

@@ -15,10 +15,11 @@ from hub import principals, telemetry
 from hub.registry.load import ensure_loaded
 from hub.settings import Settings
 from hub.telemetry import Rejected
-from hub.topics import TELEMETRY, ensure_topics
+from hub.topics import TELEMETRY
+from hub.topicsetup import ensure_topics
+from streams.database import load_snapshot
 from streams.intake import admit
 from streams.processor import Record
-from streams.registry import load_snapshot
 from tests.conftest import run_hub_async
 from tests.support import scratch_database
 

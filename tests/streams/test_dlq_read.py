@@ -12,7 +12,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from hub import dlq, principals, topics
 from hub.settings import Settings
-from hub.topics import ensure_topics
+from hub.topicsetup import ensure_topics
 
 
 def rejection(hub: str, offset: int, origin: str, at: datetime, detail: str) -> bytes:

@@ -12,7 +12,7 @@ from hub.metrics import worker_metrics
 from streams.counts import Counts
 from streams.observe import Observer
 from streams.outputs import Outputs
-from streams.sink import AggregateRow
+from streams.rows import AggregateRow
 
 
 def test_a_batch_is_counted_with_bounded_labels() -> None:

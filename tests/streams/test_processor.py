@@ -14,7 +14,7 @@ from hub import signing, telemetry, topics
 from hub.registry.model import KST, Demonstration, Device, Kpi, Registry, Site
 from streams import state
 from streams.processor import BatchResult, PartitionProcessor, ProcessorConfig, Record
-from streams.registry import (
+from streams.snapshot import (
     FOREVER_MS,
     KeySpan,
     KpiVersion,

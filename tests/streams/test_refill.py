@@ -13,7 +13,7 @@ from aiokafka.admin import AIOKafkaAdminClient, RecordsToDelete
 
 from hub import principals, topics
 from hub.settings import Settings
-from hub.topics import ensure_topics
+from hub.topicsetup import ensure_topics
 from streams.refill import Refill
 
 

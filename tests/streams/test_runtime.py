@@ -16,9 +16,10 @@ from hub.metrics import worker_metrics
 from hub.registry.model import Demonstration, Device, Registry, Site
 from hub.settings import Settings
 from streams.processor import PartitionProcessor, ProcessorConfig, Record
-from streams.registry import Snapshot, build_snapshot
+from streams.rows import Fence
 from streams.runtime import WorkerRuntime, now_ms
-from streams.sink import Fence, SinkBatch, TimescaleSink
+from streams.sink import SinkBatch, TimescaleSink
+from streams.snapshot import Snapshot, build_snapshot
 
 # The runtime retries a failing batch for ever (as a worker must): a broken stand-in shows as a
 # timeout, which need not take the suite's ten minutes.

@@ -8,7 +8,8 @@ from datetime import UTC, datetime
 import asyncpg
 
 from hub.settings import Settings
-from streams.sink import AggregateRow, SinkBatch, TimescaleSink
+from streams.rows import AggregateRow
+from streams.sink import SinkBatch, TimescaleSink
 from tests.support import scratch_database
 
 
