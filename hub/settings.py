@@ -166,10 +166,6 @@ class Settings:
     retention_notify_days: float = 30.0
     retention_quarantine_days: float = 30.0
     upkeep_interval_s: float = 300.0
-    # Fault injection for the reliability tests: the worker exits at once (no flush, as if
-    # killed) right after writing the state of its Nth batch of accepted records. Never set it
-    # in production.
-    fault_exit_after_batches: int = 0
     # Internal to the local stack, not part of the contract.
     kafka_controller_port: int = 9094
     stack_start_timeout_s: float = 90.0
@@ -236,7 +232,6 @@ class Settings:
                 env, "HUB_RETENTION_QUARANTINE_DAYS", defaults.retention_quarantine_days
             ),
             upkeep_interval_s=_float(env, "HUB_UPKEEP_INTERVAL", defaults.upkeep_interval_s),
-            fault_exit_after_batches=_int(env, "HUB_FAULT_EXIT_AFTER_BATCHES", 0),
             kafka_controller_port=_int(
                 env, "HUB_KAFKA_CONTROLLER_PORT", defaults.kafka_controller_port
             ),

@@ -20,7 +20,7 @@ from hub.topicsetup import ensure_topics, partition_counts
 from streams import faust_compat
 from streams.app import WorkerOptions, create_app
 from streams.database import load_snapshot
-from streams.localstate import mark_clean_stop, open_local_state
+from streams.localstate import close_local_state, open_local_state
 from streams.snapshot import Snapshot
 
 log = logging.getLogger("hub.worker")
@@ -91,14 +91,11 @@ def run_worker(settings: Settings, options: WorkerOptions, loglevel: str = "info
     try:
         worker.execute_from_commandline()
     except SystemExit as stopped:
-        clean = stopped.code in (0, None) and worker.crash_reason is None
-        if clean and app.crash_reason is None and faust_compat.delivered_everything(app):
-            mark_clean_stop(datadir)
-        elif clean:
-            # A stop that looked clean, but a table write never reached the changelog (the last
-            # flush failed, and Faust only logs that): the local state must not be trusted.
-            log.warning(
-                "stopped, but not every state write reached the changelog: local state "
-                "will be rebuilt from the changelog at the next start"
-            )
+        close_local_state(
+            datadir,
+            stopped_cleanly=stopped.code in (0, None)
+            and worker.crash_reason is None
+            and app.crash_reason is None,
+            delivered_everything=faust_compat.delivered_everything(app),
+        )
         raise

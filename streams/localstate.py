@@ -37,6 +37,16 @@ def open_local_state(datadir: Path) -> bool:
     return dropped
 
 
-def mark_clean_stop(datadir: Path) -> None:
-    """After Faust has stopped: its producer flushed the changelog, local state may be kept."""
+def close_local_state(datadir: Path, *, stopped_cleanly: bool, delivered_everything: bool) -> bool:
+    """After Faust has stopped (the checkpoint's step 6): the local state is marked as
+    trustworthy only if the stop was clean *and* every table write reached the changelog (a
+    last flush can fail, and Faust only logs that). True if marked."""
+    if not (stopped_cleanly and delivered_everything):
+        if stopped_cleanly:
+            log.warning(
+                "stopped, but not every state write reached the changelog: local state "
+                "will be rebuilt from the changelog at the next start"
+            )
+        return False
     (datadir / MARKER).touch()
+    return True

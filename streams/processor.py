@@ -29,7 +29,7 @@ from streams.counts import Counts
 from streams.intake import KafkaRecord, RegistryMiss, admit
 from streams.kpi import KpiState
 from streams.outputs import Outputs
-from streams.rows import Fence, LastSeenRow
+from streams.rows import LastSeenRow
 from streams.snapshot import DemoInfo, SiteInfo, Snapshot
 from streams.state import LEGACY_DEMO, Layout, Progress
 from streams.windows import (
@@ -129,14 +129,8 @@ class PartitionProcessor:
         # The offset after the last record processed: records below it that Kafka delivers again
         # (offsets are committed after the state, so a crash re-delivers a tail) are skipped.
         self.next_offset = 0
-        # When the durable progress record was written, and the offsets from ``next_offset`` on
-        # that a previous owner already sent to the DLQ (read back by the runtime after restore).
+        # When the durable progress record was written (the runtime reads the DLQ from then).
         self.progress_ms = 0
-        self.rejected_before: set[int] = set()
-        self.read_back = False  # whether rejected_before was read (the runtime does, once)
-        # This worker's claim on the partition's rows, and when it was last proven (monotonic).
-        self.fence: Fence | None = None
-        self.fence_confirmed = 0.0
         # The first minute of event time this partition observed: KPI windows start there.
         self.observed_from_ms = 0
         self.last_arrival_ms = 0  # wall clock of the last record (the idle rule)
@@ -152,6 +146,11 @@ class PartitionProcessor:
 
     def owns(self, table_key: bytes) -> bool:
         return self.layout.owns(table_key)
+
+    def start_at(self, offset: int) -> None:
+        """Where a partition with no progress of its own starts (the group's committed offset),
+        or starts again (its topic was recreated: offsets began anew)."""
+        self.next_offset = offset
 
     def restore(
         self, items: Iterable[tuple[bytes, bytes]], snapshot: Snapshot, now_ms: int
@@ -222,13 +221,16 @@ class PartitionProcessor:
         snapshot: Snapshot,
         now_ms: int,
         *,
+        already_rejected: set[int] | None = None,
         registry_final: bool = False,
     ) -> BatchResult:
         """Judge ``records`` in order. A record that names a device, or carries a signature,
         the snapshot may be too old to know (appended after it was read) ends the batch early:
         ``resume_at`` says where, and the runtime calls again with a newer snapshot and
-        ``registry_final`` (then its verdict stands)."""
+        ``registry_final`` (then its verdict stands). ``already_rejected``: offsets a previous
+        owner sent to the DLQ (each is skipped once, and taken out of the set)."""
         result = BatchResult()
+        rejected_before = already_rejected if already_rejected is not None else set()
         accepted: list[JournalEntry] = []
         windows = self.windows
         partitions = self.config.partitions
@@ -240,10 +242,10 @@ class PartitionProcessor:
                 result.counts.redelivered += 1
                 continue
             self.next_offset = record.offset + 1
-            if record.offset in self.rejected_before:
+            if record.offset in rejected_before:
                 # A previous owner rejected it and sent it to the DLQ, then lost its progress
                 # record (a crash between the two): its verdict stands, once.
-                self.rejected_before.discard(record.offset)
+                rejected_before.discard(record.offset)
                 result.counts.redelivered += 1
                 continue
             # The broker's log-append time, never later than now (a forged create time).

@@ -3,8 +3,10 @@
 One ``PartitionProcessor`` per assigned partition, created (restored from the state table, and
 its rows claimed) on first use and dropped when the partition is revoked or assigned anew.
 Batches and wall-clock ticks of a partition are serialised by a per-partition lock; everything a
-batch produced is written (database, then Kafka, then the state table) before the batch returns,
-i.e. before its offsets may be committed.
+batch produced is written by the checkpoint (``streams.checkpoint``: database, then Kafka, then
+the state table) before the batch returns, i.e. before its offsets may be committed. This
+worker's hold on each partition (fence, DLQ read-back) is kept beside its processor
+(``streams.ownership``).
 
 What it writes to and reads from comes in through the constructor: Faust's table and producer
 and the consumer's high-water marks in the worker, plain stand-ins in tests.
@@ -14,9 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
 from aiokafka import TopicPartition
@@ -24,9 +25,11 @@ from aiokafka import TopicPartition
 from hub import principals, topics
 from hub.metrics import WorkerMetrics
 from hub.settings import Settings
+from streams.checkpoint import Checkpoint, OutputProducer, StateTable
 from streams.database import WorkerDatabase
 from streams.intake import KafkaRecord
 from streams.observe import Observer
+from streams.ownership import Owned
 from streams.processor import BatchResult, PartitionProcessor, ProcessorConfig
 from streams.refill import Refill
 from streams.rows import Fence, LastSeenRow
@@ -38,37 +41,10 @@ log = logging.getLogger("hub.worker")
 # How far the clocks of two workers may disagree: a new owner reads the DLQ from this long before
 # its predecessor's last progress record.
 CLOCK_MARGIN_MS = 60_000
-# How long a worker's claim on a partition counts as proven after a fenced write or a check: a
-# worker loses a partition only after missing its group's session timeout (6 s at least).
-FENCE_FRESH_S = 3.0
-FAULT_EXIT_CODE = 86
 
 
 def now_ms() -> int:
     return int(time.time() * 1000)
-
-
-class StateTable(Protocol):
-    """The partitions' state (Faust's changelog-backed table)."""
-
-    def items(self) -> Iterable[tuple[bytes, bytes | None]]: ...
-    def __setitem__(self, key: bytes, value: bytes) -> None: ...
-    def pop(self, key: Any, default: Any, /) -> Any: ...
-
-
-class OutputProducer(Protocol):
-    """Sends to a topic (Faust's producer): returns a future that completes once the broker
-    acknowledged the record."""
-
-    async def send(
-        self,
-        topic: str,
-        key: bytes | None,
-        value: bytes | None,
-        partition: int | None,
-        timestamp: float | None,
-        headers: Any,
-    ) -> Awaitable[Any]: ...
 
 
 class ReadBack(Protocol):
@@ -136,11 +112,11 @@ class WorkerRuntime:
         self.refill: ReadBack = refill or Refill(principals.client(settings))
         self.observe = Observer(metrics)
         self.snapshot: Snapshot = EMPTY
-        self.processors: dict[int, PartitionProcessor] = {}
+        self.owned: dict[int, Owned] = {}
         self.locks: dict[int, asyncio.Lock] = {}
         self.next_offset: dict[int, int] = {}
         self.assigned: set[int] = set()
-        self._accepting_batches = 0
+        self.checkpoint = Checkpoint(self.database, producer, table, self.partition_count, metrics)
 
     async def refresh_registry(self) -> bool:
         """Reload the registry if its digest changed; True if it did. While the database is
@@ -172,7 +148,7 @@ class WorkerRuntime:
         """Newly assigned partitions start from the state table: a processor kept from an
         earlier assignment would hold what another owner has since changed."""
         for partition in partitions:
-            self.processors.pop(partition, None)
+            self.owned.pop(partition, None)
         self.assigned.update(partitions)
 
     async def write_held_back(self, partitions: Sequence[int], timeout_s: float = 5.0) -> None:
@@ -180,9 +156,9 @@ class WorkerRuntime:
         a rebalance). Bounded: if the database is away, the next owner writes it (restore)."""
         rows: list[LastSeenRow] = []
         for partition in partitions:
-            processor = self.processors.get(partition)
-            if processor is not None:
-                rows.extend(processor.take_last_seen())
+            owned = self.owned.get(partition)
+            if owned is not None:
+                rows.extend(owned.processor.take_last_seen())
         if not rows:
             return
         try:
@@ -195,12 +171,14 @@ class WorkerRuntime:
         """Forget revoked partitions: whoever gets them next restores from the table."""
         for partition in partitions:
             self.assigned.discard(partition)
-            self.processors.pop(partition, None)
+            self.owned.pop(partition, None)
             self.observe.forget(partition)
 
-    async def processor(self, partition: int) -> PartitionProcessor:
-        processor = self.processors.get(partition)
-        if processor is None:
+    async def own(self, partition: int) -> Owned:
+        """The partition's processor and this worker's hold on it, made on first use after an
+        assignment: restored from the state table, its rows claimed."""
+        owned = self.owned.get(partition)
+        if owned is None:
             if partition not in self.assigned:
                 raise NotAssigned(partition)
             processor = PartitionProcessor(partition, self.config)
@@ -211,8 +189,10 @@ class WorkerRuntime:
                 # may deliver its first batch from beyond that (a prefetch racing the seek to
                 # the committed offsets, which books the range between as done): the skipped
                 # records are read back like any other skip (a hub bench run lost 5,000 so).
-                processor.next_offset = await self.refill.start_offset(
-                    self.settings.app_id, topics.TELEMETRY, partition
+                processor.start_at(
+                    await self.refill.start_offset(
+                        self.settings.app_id, topics.TELEMETRY, partition
+                    )
                 )
             log.info(
                 "partition %d: restored %d open windows, %d KPI states, watermark %d, "
@@ -224,38 +204,36 @@ class WorkerRuntime:
                 processor.next_offset,
             )
             epoch = await self.database.claim(partition)
-            processor.fence = Fence(self.config.hub, partition, epoch)
-            processor.fence_confirmed = time.monotonic()
-            self.processors[partition] = processor
-        return processor
+            owned = Owned(processor, Fence(self.config.hub, partition, epoch))
+            self.owned[partition] = owned
+        return owned
 
-    async def _read_back_rejections(
-        self, processor: PartitionProcessor, first: KafkaRecord
-    ) -> None:
+    async def _read_back_rejections(self, owned: Owned, first: KafkaRecord) -> None:
         """What a previous owner sent to the DLQ of the records from here on, before its
         progress record (if any) was durable: those records come again, and must not be
         rejected twice. A rejection is written after its record arrived: the DLQ is read from
         the earlier of the progress record's time and the first record's arrival (less a margin
         for the clocks of broker and workers)."""
+        processor = owned.processor
         partition = processor.partition
         start = processor.next_offset or first.offset
         since = first.timestamp if first.timestamp > 0 else now_ms()
         if processor.progress_ms:
             since = min(since, processor.progress_ms)
         dlq = TopicPartition(topics.DLQ, partition % self.partition_count(topics.DLQ))
-        processor.rejected_before = await self.refill.rejected(
+        owned.rejected_before = await self.refill.rejected(
             dlq,
             since - CLOCK_MARGIN_MS,
             self.config.hub,
             TopicPartition(topics.TELEMETRY, partition),
             start,
         )
-        processor.read_back = True
-        if processor.rejected_before:
+        owned.read_back = True
+        if owned.rejected_before:
             log.info(
                 "partition %d: %d records from offset %d on are already in the DLQ",
                 partition,
-                len(processor.rejected_before),
+                len(owned.rejected_before),
                 start,
             )
 
@@ -278,17 +256,16 @@ class WorkerRuntime:
         started = time.monotonic()
         processed: list[int] = []
 
-        async def step(processor: PartitionProcessor) -> None:
-            processed[:] = await self._process(processor, messages)
+        async def step(owned: Owned) -> None:
+            processed[:] = await self._process(owned, messages)
 
         async with self.lock(partition):
             done = await self._until_done(partition, step)
         self.metrics.batch_seconds.observe(time.monotonic() - started)
         return processed if done else None
 
-    async def _process(
-        self, processor: PartitionProcessor, records: Sequence[KafkaRecord]
-    ) -> list[int]:
+    async def _process(self, owned: Owned, records: Sequence[KafkaRecord]) -> list[int]:
+        processor = owned.processor
         partition = processor.partition
         end = self.highwater(partition)
         if end is not None and end < processor.next_offset:
@@ -300,10 +277,10 @@ class WorkerRuntime:
                 end,
                 processor.next_offset,
             )
-            processor.next_offset = 0
-            processor.read_back = False  # offsets of the old topic
-        if not processor.read_back:
-            await self._read_back_rejections(processor, records[0])
+            processor.start_at(0)
+            owned.read_back = False  # offsets of the old topic
+        if not owned.read_back:
+            await self._read_back_rejections(owned, records[0])
         records = await self._without_gaps(processor.next_offset, records)
         self.next_offset[partition] = records[-1].offset + 1
         self.metrics.batch_records.observe(len(records))
@@ -311,8 +288,14 @@ class WorkerRuntime:
         rest: Sequence[KafkaRecord] = records
         final = False
         while rest:
-            result = processor.process(rest, self.snapshot, now_ms(), registry_final=final)
-            await self.apply(processor, result)
+            result = processor.process(
+                rest,
+                self.snapshot,
+                now_ms(),
+                already_rejected=owned.rejected_before,
+                registry_final=final,
+            )
+            await self.apply(owned, result)
             if result.resume_at is None:
                 break
             # A device or key newer than the snapshot, maybe: read the registry again (at
@@ -323,9 +306,7 @@ class WorkerRuntime:
             rest, final = rest[result.resume_at :], True
         return [record.offset for record in records]
 
-    async def _until_done(
-        self, partition: int, step: Callable[[PartitionProcessor], Awaitable[None]]
-    ) -> bool:
+    async def _until_done(self, partition: int, step: Callable[[Owned], Awaitable[None]]) -> bool:
         """Run ``step`` on the partition's processor until it succeeds.
 
         A failure part-way (an error the sink does not know, a producer error) leaves the
@@ -337,7 +318,7 @@ class WorkerRuntime:
         backoff = 0.5
         while True:
             try:
-                await step(await self.processor(partition))
+                await step(await self.own(partition))
                 return True
             except NotAssigned:
                 log.info("partition %d: not assigned here (any more); skipped", partition)
@@ -346,16 +327,16 @@ class WorkerRuntime:
                 # Another worker took the partition over while this one waited: nothing of the
                 # batch was written, nothing is acknowledged, and no processor is made for it
                 # again until the group assigns it here anew.
-                self.processors.pop(partition, None)
+                self.owned.pop(partition, None)
                 self.assigned.discard(partition)
                 self.metrics.fenced.inc()
                 log.warning("partition %d: fenced, batch dropped (%s)", partition, fenced)
                 return False
             except asyncio.CancelledError:
-                self.processors.pop(partition, None)  # its memory may be ahead of its writes
+                self.owned.pop(partition, None)  # its memory may be ahead of its writes
                 raise
             except Exception:
-                self.processors.pop(partition, None)
+                self.owned.pop(partition, None)
                 self.metrics.batch_failures.inc()
                 if partition not in self.assigned:
                     log.exception("partition %d: processing failed; revoked meanwhile", partition)
@@ -406,54 +387,14 @@ class WorkerRuntime:
         async with self.lock(partition):
             await self._until_done(partition, self._tick)
 
-    async def _tick(self, processor: PartitionProcessor) -> None:
-        await self.apply(processor, processor.tick(self.snapshot, now_ms()))
+    async def _tick(self, owned: Owned) -> None:
+        await self.apply(owned, owned.processor.tick(self.snapshot, now_ms()))
 
-    async def apply(self, processor: PartitionProcessor, result: BatchResult) -> None:
-        """Database first, then Kafka (acknowledged), then the state table: the offset moves
-        after all three."""
-        fence = processor.fence
-        if result.rows:
-            sink = await self.database.sink()
-            self.metrics.sink_backlog.set(sink.backlog_rows + result.rows)
-            took = await sink.write(
-                SinkBatch(
-                    result.aggregate_rows,
-                    result.kpi_rows,
-                    result.alert_rows,
-                    result.last_seen_rows,
-                    result.device_minute_rows,
-                    result.rejection_rows,
-                    fence,
-                )
-            )
-            processor.fence_confirmed = time.monotonic()
-            self.metrics.sink_backlog.set(sink.backlog_rows)
-            self.metrics.sink_rows.observe(result.rows)
-            self.metrics.sink_seconds.observe(took)
-        elif fence is not None and time.monotonic() - processor.fence_confirmed > FENCE_FRESH_S:
-            # A while since this worker last proved it owns the partition (stuck, say): prove it
-            # again before its outputs and state go out.
-            await (await self.database.sink()).confirm(fence)
-            processor.fence_confirmed = time.monotonic()
-        send = self.producer.send
-        delivered = []
-        for out in result.outgoing:
-            partition = out.partition
-            if partition is not None:
-                partition %= self.partition_count(out.topic)
-            delivered.append(await send(out.topic, out.key, out.value, partition, None, None))
-        if delivered:
-            # The state written next records this batch as done, and re-delivered records below
-            # its offset are skipped: the outputs must be durable first. (They and the changelog
-            # go out in separate produce requests; a crash could keep one and lose the other.)
-            await asyncio.gather(*delivered)
-        for key, value in result.state_writes:
-            if value is None:
-                self.table.pop(key, None)
-            else:
-                self.table[key] = value
-        self._maybe_fail(result)
+    async def apply(self, owned: Owned, result: BatchResult) -> None:
+        """The batch's checkpoint (``streams.checkpoint``), then what it is observed by: the
+        offset moves only after the checkpoint."""
+        await self.checkpoint.commit(owned, result)
+        processor = owned.processor
         self.observe.counts(result.counts)
         self.observe.written(result)
         end, done = self.highwater(processor.partition), self.next_offset.get(processor.partition)
@@ -464,18 +405,6 @@ class WorkerRuntime:
             processor.windows.closed_through_ms,
             processor.clock_ahead,
         )
-
-    def _maybe_fail(self, result: BatchResult) -> None:
-        """HUB_FAULT_EXIT_AFTER_BATCHES: exit like a killed process right after the Nth batch's
-        state reached the local store, before Faust's producer sent it to the changelog."""
-        limit = self.settings.fault_exit_after_batches
-        if not limit or not result.counts.accepted:
-            return
-        self._accepting_batches += 1
-        if self._accepting_batches >= limit:
-            log.warning("fault injection: exiting after batch %d's state writes", limit)
-            logging.shutdown()
-            os._exit(FAULT_EXIT_CODE)
 
     async def close(self) -> None:
         await self.refill.close()

@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import pytest
@@ -120,8 +120,17 @@ class WorkerProcess:
     """A real `hub worker` subprocess; stopped by its pid, never by name. It runs with
     FAST_WORKER_ENV under ``env``; pass DEFAULT_WORKER_ENV in ``env`` for the hub's defaults."""
 
-    def __init__(self, index: int, log_dir: Path, env: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        index: int,
+        log_dir: Path,
+        env: Mapping[str, str] | None = None,
+        launcher: Sequence[str] = ("-m", "hub"),
+    ) -> None:
+        """``launcher``: what runs `hub worker` (``tests.reliability.faulty_worker``: one that
+        crashes)."""
         self.index = index
+        self.launcher = tuple(launcher)
         self.env = {**os.environ, **FAST_WORKER_ENV, **(env or {})}
         self.port = int(self.env["HUB_WORKER_WEB_PORT"]) + index
         self.log = log_dir / f"worker-{index}.log"
@@ -130,7 +139,7 @@ class WorkerProcess:
     def start(self) -> WorkerProcess:
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "hub", "worker", "--index", str(self.index)],
+                [sys.executable, *self.launcher, "worker", "--index", str(self.index)],
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 env=self.env,

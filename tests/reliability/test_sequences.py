@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from hub.settings import Settings
 from tests.conftest import DEFAULT_WORKER_ENV, WorkerProcess
 from tests.isolated import IsolatedHub
+from tests.reliability import faulty_worker
 from tests.reliability.workload import Workload, account, two_sites_per_partition
 from tests.support import eventually, fetch
 
@@ -48,7 +49,7 @@ async def test_kill_restart_on_the_same_state_then_hand_over_loses_nothing(
     takes every partition over, restoring from the changelog. Exact per-site accounting."""
     hub.extra_env.update(DEFAULT_WORKER_ENV)
     partitions = hub.settings.partitions
-    doomed = WorkerProcess(0, hub.logs, {**hub.env, "HUB_FAULT_EXIT_AFTER_BATCHES": "40"})
+    doomed = WorkerProcess(0, hub.logs, hub.env, launcher=faulty_worker.launcher(40))
     hub.workers.append(doomed.start())
     other = hub.worker(1)
     await asyncio.gather(ready(doomed), ready(other))
@@ -60,7 +61,7 @@ async def test_kill_restart_on_the_same_state_then_hand_over_loses_nothing(
     stream = asyncio.create_task(load.run())
     assert doomed.proc is not None
     code = await asyncio.wait_for(asyncio.to_thread(doomed.proc.wait), 120)
-    assert code == 86, f"the fault did not fire: exit code {code}"
+    assert code == faulty_worker.EXIT_CODE, f"the fault did not fire: exit code {code}"
     assert load.made < load.total, "the stream ended before the fault"
     print(f"{load.tag}: the fault fired after {load.made} of {load.total} records were made")
 

@@ -11,6 +11,7 @@ import asyncio
 import gc
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import faust
@@ -22,6 +23,7 @@ from faust.types import TP, Message
 from faust.types.tuples import FutureMessage, PendingMessage
 
 from streams import faust_compat
+from streams.localstate import MARKER, close_local_state, open_local_state
 
 TOPIC = "telemetry"
 A, B = TP(TOPIC, 0), TP(TOPIC, 1)
@@ -251,7 +253,7 @@ async def test_a_flush_before_an_offset_commit_waits_for_every_table_write(
 
 
 async def test_a_table_write_the_broker_refused_stops_the_commit(
-    producer: faust_compat.IdempotentProducer,
+    producer: faust_compat.IdempotentProducer, tmp_path: Path
 ) -> None:
     """Refused before the flush began or while it waits: either way, no commit, now or later
     (the state lacks the write; the worker must restart from what is durable)."""
@@ -270,18 +272,35 @@ async def test_a_table_write_the_broker_refused_stops_the_commit(
             await producer.flush()
     # A worker stopping after this must not mark its local state clean (hub.worker).
     assert not producer.delivered_everything
+    (tmp_path / "v1").mkdir()  # the worker's local tables
+    marked = close_local_state(
+        tmp_path, stopped_cleanly=True, delivered_everything=producer.delivered_everything
+    )
+    assert not marked
+    assert not (tmp_path / MARKER).exists()
+    assert open_local_state(tmp_path)  # the next start drops the local tables...
+    assert not (tmp_path / "v1").exists()  # ...and restores from the changelog
+
+
+def delivered(producer: faust_compat.IdempotentProducer) -> bool:
+    return producer.delivered_everything
 
 
 async def test_a_producer_that_delivered_every_write_allows_a_clean_stop(
-    producer: faust_compat.IdempotentProducer,
+    producer: faust_compat.IdempotentProducer, tmp_path: Path
 ) -> None:
     broker = HeldChannel()
     write = table_write(broker)
     producer.send_soon(write)
-    assert not producer.delivered_everything  # one still in flight at the stop: not clean
+    assert not delivered(producer)  # one still in flight at the stop: not clean
     broker.answer.set()
     await asyncio.wait_for(producer.flush(), timeout=5)
-    assert producer.delivered_everything
+    assert delivered(producer)
+    (tmp_path / "v1").mkdir()
+    close_local_state(tmp_path, stopped_cleanly=True, delivered_everything=delivered(producer))
+    assert (tmp_path / MARKER).exists()
+    assert not open_local_state(tmp_path)  # kept
+    assert (tmp_path / "v1").exists()
 
 
 def test_the_installed_faust_has_what_the_hub_relies_on() -> None:

@@ -372,9 +372,10 @@ def test_records_a_previous_owner_already_rejected_are_not_rejected_again() -> N
     second = processor()
     second.restore(durable.items(), SNAPSHOT, now_ms=T0 + 20_000)
     assert (second.next_offset, second.progress_ms) == (1, T0 + 1_000)
-    second.rejected_before = {2}  # what the runtime read back from the DLQ
-    replay = second.process(lost, SNAPSHOT, now_ms=T0 + 20_000)
+    read_back = {2}  # what the runtime read back from the DLQ
+    replay = second.process(lost, SNAPSHOT, now_ms=T0 + 20_000, already_rejected=read_back)
     assert [d["offset"] for d in dlq(replay)] == [3]
+    assert read_back == set()  # each skipped once
     assert (replay.counts.accepted, replay.counts.redelivered) == (1, 1)
 
 
