@@ -22,6 +22,7 @@ lint: $(STAMP)            ## ruff (lint + format check) and mypy, as CI expects 
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
+	$(VENV)/bin/deptry .
 
 format: $(STAMP)
 	$(VENV)/bin/ruff check --fix .

@@ -31,7 +31,7 @@ from hub.db.migrate import migrate
 from hub.errors import HubError
 from hub.settings import Settings
 
-log = logging.getLogger("hub.dlq")
+log = logging.getLogger(__name__)
 
 
 class BadTime(HubError):

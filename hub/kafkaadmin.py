@@ -30,7 +30,7 @@ from confluent_kafka.admin import (
 from hub.errors import HubError
 from hub.principals import Grant
 
-log = logging.getLogger("hub.kafkaadmin")
+log = logging.getLogger(__name__)
 SCRAM_ITERATIONS = 8192
 SCRAM_BATCH = 100
 TIMEOUT_S = 30.0

@@ -23,7 +23,7 @@ from streams.database import load_snapshot
 from streams.localstate import close_local_state, open_local_state
 from streams.snapshot import Snapshot
 
-log = logging.getLogger("hub.worker")
+log = logging.getLogger(__name__)
 
 # CPython collects its youngest generation every 700 net allocations of container objects. A
 # worker makes several a record and holds a large heap (Faust, aiokafka, the registry): at that

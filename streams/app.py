@@ -31,7 +31,7 @@ from streams import faust_compat
 from streams.processor import ProcessorConfig
 from streams.runtime import WorkerRuntime, now_ms
 
-log = logging.getLogger("hub.worker")
+log = logging.getLogger(__name__)
 
 # RocksDB per state partition. Faust's defaults (3 x 64 MiB memtables, a 2 GiB block cache, per
 # partition) let a worker's memory grow for the better part of an hour at 1 Hz x 3,375 sites before

@@ -53,7 +53,7 @@ from mode.utils.futures import notify
 
 from hub.errors import HubError
 
-log = logging.getLogger("hub.worker")
+log = logging.getLogger(__name__)
 
 FAUST_RELEASE = "0.15.3"  # the release whose private members this module was written against
 # How often a flush waiting for the broker says so.

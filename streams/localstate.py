@@ -15,7 +15,7 @@ import logging
 import shutil
 from pathlib import Path
 
-log = logging.getLogger("hub.worker")
+log = logging.getLogger(__name__)
 
 MARKER = "stopped-cleanly"
 

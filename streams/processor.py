@@ -42,7 +42,7 @@ from streams.windows import (
     minute_of,
 )
 
-log = logging.getLogger("hub.worker")
+log = logging.getLogger(__name__)
 
 JOURNAL_CHUNK: Final = 2000
 # site_last_seen is written at most this often per partition (and with every window closed): per

@@ -36,7 +36,7 @@ from streams.rows import Fence, LastSeenRow
 from streams.sink import DATABASE_UNAVAILABLE, Fenced, SinkBatch, TimescaleSink
 from streams.snapshot import EMPTY, Snapshot
 
-log = logging.getLogger("hub.worker")
+log = logging.getLogger(__name__)
 
 # How far the clocks of two workers may disagree: a new owner reads the DLQ from this long before
 # its predecessor's last progress record.

@@ -33,7 +33,7 @@ from streams.rows import (
     RejectionRow,
 )
 
-log = logging.getLogger("hub.sink")
+log = logging.getLogger(__name__)
 
 
 MERGE_AGGREGATES = """

@@ -39,7 +39,7 @@ from hub.metrics import api_metrics
 from hub.settings import Settings
 from hub.upkeep import run_upkeep
 
-log = logging.getLogger("hub.api")
+log = logging.getLogger(__name__)
 
 ROUTERS = (
     overview,

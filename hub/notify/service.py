@@ -32,7 +32,7 @@ from hub.metrics import NotifyMetrics, notify_metrics
 from hub.notify import model, send, store
 from hub.settings import Settings
 
-log = logging.getLogger("hub.notify")
+log = logging.getLogger(__name__)
 
 BATCH: Final = 50  # outbox rows claimed at a time
 LEASE_S: Final = 60.0  # how long a claimed row is held while it is being sent
