@@ -9,10 +9,10 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from hub.errors import HubError
@@ -96,164 +96,310 @@ class DatabaseTarget:
         )
 
 
+# A per-variable check: None if the value is fine, else what it must be.
+Check = Callable[[Any], str | None]
+
+
+def positive(value: float) -> str | None:
+    return None if value > 0 else "must be positive"
+
+
+def at_least(least: float, why: str = "") -> Check:
+    def check(value: float) -> str | None:
+        return None if value >= least else f"at least {least:g}{why}"
+
+    return check
+
+
+def tcp_port(value: int) -> str | None:
+    return None if 0 < value < 65536 else "not a TCP port"
+
+
+def setting(
+    default: Any = MISSING,
+    *,
+    env: str,
+    doc: str,
+    shown: str | None = None,
+    check: Check | None = None,
+    factory: Callable[[], Any] | None = None,
+) -> Any:
+    """A setting, declared once: its field, its ``HUB_*`` variable, its default, what it is for
+    (the README's table is made from these: ``settings_table``) and its check."""
+    metadata = {"env": env, "doc": doc, "shown": shown, "check": check}
+    if factory is not None:
+        return field(default_factory=factory, metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+def _home() -> Path:
+    return PROJECT_ROOT / ".hub"
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
-    kafka_bootstrap: str = "127.0.0.1:9092"
-    kafka_sasl_bootstrap: str = "127.0.0.1:9093"
-    # Who this process is to the broker (``hub.principals``): its role picks its principal in
-    # the local stack's logins; HUB_KAFKA_USERNAME/PASSWORD name one outright.
+    kafka_bootstrap: str = setting("127.0.0.1:9092", env="HUB_KAFKA_BOOTSTRAP", doc="Kafka")
+    kafka_sasl_bootstrap: str = setting(
+        "127.0.0.1:9093",
+        env="HUB_KAFKA_SASL_BOOTSTRAP",
+        doc="Kafka's SASL_SSL listener (devices, partners)",
+    )
+    # Who this process is to the broker (``hub.principals``): set by each command, not the
+    # environment; its role picks its principal among the local stack's logins.
     kafka_role: KafkaRole = "admin"
-    kafka_username: str = ""
-    kafka_password: str = ""
-    # The CA that signed the SASL_SSL listener's certificate (the local stack makes its own).
-    kafka_ca: Path = field(default_factory=lambda: PROJECT_ROOT / ".hub" / "tls" / "ca.pem")
-    database_url: str = "postgresql://hub:hub@127.0.0.1:5433/hub"
-    api_port: int = 8000
-    prometheus_address: str = "127.0.0.1:9090"
-    alertmanager_port: int = 9095
-    # Where long-running hub processes serve HTTP (/metrics, the notifier's webhook): loopback
-    # by default; a container sets 0.0.0.0 so that Prometheus can reach it.
-    bind_host: str = "127.0.0.1"
-    # The notifier (`hub notify serve`): its HTTP port (Alertmanager's webhook, /metrics), the
-    # SMTP server of e-mail receivers, and how long a KPI breach may stay open, unacknowledged,
-    # before operators are told again.
-    notify_port: int = 9096
-    smtp_url: str = ""
-    notify_escalate_after_s: float = 1800.0
-    # Webhook targets the notifier refuses to reach unless inside one of these networks (CIDRs):
-    # loopback, link-local, unspecified and multicast addresses (a company's webhook must not
-    # make the hub call its own services, e.g. Prometheus on 127.0.0.1).
-    notify_allow_networks: tuple[str, ...] = ()
-    # Incidents notified per device: a burst of this many, then this many an hour (the rest
-    # counted, and the next notice says how many were held back).
-    notify_incident_burst: int = 5
-    notify_incident_per_hour: float = 30.0
-    home: Path = field(default_factory=lambda: PROJECT_ROOT / ".hub")
+    kafka_username: str = setting(
+        "",
+        env="HUB_KAFKA_USERNAME",
+        shown="the local stack's login for the process's role",
+        doc="the hub's own Kafka login (`hub-worker`, `hub-notify`, `hub-api`, `hub-admin`: "
+        "`docs/security.md`)",
+    )
+    kafka_password: str = setting("", env="HUB_KAFKA_PASSWORD", doc="its password")
+    kafka_ca: Path = setting(
+        env="HUB_KAFKA_CA",
+        factory=lambda: _home() / "tls" / "ca.pem",
+        shown="`tls/ca.pem` in `HUB_HOME`",
+        doc="the CA of the SASL_SSL listener's certificate (the local stack makes its own)",
+    )
+    database_url: str = setting(
+        "postgresql://hub:hub@127.0.0.1:5433/hub", env="HUB_DATABASE_URL", doc="TimescaleDB"
+    )
+    api_port: int = setting(8000, env="HUB_API_PORT", doc="management API", check=tcp_port)
+    prometheus_address: str = "127.0.0.1:9090"  # the local stack's (not configurable)
+    alertmanager_port: int = setting(
+        9095, env="HUB_ALERTMANAGER_PORT", doc="the local stack's Alertmanager", check=tcp_port
+    )
+    bind_host: str = setting(
+        "127.0.0.1",
+        env="HUB_BIND_HOST",
+        doc="where workers, the API and the notifier serve HTTP (`0.0.0.0` in a container, so "
+        "that Prometheus reaches them)",
+    )
+    notify_port: int = setting(
+        9096,
+        env="HUB_NOTIFY_PORT",
+        doc="the notifier: Alertmanager's webhook (`POST /alertmanager`), `/metrics`, `/healthz`",
+        check=tcp_port,
+    )
+    smtp_url: str = setting(
+        "",
+        env="HUB_SMTP_URL",
+        doc="the notifier's mail server for e-mail receivers: `smtp://[user:password@]host"
+        "[:port]` (STARTTLS when offered) or `smtps://...`",
+    )
+    notify_escalate_after_s: float = setting(
+        1800.0,
+        env="HUB_NOTIFY_ESCALATE_AFTER",
+        doc="seconds a KPI breach may stay open and unacknowledged before operators are told again",
+        check=positive,
+    )
+    # Loopback, link-local, unspecified and multicast addresses are refused by default: a
+    # company's webhook must not make the hub call its own services (Prometheus on 127.0.0.1).
+    notify_allow_networks: tuple[str, ...] = setting(
+        (),
+        env="HUB_NOTIFY_ALLOW_NETWORKS",
+        doc="CIDRs of loopback/link-local addresses webhooks may reach anyway (refused by default)",
+    )
+    notify_incident_burst: int = setting(
+        5,
+        env="HUB_NOTIFY_INCIDENT_BURST",
+        doc="incidents notified per device in a burst (then `HUB_NOTIFY_INCIDENT_PER_HOUR`; the "
+        "next notice says how many were held back)",
+        check=at_least(1, " (the first incident of a burst is always delivered)"),
+    )
+    notify_incident_per_hour: float = setting(
+        30.0,
+        env="HUB_NOTIFY_INCIDENT_PER_HOUR",
+        doc="incidents notified per device an hour after the burst",
+        check=positive,
+    )
+    home: Path = setting(
+        env="HUB_HOME", factory=_home, shown="`.hub/` in the checkout", doc="local state"
+    )
     project_root: Path = PROJECT_ROOT
-    # Partitions of every topic the hub creates (the unit of parallelism across workers).
-    partitions: int = 12
-    # Brokers of the local stack (1, or 3 for a replicated cluster); the topics the hub creates
-    # get one copy per broker up to three (HUB_REPLICATION_FACTOR overrides).
-    kafka_brokers: int = 1
-    replication_factor: int = 1
-    # Stream processing (hub worker). The app id names the consumer group and the state topics:
-    # another id is another, independent hub (the benchmark runs its own).
-    app_id: str = "testbed-hub"
-    worker_web_port: int = 6066  # worker N serves /metrics on this port + N
-    batch_max: int = 5000  # records per fetch, handed over a partition at a time
-    allowed_lateness_s: float = 120.0
-    dedup_horizon_s: float = 600.0
-    idle_timeout_s: float = 30.0
-    # How far ahead of its arrival at the broker a record may move its partition's event time.
-    clock_tolerance_s: float = 5.0
-    tick_interval_s: float = 5.0
-    registry_refresh_s: float = 5.0
-    # How long the group waits for a silent worker before its partitions go to the others.
-    session_timeout_s: float = 30.0
-    # How long a worker may take over one batch (its database write included) before the group
-    # gives its partitions to the others (Faust's default); fenced writes keep them exact.
-    max_poll_interval_s: float = 1000.0
-    # What `hub access add-device` lets a device produce, in bytes a second (a Kafka quota).
-    device_byte_rate: int = 64 * 1024
+    partitions: int = setting(
+        12,
+        env="HUB_PARTITIONS",
+        doc="partitions of the topics the hub creates (the unit of parallelism across workers)",
+        check=at_least(1),
+    )
+    kafka_brokers: int = setting(
+        1,
+        env="HUB_KAFKA_BROKERS",
+        doc="brokers of the local stack: `3` runs a replicated KRaft cluster (replication "
+        "factor 3, `min.insync.replicas` 2)",
+        check=lambda n: None if n in (1, 3) else "1, or 3 for a replicated cluster",
+    )
+    replication_factor: int = setting(
+        1,
+        env="HUB_REPLICATION_FACTOR",
+        shown="brokers, up to 3",
+        doc="copies of each topic the hub creates",
+        check=at_least(1),
+    )
+    app_id: str = setting(
+        "testbed-hub",
+        env="HUB_APP_ID",
+        doc="consumer group and state topics (another id is an independent hub; the benchmark "
+        "runs its own)",
+        check=lambda v: (
+            None
+            if re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}", v)
+            else "letters, digits, '.', '_', '-'"
+        ),
+    )
+    worker_web_port: int = setting(
+        6066, env="HUB_WORKER_WEB_PORT", doc="worker N serves `/metrics` on this port + N"
+    )
+    batch_max: int = setting(
+        5000,
+        env="HUB_BATCH_MAX",
+        doc="records per fetch, handed over a partition at a time",
+        check=at_least(1),
+    )
+    allowed_lateness_s: float = setting(
+        120.0,
+        env="HUB_ALLOWED_LATENESS",
+        doc="seconds a record may trail its partition's event time",
+        check=at_least(0),
+    )
+    dedup_horizon_s: float = setting(
+        600.0,
+        env="HUB_DEDUP_HORIZON",
+        doc="seconds (by arrival) a repeated (`device_id`, `event_id`) is recognised, whatever "
+        "`ts` the repeat carries; at least the lateness + 60 s + the 300 s a record may be "
+        "dated ahead",
+    )
+    idle_timeout_s: float = setting(
+        30.0,
+        env="HUB_IDLE_TIMEOUT",
+        doc="seconds without records after which a partition's event time follows the clock",
+        check=positive,
+    )
+    clock_tolerance_s: float = setting(
+        5.0,
+        env="HUB_CLOCK_TOLERANCE",
+        doc="seconds ahead of its arrival at the broker a record may move its partition's "
+        "event time (a fast device clock cannot close others' windows)",
+        check=lambda v: (
+            None if 0 <= v <= 300 else "between 0 and 300 seconds (the clock-skew limit)"
+        ),
+    )
+    tick_interval_s: float = setting(
+        5.0,
+        env="HUB_TICK_INTERVAL",
+        doc="seconds between a worker's checks of its idle partitions",
+        check=positive,
+    )
+    registry_refresh_s: float = setting(
+        5.0,
+        env="HUB_REGISTRY_REFRESH",
+        doc="seconds between a worker's reads of the registry (a device it does not know yet "
+        "makes it read at once)",
+        check=positive,
+    )
+    session_timeout_s: float = setting(
+        30.0,
+        env="HUB_SESSION_TIMEOUT",
+        doc="seconds before a silent (crashed) worker's partitions go to the others",
+        # The broker's group.min/max.session.timeout.ms (6 s, 5 min) refuse anything else.
+        check=lambda v: None if 6 <= v <= 300 else "between 6 and 300 seconds",
+    )
+    max_poll_interval_s: float = setting(
+        1000.0,
+        env="HUB_MAX_POLL_INTERVAL",
+        doc="seconds a worker may spend on one batch (its database write included) before the "
+        "group moves its partitions; fenced writes keep a late one from writing",
+    )
+    device_byte_rate: int = setting(
+        64 * 1024,
+        env="HUB_DEVICE_BYTE_RATE",
+        doc="bytes a second `hub access add-device` lets a device produce (a Kafka quota)",
+        check=at_least(1024, " bytes a second"),
+    )
     # Upkeep (run by `hub api`, or `hub upkeep` from cron): retention in days per table.
-    retention_raw_days: float = 14.0
-    retention_hourly_days: float = 400.0
-    retention_kpi_days: float = 400.0
-    retention_alert_days: float = 400.0
-    # The DLQ topic (rejected records), the notifier's outbox (delivered or not) and the sink's
-    # quarantine of rows the database refused.
-    retention_dlq_days: float = 30.0
-    retention_notify_days: float = 30.0
-    retention_quarantine_days: float = 30.0
-    upkeep_interval_s: float = 300.0
-    # Internal to the local stack, not part of the contract.
-    kafka_controller_port: int = 9094
-    stack_start_timeout_s: float = 90.0
+    retention_raw_days: float = setting(
+        14.0,
+        env="HUB_RETENTION_RAW_DAYS",
+        doc="days of 1-minute aggregates kept",
+        check=positive,
+    )
+    retention_hourly_days: float = setting(
+        400.0,
+        env="HUB_RETENTION_HOURLY_DAYS",
+        doc="days of hourly aggregates kept",
+        check=positive,
+    )
+    retention_kpi_days: float = setting(
+        400.0, env="HUB_RETENTION_KPI_DAYS", doc="days of KPI results kept", check=positive
+    )
+    retention_alert_days: float = setting(
+        400.0, env="HUB_RETENTION_ALERT_DAYS", doc="days of alerts kept", check=positive
+    )
+    retention_dlq_days: float = setting(
+        30.0,
+        env="HUB_RETENTION_DLQ_DAYS",
+        doc="days the DLQ topic keeps rejected records (and `rejections` their rows)",
+        check=positive,
+    )
+    retention_notify_days: float = setting(
+        30.0,
+        env="HUB_RETENTION_NOTIFY_DAYS",
+        doc="days the notifier's outbox keeps notices, delivered or not",
+        check=positive,
+    )
+    retention_quarantine_days: float = setting(
+        30.0,
+        env="HUB_RETENTION_QUARANTINE_DAYS",
+        doc="days the sink's quarantine keeps rows the database refused",
+        check=positive,
+    )
+    upkeep_interval_s: float = setting(
+        300.0,
+        env="HUB_UPKEEP_INTERVAL",
+        doc="seconds between upkeep runs (retention, roll-ups) in `hub api`",
+        check=positive,
+    )
+    kafka_controller_port: int = setting(
+        9094, env="HUB_KAFKA_CONTROLLER_PORT", doc="the local stack's KRaft controller"
+    )
+    stack_start_timeout_s: float = setting(
+        90.0,
+        env="HUB_STACK_START_TIMEOUT",
+        doc="seconds `hub stack up` waits for each service",
+        check=positive,
+    )
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
-        defaults = cls()
-        home = env.get("HUB_HOME")
-        settings = cls(
-            kafka_bootstrap=env.get("HUB_KAFKA_BOOTSTRAP") or defaults.kafka_bootstrap,
-            kafka_sasl_bootstrap=env.get("HUB_KAFKA_SASL_BOOTSTRAP")
-            or defaults.kafka_sasl_bootstrap,
-            kafka_username=env.get("HUB_KAFKA_USERNAME") or "",
-            kafka_password=env.get("HUB_KAFKA_PASSWORD") or "",
-            kafka_ca=Path(env["HUB_KAFKA_CA"]).resolve()
-            if env.get("HUB_KAFKA_CA")
-            else (Path(home).resolve() if home else defaults.home) / "tls" / "ca.pem",
-            database_url=env.get("HUB_DATABASE_URL") or defaults.database_url,
-            api_port=_int(env, "HUB_API_PORT", defaults.api_port),
-            alertmanager_port=_int(env, "HUB_ALERTMANAGER_PORT", defaults.alertmanager_port),
-            bind_host=env.get("HUB_BIND_HOST") or defaults.bind_host,
-            notify_port=_int(env, "HUB_NOTIFY_PORT", defaults.notify_port),
-            smtp_url=env.get("HUB_SMTP_URL") or defaults.smtp_url,
-            notify_escalate_after_s=_float(
-                env, "HUB_NOTIFY_ESCALATE_AFTER", defaults.notify_escalate_after_s
-            ),
-            notify_allow_networks=_networks(env, "HUB_NOTIFY_ALLOW_NETWORKS"),
-            notify_incident_burst=_int(
-                env, "HUB_NOTIFY_INCIDENT_BURST", defaults.notify_incident_burst
-            ),
-            notify_incident_per_hour=_float(
-                env, "HUB_NOTIFY_INCIDENT_PER_HOUR", defaults.notify_incident_per_hour
-            ),
-            home=Path(home).resolve() if home else defaults.home,
-            partitions=_int(env, "HUB_PARTITIONS", defaults.partitions),
-            kafka_brokers=(brokers := _int(env, "HUB_KAFKA_BROKERS", defaults.kafka_brokers)),
-            replication_factor=_int(env, "HUB_REPLICATION_FACTOR", min(3, max(1, brokers))),
-            app_id=env.get("HUB_APP_ID") or defaults.app_id,
-            worker_web_port=_int(env, "HUB_WORKER_WEB_PORT", defaults.worker_web_port),
-            batch_max=_int(env, "HUB_BATCH_MAX", defaults.batch_max),
-            device_byte_rate=_int(env, "HUB_DEVICE_BYTE_RATE", defaults.device_byte_rate),
-            allowed_lateness_s=_float(env, "HUB_ALLOWED_LATENESS", defaults.allowed_lateness_s),
-            dedup_horizon_s=_float(env, "HUB_DEDUP_HORIZON", defaults.dedup_horizon_s),
-            idle_timeout_s=_float(env, "HUB_IDLE_TIMEOUT", defaults.idle_timeout_s),
-            clock_tolerance_s=_float(env, "HUB_CLOCK_TOLERANCE", defaults.clock_tolerance_s),
-            tick_interval_s=_float(env, "HUB_TICK_INTERVAL", defaults.tick_interval_s),
-            registry_refresh_s=_float(env, "HUB_REGISTRY_REFRESH", defaults.registry_refresh_s),
-            session_timeout_s=_float(env, "HUB_SESSION_TIMEOUT", defaults.session_timeout_s),
-            max_poll_interval_s=_float(env, "HUB_MAX_POLL_INTERVAL", defaults.max_poll_interval_s),
-            retention_raw_days=_float(env, "HUB_RETENTION_RAW_DAYS", defaults.retention_raw_days),
-            retention_hourly_days=_float(
-                env, "HUB_RETENTION_HOURLY_DAYS", defaults.retention_hourly_days
-            ),
-            retention_kpi_days=_float(env, "HUB_RETENTION_KPI_DAYS", defaults.retention_kpi_days),
-            retention_alert_days=_float(
-                env, "HUB_RETENTION_ALERT_DAYS", defaults.retention_alert_days
-            ),
-            retention_dlq_days=_float(env, "HUB_RETENTION_DLQ_DAYS", defaults.retention_dlq_days),
-            retention_notify_days=_float(
-                env, "HUB_RETENTION_NOTIFY_DAYS", defaults.retention_notify_days
-            ),
-            retention_quarantine_days=_float(
-                env, "HUB_RETENTION_QUARANTINE_DAYS", defaults.retention_quarantine_days
-            ),
-            upkeep_interval_s=_float(env, "HUB_UPKEEP_INTERVAL", defaults.upkeep_interval_s),
-            kafka_controller_port=_int(
-                env, "HUB_KAFKA_CONTROLLER_PORT", defaults.kafka_controller_port
-            ),
-            stack_start_timeout_s=_float(
-                env, "HUB_STACK_START_TIMEOUT", defaults.stack_start_timeout_s
-            ),
-        )
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            variable = f.metadata.get("env")
+            raw = env.get(variable) if variable else None
+            if raw and variable:
+                values[f.name] = _PARSERS[str(f.type)](raw, variable)
+        # Defaults that follow other settings.
+        if "kafka_ca" not in values and "home" in values:
+            values["kafka_ca"] = values["home"] / "tls" / "ca.pem"
+        if "replication_factor" not in values:
+            values["replication_factor"] = min(3, max(1, values.get("kafka_brokers", 1)))
+        settings = cls(**values)
         settings.validate()
         return settings
 
     def validate(self) -> None:
         """Fail at start, naming the variable, rather than deep inside a client library."""
+        for f in fields(self):
+            check = f.metadata.get("check")
+            value = getattr(self, f.name)
+            problem = check(value) if check is not None else None
+            if problem:
+                shown = f"{value:g}" if isinstance(value, float) else str(value)
+                raise SettingsError(f"{f.metadata['env']}={shown}: {problem}")
         host_port(self.kafka_bootstrap.split(",")[0], "HUB_KAFKA_BOOTSTRAP")
         host_port(self.kafka_sasl_bootstrap.split(",")[0], "HUB_KAFKA_SASL_BOOTSTRAP")
         DatabaseTarget.parse(self.database_url)
-        for variable, port in (
-            ("HUB_API_PORT", self.api_port),
-            ("HUB_ALERTMANAGER_PORT", self.alertmanager_port),
-            ("HUB_NOTIFY_PORT", self.notify_port),
-        ):
-            if not 0 < port < 65536:
-                raise SettingsError(f"{variable}={port}: not a TCP port")
         if self.kafka_username and not self.kafka_password:
             raise SettingsError("HUB_KAFKA_USERNAME is set: HUB_KAFKA_PASSWORD is needed too")
         if self.smtp_url and urlsplit(self.smtp_url).scheme not in ("smtp", "smtps"):
@@ -261,65 +407,15 @@ class Settings:
                 f"HUB_SMTP_URL={self.smtp_url!r}: smtp://[user:password@]host[:port] "
                 "(STARTTLS when offered) or smtps://..."
             )
-        if self.kafka_brokers not in (1, 3):
-            raise SettingsError(
-                f"HUB_KAFKA_BROKERS={self.kafka_brokers}: 1, or 3 for a replicated cluster"
-            )
-        if self.replication_factor < 1:
-            raise SettingsError(f"HUB_REPLICATION_FACTOR={self.replication_factor}: at least 1")
-        if self.partitions < 1:
-            raise SettingsError(f"HUB_PARTITIONS={self.partitions}: needs at least 1")
-        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}", self.app_id):
-            raise SettingsError(f"HUB_APP_ID={self.app_id!r}: letters, digits, '.', '_', '-'")
-        if self.device_byte_rate < 1024:
-            raise SettingsError(
-                f"HUB_DEVICE_BYTE_RATE={self.device_byte_rate}: at least 1024 bytes a second"
-            )
-        if self.batch_max < 1:
-            raise SettingsError(f"HUB_BATCH_MAX={self.batch_max}: needs at least 1")
-        for name, value in (
-            ("HUB_IDLE_TIMEOUT", self.idle_timeout_s),
-            ("HUB_TICK_INTERVAL", self.tick_interval_s),
-            ("HUB_REGISTRY_REFRESH", self.registry_refresh_s),
-            ("HUB_RETENTION_RAW_DAYS", self.retention_raw_days),
-            ("HUB_RETENTION_HOURLY_DAYS", self.retention_hourly_days),
-            ("HUB_RETENTION_KPI_DAYS", self.retention_kpi_days),
-            ("HUB_RETENTION_ALERT_DAYS", self.retention_alert_days),
-            ("HUB_UPKEEP_INTERVAL", self.upkeep_interval_s),
-            ("HUB_NOTIFY_ESCALATE_AFTER", self.notify_escalate_after_s),
-            ("HUB_RETENTION_DLQ_DAYS", self.retention_dlq_days),
-            ("HUB_RETENTION_NOTIFY_DAYS", self.retention_notify_days),
-            ("HUB_RETENTION_QUARANTINE_DAYS", self.retention_quarantine_days),
-            ("HUB_NOTIFY_INCIDENT_PER_HOUR", self.notify_incident_per_hour),
-        ):
-            if not value > 0:
-                raise SettingsError(f"{name}={value}: must be positive")
-        if not 6 <= self.session_timeout_s <= 300:
-            # The broker's group.min/max.session.timeout.ms (6 s, 5 min) refuse anything else.
-            raise SettingsError(
-                f"HUB_SESSION_TIMEOUT={self.session_timeout_s:g}: between 6 and 300 seconds"
-            )
-        if not 0 <= self.clock_tolerance_s <= 300:
-            raise SettingsError(
-                f"HUB_CLOCK_TOLERANCE={self.clock_tolerance_s:g}: between 0 and 300 seconds (the "
-                "clock-skew limit)"
-            )
         if self.max_poll_interval_s < self.session_timeout_s:
             raise SettingsError(
                 f"HUB_MAX_POLL_INTERVAL={self.max_poll_interval_s:g}: at least the session "
                 f"timeout (HUB_SESSION_TIMEOUT={self.session_timeout_s:g})"
             )
-        if self.notify_incident_burst < 1:
-            raise SettingsError(
-                f"HUB_NOTIFY_INCIDENT_BURST={self.notify_incident_burst}: at least 1 (the first "
-                "incident of a burst is always delivered)"
-            )
         # A repeat may carry any ts its device likes, up to the clock-skew limit ahead: the
         # horizon must outlast the window of the latest-dated copy, its lateness and that limit.
         future_s = MAX_FUTURE_MS / 1000
-        if self.allowed_lateness_s < 0 or self.dedup_horizon_s < (
-            self.allowed_lateness_s + 60 + future_s
-        ):
+        if self.dedup_horizon_s < self.allowed_lateness_s + 60 + future_s:
             raise SettingsError(
                 f"HUB_DEDUP_HORIZON={self.dedup_horizon_s:g} must cover a window and its allowed "
                 f"lateness (HUB_ALLOWED_LATENESS={self.allowed_lateness_s:g}) plus 60 s and the "
@@ -334,3 +430,41 @@ class Settings:
     @property
     def deploy_dir(self) -> Path:
         return self.project_root / "deploy"
+
+
+def _text(raw: str, variable: str) -> str:
+    return raw
+
+
+def _path(raw: str, variable: str) -> Path:
+    return Path(raw).resolve()
+
+
+_PARSERS: dict[str, Callable[[str, str], Any]] = {
+    "str": _text,
+    "int": lambda raw, variable: _int({variable: raw}, variable, 0),
+    "float": lambda raw, variable: _float({variable: raw}, variable, 0.0),
+    "Path": _path,
+    "tuple[str, ...]": lambda raw, variable: _networks({variable: raw}, variable),
+}
+
+
+def settings_table() -> str:
+    """The README's table of settings, made from their declarations."""
+    lines = ["| Variable | Default | What |", "|---|---|---|"]
+    defaults = Settings()
+    for f in fields(Settings):
+        if "env" not in f.metadata:
+            continue
+        shown = f.metadata["shown"]
+        if shown is None:
+            value = getattr(defaults, f.name)
+            shown = (
+                "none"
+                if value in ("", ())
+                else f"`{value:g}`"
+                if isinstance(value, float)
+                else f"`{value}`"
+            )
+        lines.append(f"| `{f.metadata['env']}` | {shown} | {f.metadata['doc']} |")
+    return "\n".join(lines) + "\n"

@@ -3,9 +3,11 @@ variable and what would do."""
 
 from __future__ import annotations
 
+from dataclasses import fields
+
 import pytest
 
-from hub.settings import Settings, SettingsError
+from hub.settings import PROJECT_ROOT, Settings, SettingsError, settings_table
 
 
 def test_the_defaults_hold_together() -> None:
@@ -41,3 +43,26 @@ def test_allowed_webhook_networks_are_checked() -> None:
 def test_limits_and_retentions_must_be_positive(variable: str, value: str) -> None:
     with pytest.raises(SettingsError, match=variable):
         Settings.from_env({variable: value})
+
+
+def test_the_readme_lists_every_setting_as_declared() -> None:
+    """The README's table is made from the declarations (`python -m hub.settings`): a setting
+    added, renamed or given another default without the README fails here."""
+    readme = (PROJECT_ROOT / "README.md").read_text()
+    start = readme.index("<!-- settings:")
+    table = readme[readme.index("\n", start) + 1 : readme.index("<!-- /settings -->")]
+    assert table == settings_table()
+    assert "HUB_TICK_INTERVAL" in table
+
+
+def test_every_variable_is_read_into_its_field() -> None:
+    """One name per setting: each declared variable sets its own field."""
+    for f in fields(Settings):
+        variable = f.metadata.get("env")
+        if variable is None or f.type not in ("int", "float"):
+            continue
+        default = getattr(Settings(), f.name)
+        changed = default + (7 if f.type == "int" else 0.5)
+        if variable == "HUB_KAFKA_BROKERS":
+            changed = 3  # 1 or 3
+        assert getattr(Settings.from_env({variable: str(changed)}), f.name) == changed, variable
