@@ -17,14 +17,12 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
-from hub import audit, devicekeys, principals, topics
+from hub import audit, devicekeys, kafkatools, principals, topics
 from hub.db import connect
 from hub.errors import HubError
 from hub.kafkaadmin import KafkaAdmin
 from hub.principals import Grant
 from hub.settings import Settings
-from hub.stack.errors import StackError
-from hub.stack.kafka import Kafka
 from hub.topics import REGION_CODE
 
 MECHANISM = "SCRAM-SHA-512"
@@ -70,16 +68,15 @@ def grants_for(username: str) -> list[Grant]:
 
 
 class KafkaTools:
-    """Kafka's own admin tools, run from the local stack's jars as hub-admin."""
+    """Kafka's own admin tools (``hub.kafkatools``), as hub-admin."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.kafka = Kafka(settings)
 
     def run(self, main: str, *args: str) -> str:
         try:
-            return self.kafka.tool(main, *args)
-        except StackError as error:
+            return kafkatools.run_tool(self.settings, main, *args)
+        except kafkatools.KafkaToolError as error:
             raise AccessError(str(error)) from None
 
     def user_config(self, username: str, *args: str) -> str:

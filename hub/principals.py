@@ -17,7 +17,7 @@ Devices and partners use the SASL_SSL listener (``HUB_KAFKA_SASL_BOOTSTRAP``) wi
 `hub access` issues (``hub.access``). A process takes its principal's login from
 ``HUB_KAFKA_USERNAME`` / ``HUB_KAFKA_PASSWORD`` when set (compose, production), else from the
 local stack's ``$HUB_HOME/kafka/principals.json`` for its role (``Settings.kafka_role``). Pure but
-for reading that file: the stack creates the principals, ``hub.stack.principals``.
+for reading that file: the stack creates the principals, ``tooling.stack.principals``.
 """
 
 from __future__ import annotations

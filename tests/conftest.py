@@ -148,13 +148,13 @@ class WorkerProcess:
 
     def metrics(self) -> dict[str, float]:
         """This worker's hub_* samples (labels folded into the name), {} if it does not answer."""
-        from hub.localrun import scrape
+        from tooling.localrun import scrape
 
         return scrape(self.port)
 
     def resident_bytes(self) -> float:
         """This worker's resident memory, as it reports it (0 if it does not answer)."""
-        from hub.localrun import scrape
+        from tooling.localrun import scrape
 
         return scrape(self.port, ("process_resident_memory_bytes",)).get(
             "process_resident_memory_bytes", 0.0
@@ -260,7 +260,7 @@ def worker(registry_with_test_demo: Settings, worker_logs: Path) -> Iterator[Wor
 
     A hub of its own (HUB_APP_ID), reading from the topic's end: no backlog and no event time
     left by earlier runs or by the benchmark's records."""
-    from hub.localrun import drop_hub_topics, fresh_hub
+    from tooling.localrun import drop_hub_topics, fresh_hub
 
     settings = registry_with_test_demo
     app_id = f"test-{uuid.uuid4().hex[:8]}"

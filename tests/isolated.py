@@ -11,10 +11,10 @@ from pathlib import Path
 from aiokafka import TopicPartition
 
 from hub import topics
-from hub.localrun import drop_hub_topics, ensure_hub_topics, fresh_hub
 from hub.settings import Settings
 from tests.conftest import WorkerProcess
 from tests.support import end_offsets
+from tooling.localrun import drop_hub_topics, ensure_hub_topics, fresh_hub
 
 # Apart from the session worker's ports; a killed worker's partitions move after 8 s.
 RELIABILITY_ENV = {"HUB_WORKER_WEB_PORT": "16166", "HUB_SESSION_TIMEOUT": "8"}

@@ -21,10 +21,10 @@ import pytest
 import yaml
 
 from hub import principals
-from hub.localrun import drop_hub_topics, fresh_hub
 from hub.settings import Settings
 from tests.api.conftest import ApiServer
 from tests.conftest import WorkerProcess, run_hub
+from tooling.localrun import drop_hub_topics, fresh_hub
 
 ROOT = Path(__file__).resolve().parent.parent
 PROMETHEUS = "http://127.0.0.1:9090"

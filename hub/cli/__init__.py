@@ -1,7 +1,9 @@
 """The ``hub`` command: one entry point, one sub-command per job of the contract, a module each.
 
 Handlers import their machinery lazily so ``hub --help`` and ``hub stack status`` stay fast.
-Every failure the user can fix ends as one line on stderr and a non-zero exit code.
+Every failure the user can fix ends as one line on stderr and a non-zero exit code. The
+tooling's commands (``stack``, ``simulate``, ``bench``, ``demo``: the ``tooling`` package, which
+the product never imports) join through the ``hub.commands`` entry points.
 """
 
 from __future__ import annotations
@@ -9,21 +11,19 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from importlib.metadata import entry_points
+from types import ModuleType
 
 from hub.cli import (
     access,
     api,
     audit,
-    bench,
-    demo,
     demonstrations,
     dlq,
     notify,
     regions,
     registry,
     report,
-    simulate,
-    stack,
     upkeep,
     worker,
 )
@@ -31,24 +31,50 @@ from hub.cli.common import EXIT_FAILED, Handler
 from hub.errors import HubError
 from hub.settings import Settings
 
+PRODUCT = {
+    "registry": registry,
+    "regions": regions,
+    "demonstrations": demonstrations,
+    "worker": worker,
+    "dlq": dlq,
+    "access": access,
+    "audit": audit,
+    "api": api,
+    "report": report,
+    "notify": notify,
+    "upkeep": upkeep,
+}
 # In the order `hub --help` lists them.
-COMMANDS = (
-    stack,
-    registry,
-    regions,
-    demonstrations,
-    simulate,
-    worker,
-    dlq,
-    access,
-    audit,
-    api,
-    report,
-    notify,
-    upkeep,
-    bench,
-    demo,
+ORDER = (
+    "stack",
+    "registry",
+    "regions",
+    "demonstrations",
+    "simulate",
+    "worker",
+    "dlq",
+    "access",
+    "audit",
+    "api",
+    "report",
+    "notify",
+    "upkeep",
+    "bench",
+    "demo",
 )
+
+
+def commands() -> list[ModuleType]:
+    """The product's commands and those the ``hub.commands`` entry points add."""
+    found = dict(PRODUCT)
+    for point in entry_points(group="hub.commands"):
+        found.setdefault(point.name, point.load())
+    return sorted(found.values(), key=lambda m: _rank(m, found))
+
+
+def _rank(module: ModuleType, found: dict[str, ModuleType]) -> tuple[int, str]:
+    name = next(n for n, m in found.items() if m is module)
+    return (ORDER.index(name) if name in ORDER else len(ORDER), name)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -57,9 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Telemetry hub of the Gwangju / South Jeolla AI testbed.",
         epilog="Configuration comes from HUB_* environment variables (see README.md).",
     )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for command in COMMANDS:
-        command.add(commands)
+    parsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for command in commands():
+        command.add(parsers)
     return parser
 
 

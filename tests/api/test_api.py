@@ -16,11 +16,11 @@ import pytest
 
 from hub.registry.files import read_registry
 from hub.settings import Settings
-from hub.stack import prereqs
 from streams.rows import AlertRow
 from streams.sink import SinkBatch, TimescaleSink
 from tests.api.conftest import ApiServer, Scratch, get, post
 from tests.conftest import run_hub
+from tooling.stack import prereqs
 
 NOW = datetime.now(UTC).replace(second=0, microsecond=0)
 

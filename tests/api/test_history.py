@@ -23,9 +23,9 @@ import asyncpg
 import pytest
 
 from hub.registry.files import read_registry
-from hub.stack import prereqs
 from tests.api.conftest import ApiServer, Scratch, get
 from tests.api.test_api import chromium
+from tooling.stack import prereqs
 
 REGISTRY = read_registry()
 # A site where ParkEye's DEMO-005 and Firewatch's DEMO-008 both have devices (in Gwangju).

@@ -253,8 +253,8 @@ def page_of(api: ApiServer, token: str, profile: Path) -> str:
 
 
 def test_each_party_in_chromium(parties: Scratch, api: ApiServer, tmp_path: Path) -> None:
-    from hub.stack import prereqs
     from tests.api.test_api import chromium
+    from tooling.stack import prereqs
 
     prereqs.ensure([prereqs.CHROMIUM, prereqs.KOREAN_FONT], print)
     tokens = parties.tokens

@@ -9,11 +9,11 @@ import json
 import time
 from pathlib import Path
 
-from hub.bench.faust_idiomatic import latest
-from hub.bench.workload import free_minutes, plan_minutes
 from hub.db import connect
 from hub.settings import Settings
 from tests.conftest import run_hub
+from tooling.bench.faust_idiomatic import latest
+from tooling.bench.workload import free_minutes, plan_minutes
 
 CONTRACT_KEYS = {
     "records_per_s",

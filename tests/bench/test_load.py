@@ -6,11 +6,11 @@ from __future__ import annotations
 import time
 
 from hub import telemetry
-from hub.bench.load import Load
-from hub.bench.validator import device_rows, registry_snapshot
-from hub.simulate.fleet import build_fleet
 from streams.intake import admit
 from streams.processor import Record
+from tooling.bench.load import Load
+from tooling.bench.validator import device_rows, registry_snapshot
+from tooling.simulate.fleet import build_fleet
 
 PARTITIONS = 12
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from hub.bench.soak import Sample, increase, verdict, warmup_s
 from hub.settings import Settings
+from tooling.bench.soak import Sample, increase, verdict, warmup_s
 
 WARMUP_S = warmup_s(Settings())  # 13 minutes with the defaults
 

@@ -1,10 +1,10 @@
-"""``python -m hub.bench.validator``: the per-record floor of the hub's own work."""
+"""``python -m tooling.bench.validator``: the per-record floor of the hub's own work."""
 
 from __future__ import annotations
 
 import pytest
 
-from hub.bench.validator import (
+from tooling.bench.validator import (
     minutes_us_per_record,
     processor_us_per_record,
     representative_records,

@@ -20,9 +20,7 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
 from hub import principals, topics
-from hub.localrun import drop_hub_topics, fresh_hub
 from hub.settings import Settings
-from hub.stack.kafka import Kafka
 from tests.conftest import (
     DEFAULT_WORKER_ENV,
     WorkerProcess,
@@ -32,6 +30,8 @@ from tests.conftest import (
 )
 from tests.reliability.workload import Workload, account, two_sites_per_partition
 from tests.support import end_offsets, eventually, scratch_database
+from tooling.localrun import drop_hub_topics, fresh_hub
+from tooling.stack.kafka import Kafka
 
 pytestmark = pytest.mark.cluster
 

@@ -27,11 +27,11 @@ from aiokafka import AIOKafkaProducer
 from aiosmtpd.controller import Controller
 
 from hub import principals, topics
-from hub.localrun import drop_hub_topics, fresh_hub, scrape
 from hub.settings import Settings
-from hub.stack.principals import grant_hub
 from tests.conftest import TEST_DEMO, WorkerProcess, registry_dir_with_test_demo, run_hub_async
 from tests.support import eventually, record, scratch_database, send_all, signed
+from tooling.localrun import drop_hub_topics, fresh_hub, scrape
+from tooling.stack.principals import grant_hub
 
 NOTIFY_PORT = 9096  # where the local stack's Alertmanager sends (deploy/alertmanager)
 GWANGJU_T01_SITE = "GJ-BUK-0002"  # hosts a DEMO-T01 test device (the first Gwangju sites do)

@@ -16,11 +16,12 @@ import pytest
 from confluent_kafka import Consumer, KafkaError, Message, Producer
 
 from hub import topics
+from hub.kafkatools import java_command
 from hub.registry.files import read_registry
 from hub.settings import Settings
-from hub.stack.kafka import Kafka, command
 from tests.stack.test_access import add
 from tests.support import record, send_all, signed
+from tooling.stack.kafka import Kafka
 
 PARTNER_TOPIC = topics.partner_topic("jeonnam", "kpi-alerts")
 
@@ -60,7 +61,7 @@ def console(settings: Settings, main: str, *args: str, stdin: str = "") -> str:
     """Kafka's console tool ``main`` from the stack's own jars: its output (stderr included)."""
     kafka = Kafka(settings)
     java = shutil.which("java") or "java"
-    argv = command(settings, kafka.libs, java, main, *args, logs=kafka.dir / "logs")
+    argv = java_command(settings, kafka.libs, java, main, *args, logs=kafka.dir / "logs")
     done = subprocess.run(argv, input=stdin, capture_output=True, text=True, timeout=120)
     return done.stdout + done.stderr
 

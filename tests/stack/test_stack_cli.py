@@ -95,8 +95,8 @@ def test_a_home_postgres_cannot_enter_fails_naming_the_fix(open_dir: Path) -> No
     """A checkout in a directory only its owner may enter (a root user's home): PostgreSQL's own
     user could not create its cluster there. Refused before anything is installed or built, in
     one line naming the directory and the fix (the stack runs this check when it runs as root)."""
-    from hub.stack.errors import StackError
-    from hub.stack.timescaledb import check_reachable
+    from tooling.stack.errors import StackError
+    from tooling.stack.timescaledb import check_reachable
 
     locked = open_dir / "owner-only"
     locked.mkdir(mode=0o700)
@@ -110,7 +110,7 @@ def test_a_home_postgres_cannot_enter_fails_naming_the_fix(open_dir: Path) -> No
 
 
 def test_blocking_directory_reads_owner_group_and_other_bits(open_dir: Path) -> None:
-    from hub.stack.timescaledb import blocking_directory
+    from tooling.stack.timescaledb import blocking_directory
 
     outer = open_dir / "outer"
     inner = outer / "inner"

@@ -19,10 +19,10 @@ import time
 from pathlib import Path
 
 from hub.settings import Settings
-from hub.stack import prereqs
-from hub.stack.errors import StackError
-from hub.stack.part import PartStatus, Say
-from hub.stack.process import owned_pid, port_in_use, tail, wait_until
+from tooling.stack import prereqs
+from tooling.stack.errors import StackError
+from tooling.stack.part import PartStatus, Say
+from tooling.stack.process import owned_pid, port_in_use, tail, wait_until
 
 PG_SHAREDIR = Path(f"/usr/share/postgresql/{prereqs.PG_MAJOR}")
 PG_LIBDIR = Path(f"/usr/lib/postgresql/{prereqs.PG_MAJOR}/lib")

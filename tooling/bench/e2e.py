@@ -2,14 +2,15 @@
 the same number of processes, in one run; then latency at 10 Hz.
 
 1. **workload**: every registered site at 1 Hz for whole minutes of event time (5 by default),
-   pre-loaded into ``testbed.telemetry.v1`` (``hub.bench.workload``);
+   pre-loaded into ``testbed.telemetry.v1`` (``tooling.bench.workload``);
 2. **the hub end to end**: a fresh hub (its own consumer group and state) at its default settings
    reads exactly those records; the clock runs from its first fetch to the last window written
    (closed windows, KPIs judged, alerts raised, rows merged); its rate is also given from the
    moment its group settled (``records_per_s_settled``: the start-up rebalance excluded);
-3. **the floor** (``hub.bench.floor``) and **idiomatic Faust** (``hub.bench.faust_idiomatic``) on
-   the same records, each into a table of its own, clocked from first fetch to last commit;
-4. **latency** (``hub.bench.latency``): every registered site at 10 Hz for whole minutes at the
+3. **the floor** (``tooling.bench.floor``) and **idiomatic Faust**
+   (``tooling.bench.faust_idiomatic``) on the same records, each into a table of its own, clocked
+   from first fetch to last commit;
+4. **latency** (``tooling.bench.latency``): every registered site at 10 Hz for whole minutes at the
    default lateness: ``close_lag`` and ``queryable`` per row.
 
 Every pipeline is counted: ``sum(count)`` of the ``online`` metric, which every record carries,
@@ -29,11 +30,12 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from hub.bench import floor
-from hub.bench.latency import LatencyResult, LoadFellBehind, measure
-from hub.bench.workload import Workload, preload
 from hub.db import connect
-from hub.localrun import (
+from hub.settings import Settings
+from tooling.bench import floor
+from tooling.bench.latency import LatencyResult, LoadFellBehind, measure
+from tooling.bench.workload import Workload, preload
+from tooling.localrun import (
     Process,
     drop_hub_topics,
     fresh_hub,
@@ -41,7 +43,6 @@ from hub.localrun import (
     total,
     wait_for,
 )
-from hub.settings import Settings
 
 POLL_S = 0.1
 
@@ -304,7 +305,7 @@ def run_floor(settings: Settings, workload: Workload, workers: int) -> PipelineR
                     ["--spec", str(spec_path), "--result", str(result)],
                     logs(settings) / f"{name}-{i}.log",
                     {},
-                    module="hub.bench.floor",
+                    module="tooling.bench.floor",
                 )
             )
             results.append(result)
@@ -356,7 +357,7 @@ def run_faust(
             ["--spec", str(spec), "--status", str(statuses[i]), "--index", str(i)],
             logs(settings) / f"{group}-{i}.log",
             {},
-            module="hub.bench.faust_idiomatic",
+            module="tooling.bench.faust_idiomatic",
         )
         for i in range(workers)
     ]

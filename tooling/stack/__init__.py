@@ -10,12 +10,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from hub.settings import Settings
-from hub.stack.alertmanager import Alertmanager
-from hub.stack.errors import StackError
-from hub.stack.kafka import Kafka
-from hub.stack.part import Part, PartStatus, Say
-from hub.stack.prometheus import Prometheus
-from hub.stack.timescaledb import TimescaleDB
+from tooling.stack.alertmanager import Alertmanager
+from tooling.stack.errors import StackError
+from tooling.stack.kafka import Kafka
+from tooling.stack.part import Part, PartStatus, Say
+from tooling.stack.prometheus import Prometheus
+from tooling.stack.timescaledb import TimescaleDB
 
 __all__ = ["PART_NAMES", "PartStatus", "Stack", "StackError"]
 

@@ -3,7 +3,7 @@ then the whole pure processor of one partition (decode, validate, windows, journ
 few ticks of every site and on whole minutes of one partition's sites at 1 Hz (windows closed,
 quantiles taken, KPIs judged: the production case).
 
-    python -m hub.bench.validator [--records 10000] [--repeat 7] [--minutes 4]
+    python -m tooling.bench.validator [--records 10000] [--repeat 7] [--minutes 4]
 
 Needs the ``bench`` extra for pydantic (``pip install -e '.[bench]'``). Prints the best of
 ``--repeat`` runs, in microseconds per record, over representative records built by the
@@ -23,10 +23,10 @@ from typing import Annotated, Literal
 
 from hub import signing, telemetry
 from hub.registry.files import read_registry
-from hub.simulate.fleet import Fleet, build_fleet
 from hub.topics import TELEMETRY
 from streams.processor import PartitionProcessor, ProcessorConfig, Record
 from streams.snapshot import EMPTY, Snapshot, build_snapshot
+from tooling.simulate.fleet import Fleet, build_fleet
 
 
 def device_rows(partition: int | None = None) -> list[tuple[str, str, str, str, str]]:

@@ -30,9 +30,9 @@ from dataclasses import asdict, dataclass
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from hub import principals, topics
-from hub.bench.e2e import worker_ports
-from hub.localrun import Process, drop_hub_topics, fresh_hub, scrape, total, wait_for
 from hub.settings import Settings
+from tooling.bench.e2e import worker_ports
+from tooling.localrun import Process, drop_hub_topics, fresh_hub, scrape, total, wait_for
 
 
 def warmup_s(settings: Settings) -> float:

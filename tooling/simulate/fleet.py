@@ -18,8 +18,8 @@ import msgspec
 
 from hub import telemetry
 from hub.registry.model import KST
-from hub.simulate.profiles import Profile, profile_for, site_quality
 from hub.telemetry import Reason
+from tooling.simulate.profiles import Profile, profile_for, site_quality
 
 BAD_REASONS = (
     Reason.MALFORMED_JSON,

@@ -28,11 +28,11 @@ from hub import evidence, principals, topics
 from hub.db import connect
 from hub.dlq import DlqRecord
 from hub.dlq import decode as decode_dlq
-from hub.localrun import Process, drop_hub_topics, fresh_hub, scrape, total, wait_for
 from hub.registry.model import district_label
 from hub.settings import Settings
-from hub.simulate import SimulationOptions, simulate
-from hub.simulate.fleet import Tally, digest
+from tooling.localrun import Process, drop_hub_topics, fresh_hub, scrape, total, wait_for
+from tooling.simulate import SimulationOptions, simulate
+from tooling.simulate.fleet import Tally, digest
 
 # Short lateness so a two-minute demo sees its windows closed and judged; `hub worker` defaults
 # to 120 s for real devices.
@@ -315,7 +315,7 @@ async def demo_token(settings: Settings) -> str:
 
 def run_demo(settings: Settings, options: DemoOptions, say: Callable[[str], None]) -> None:
     from hub.registry.load import load_files
-    from hub.stack import Stack
+    from tooling.stack import Stack
 
     stack = Stack(settings)
     before = {s.name for s in stack.status() if s.state == "running"}

@@ -15,8 +15,8 @@ from hub.db import connect
 from hub.device import DeviceClient
 from hub.errors import HubError
 from hub.settings import Settings
-from hub.simulate.fleet import Fleet, SimSite, Tally, build_fleet
 from hub.topicsetup import ensure_topics
+from tooling.simulate.fleet import Fleet, SimSite, Tally, build_fleet
 
 FLEET_QUERY = """
 SELECT s.site_id, s.region, s.district, d.device_id, m.technology

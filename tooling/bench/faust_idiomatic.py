@@ -10,7 +10,7 @@ Faust closes windowed keys by the wall clock (``expires`` after the window's end
 (faust-streaming/faust#172), and counts every set of a key as a new expiry entry; the bench
 reports what it wrote next to what it read rather than hiding it.
 
-    python -m hub.bench.faust_idiomatic --spec SPEC.json --status STATUS.json --index I
+    python -m tooling.bench.faust_idiomatic --spec SPEC.json --status STATUS.json --index I
 """
 
 from __future__ import annotations
@@ -142,7 +142,7 @@ async def upsert(conn: Any, table: str, rows: list[tuple[Any, ...]]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(
-        prog="python -m hub.bench.faust_idiomatic", description=__doc__
+        prog="python -m tooling.bench.faust_idiomatic", description=__doc__
     )
     parser.add_argument("--spec", type=Path, required=True)
     parser.add_argument("--status", type=Path, required=True)

@@ -19,12 +19,12 @@ from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.partitioner import DefaultPartitioner
 
 from hub import principals, signing, telemetry, topics
-from hub.bench.load import BatchSender, Load
 from hub.db import connect
 from hub.errors import HubError
-from hub.localrun import ensure_hub_topics
 from hub.settings import Settings
-from hub.simulate import SimulationOptions, load_sites
+from tooling.bench.load import BatchSender, Load
+from tooling.localrun import ensure_hub_topics
+from tooling.simulate import SimulationOptions, load_sites
 
 
 @dataclass(frozen=True, slots=True)

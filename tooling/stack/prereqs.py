@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from hub.stack.errors import StackError
+from tooling.stack.errors import StackError
 
 PG_MAJOR = 15
 PG_BINDIR = Path(f"/usr/lib/postgresql/{PG_MAJOR}/bin")

@@ -81,9 +81,9 @@ def add(commands: Commands) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    from hub.bench.e2e import BenchOptions, as_json, run_bench, table
     from hub.registry.load import ensure_loaded
-    from hub.stack import Stack
+    from tooling.bench.e2e import BenchOptions, as_json, run_bench, table
+    from tooling.stack import Stack
 
     Stack(settings).up(lambda line: print(line, file=sys.stderr, flush=True))
     loaded = asyncio.run(ensure_loaded(settings))
@@ -100,8 +100,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         else say
     )
     if args.soak is not None:
-        from hub.bench.soak import as_json as soak_json
-        from hub.bench.soak import run_soak
+        from tooling.bench.soak import as_json as soak_json
+        from tooling.bench.soak import run_soak
 
         samples, result = run_soak(settings, args.soak, progress, kill_at_min=args.kill_at)
         verdict = (

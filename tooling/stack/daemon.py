@@ -15,10 +15,10 @@ from typing import Any
 import yaml
 
 from hub.settings import Settings
-from hub.stack import prereqs
-from hub.stack.errors import StackError
-from hub.stack.part import PartStatus, Say
-from hub.stack.process import owned_pid, port_in_use, spawn, terminate, wait_until
+from tooling.stack import prereqs
+from tooling.stack.errors import StackError
+from tooling.stack.part import PartStatus, Say
+from tooling.stack.process import owned_pid, port_in_use, spawn, terminate, wait_until
 
 
 def binary_version(binary: str) -> str:

@@ -11,8 +11,8 @@ from __future__ import annotations
 from typing import Any
 
 from hub.settings import Settings
-from hub.stack import prereqs
-from hub.stack.daemon import ConfiguredDaemon
+from tooling.stack import prereqs
+from tooling.stack.daemon import ConfiguredDaemon
 
 
 class Alertmanager(ConfiguredDaemon):

@@ -24,15 +24,15 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from hub import principals
+from hub import kafkatools, principals
 from hub.principals import BROKER, principal
 from hub.settings import Settings, host_port
-from hub.stack import prereqs, tls
-from hub.stack import principals as stack_principals
-from hub.stack.errors import StackError
-from hub.stack.part import PartStatus, Say
-from hub.stack.process import is_alive, owned_pid, port_in_use, spawn, terminate, wait_until
-from hub.stack.tls import TlsFiles
+from tooling.stack import prereqs, tls
+from tooling.stack import principals as stack_principals
+from tooling.stack.errors import StackError
+from tooling.stack.part import PartStatus, Say
+from tooling.stack.process import is_alive, owned_pid, port_in_use, spawn, terminate, wait_until
+from tooling.stack.tls import TlsFiles
 
 JAVA_MAJOR = 17
 # The produce quota of the hub's own worker and tools: 1 GiB/s, i.e. none in practice.
@@ -41,10 +41,10 @@ PORT_STEP = 100
 
 
 def pom_kafka_version(pom: Path) -> str:
-    match = re.search(r"<kafka.version>([^<]+)</kafka.version>", pom.read_text())
-    if not match:
-        raise StackError(f"{pom}: no <kafka.version> property")
-    return match.group(1).strip()
+    try:
+        return kafkatools.kafka_version(pom)
+    except kafkatools.KafkaToolError as error:
+        raise StackError(str(error)) from None
 
 
 def java_major(java: str) -> int:
@@ -216,7 +216,7 @@ class KafkaNode:
             out.write(self.properties())
         self._format_storage(java, cluster_id, say)
         return spawn(
-            command(
+            kafkatools.java_command(
                 self.settings, self.libs, java, "kafka.Kafka", str(self.config), logs=self.logs
             ),
             self.logs / "stdout.log",
@@ -239,7 +239,7 @@ class KafkaNode:
             return
         say(f"{self.name}: formatting KRaft storage (cluster {cluster_id})")
         result = subprocess.run(
-            command(
+            kafkatools.java_command(
                 self.settings,
                 self.libs,
                 java,
@@ -259,26 +259,6 @@ class KafkaNode:
         if result.returncode != 0:
             last = (result.stderr or result.stdout).strip().splitlines()[-1:] or ["no output"]
             raise StackError(f"{self.name}: formatting storage failed: {last[0][:300]}")
-
-
-def command(
-    settings: Settings, libs: Path, java: str, main: str, *args: str, logs: Path
-) -> list[str]:
-    log4j = settings.deploy_dir / "kafka" / "log4j2.properties"
-    return [
-        java,
-        "-Xms256m",
-        "-Xmx1g",
-        "-XX:+UseG1GC",
-        "-XX:MaxGCPauseMillis=20",
-        "-Djava.awt.headless=true",
-        f"-Dlog4j2.configurationFile={log4j}",
-        f"-Dkafka.logs.dir={logs}",
-        "-cp",
-        f"{libs}/*",
-        main,
-        *args,
-    ]
 
 
 class Kafka:
@@ -363,33 +343,11 @@ class Kafka:
         return self.status()
 
     def tool(self, main: str, *args: str) -> str:
-        """One of Kafka's own admin tools (``kafka.admin.ConfigCommand``, ...) from the stack's
-        jars, logged in as hub-admin on the hub's listener; its output, or StackError with its
-        first error line."""
-        if not (self.libs / ".complete").exists():
-            raise StackError("Kafka's jars are not installed: run `hub stack up` first")
-        if not self.admin_properties.exists():
-            raise StackError("the hub's admin login is not set up: run `hub stack up` first")
-        java = shutil.which("java") or "java"
-        argv = self._command(
-            java,
-            main,
-            "--bootstrap-server",
-            self.settings.kafka_bootstrap,
-            "--command-config",
-            str(self.admin_properties),
-            *args,
-        )
-        result = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
-        if result.returncode != 0:
-            lines = [
-                line
-                for line in (result.stderr or result.stdout).strip().splitlines()
-                if not line.startswith("SLF4J:")  # the logging library's own chatter
-            ]
-            errors = [line for line in lines if "Error" in line or "Exception" in line]
-            raise StackError(f"{main.rsplit('.', 1)[-1]} failed: {(errors or lines or ['?'])[0]}")
-        return result.stdout
+        """One of Kafka's own admin tools, as hub-admin (``hub.kafkatools.run_tool``)."""
+        try:
+            return kafkatools.run_tool(self.settings, main, *args)
+        except kafkatools.KafkaToolError as error:
+            raise StackError(str(error)) from None
 
     def _set_quotas(self, say: Say) -> None:
         """Every login is held to HUB_DEVICE_BYTE_RATE a second of produce (the default user
@@ -430,8 +388,7 @@ class Kafka:
 
     @property
     def admin_properties(self) -> Path:
-        """Kafka's Java tools log in with these (``--command-config``), as hub-admin."""
-        return self.dir / "admin.properties"
+        return kafkatools.admin_properties(self.settings)
 
     def _write_admin_properties(self) -> None:
         fd = os.open(self.admin_properties, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -466,7 +423,9 @@ class Kafka:
 
     def _command(self, java: str, main: str, *args: str) -> list[str]:
         """A Kafka tool (or the broker) from the stack's jars."""
-        return command(self.settings, self.libs, java, main, *args, logs=self.dir / "logs")
+        return kafkatools.java_command(
+            self.settings, self.libs, java, main, *args, logs=self.dir / "logs"
+        )
 
     def _cluster_id(self) -> str:
         cluster_id_file = self.dir / "cluster.id"

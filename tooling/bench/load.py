@@ -22,8 +22,8 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.producer.message_accumulator import BatchBuilder
 
 from hub import signing
-from hub.simulate.fleet import SimSite
 from streams.snapshot import EMPTY
+from tooling.simulate.fleet import SimSite
 
 READINGS = 16  # readings prepared per device, sent in turn
 _HEAD = b'{"schema":"telemetry/1","event_id":"'

@@ -9,7 +9,7 @@ from dataclasses import asdict
 
 from hub.cli.common import EXIT_NOT_RUNNING, Commands, say
 from hub.settings import Settings
-from hub.stack.part import PartStatus
+from tooling.stack.part import PartStatus
 
 
 def add(commands: Commands) -> None:
@@ -53,12 +53,12 @@ def add(commands: Commands) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    from hub.stack import Stack
+    from tooling.stack import Stack
 
     if args.action == "tls":
         return _tls(settings)
     if args.action == "principals":
-        from hub.stack import principals
+        from tooling.stack import principals
 
         principals.create_services(settings)
         say(f"kafka: the hub's logins and grants for {settings.app_id} are in place")
@@ -79,8 +79,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _tls(settings: Settings) -> int:
-    from hub.stack import tls
-    from hub.stack.kafka import Kafka
+    from tooling.stack import tls
+    from tooling.stack.kafka import Kafka
 
     files = tls.TlsFiles.under(settings.home)
     tls.ensure(files, Kafka(settings).tls_hosts())

@@ -19,7 +19,7 @@ from hub import principals
 from hub.kafkaadmin import AdminFailed, KafkaAdmin
 from hub.principals import BROKER, ROLES
 from hub.settings import Settings
-from hub.stack.errors import StackError
+from tooling.stack.errors import StackError
 
 
 def password_variable(name: str) -> str:

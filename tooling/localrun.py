@@ -20,8 +20,8 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from hub import principals, topics, topicsetup
 from hub.errors import HubError
 from hub.settings import Settings
-from hub.stack import principals as stack_principals
-from hub.stack.process import terminate
+from tooling.stack import principals as stack_principals
+from tooling.stack.process import terminate
 
 
 class BackgroundProcessFailed(HubError):

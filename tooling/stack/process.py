@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from hub.stack.errors import StackError
+from tooling.stack.errors import StackError
 
 
 def cmdline(pid: int) -> str:

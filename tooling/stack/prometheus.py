@@ -8,8 +8,8 @@ from __future__ import annotations
 from typing import Any
 
 from hub.settings import Settings, host_port
-from hub.stack import prereqs
-from hub.stack.daemon import ConfiguredDaemon
+from tooling.stack import prereqs
+from tooling.stack.daemon import ConfiguredDaemon
 
 
 class Prometheus(ConfiguredDaemon):

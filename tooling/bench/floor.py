@@ -6,7 +6,7 @@ nothing else: no validation beyond decoding, no signatures, no dedupe, no quanti
 state that survives a crash. One process per slice of the partitions (``hub bench`` starts as many
 as it runs hub workers), each reporting when it first fetched and last committed.
 
-    python -m hub.bench.floor --spec SPEC.json --result RESULT.json
+    python -m tooling.bench.floor --spec SPEC.json --result RESULT.json
 """
 
 from __future__ import annotations
@@ -169,7 +169,7 @@ def write_spec(path: Path, spec: Spec) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m hub.bench.floor", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m tooling.bench.floor", description=__doc__)
     parser.add_argument("--spec", type=Path, required=True)
     parser.add_argument("--result", type=Path, required=True)
     args = parser.parse_args()

@@ -25,11 +25,11 @@ from dataclasses import dataclass, field
 from aiokafka import AIOKafkaProducer
 
 from hub import principals, topics
-from hub.bench.load import BatchSender, Load
 from hub.db import connect
 from hub.errors import HubError
 from hub.settings import Settings
-from hub.simulate import SimulationOptions, load_sites
+from tooling.bench.load import BatchSender, Load
+from tooling.simulate import SimulationOptions, load_sites
 
 POLL_S = 0.05
 # The load is the measurement's clock: a generator this far behind its schedule has turned the

@@ -39,7 +39,7 @@ def add(commands: Commands) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    from hub.simulate import SimulationOptions, progress_printer, simulate, summary
+    from tooling.simulate import SimulationOptions, progress_printer, simulate, summary
 
     options = SimulationOptions(
         sites=args.sites,

@@ -36,7 +36,7 @@ def add(commands: Commands) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    from hub.demo import DemoOptions, run_demo
+    from tooling.demo import DemoOptions, run_demo
 
     # The client libraries' own messages (aiokafka logs "Group Coordinator Request failed" over
     # and over while a fresh broker creates its offsets topic) go to a file, not between the

@@ -1,0 +1,1 @@
+"""The tooling's ``hub`` sub-commands (``stack``, ``simulate``, ``bench``, ``demo``)."""
