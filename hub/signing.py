@@ -26,7 +26,7 @@ def new_key() -> bytes:
 
 # HMAC-SHA256 (RFC 2104) with the key's inner and outer hashes prepared once per key and copied
 # per record: the one-shot ``hmac.digest`` sets the key up and looks SHA-256 up in OpenSSL every
-# time (1.7 us a record here against 0.9 us, docs/bench/2026-12-01-hmac.log);
+# time, about twice the cost (docs/performance.md, "Choices measured");
 # ``tests/telemetry/test_signing.py`` holds it to ``hmac.digest``.
 _BLOCK: Final = 64
 _INNER: Final = bytes(x ^ 0x36 for x in range(256))

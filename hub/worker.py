@@ -27,9 +27,9 @@ log = logging.getLogger(__name__)
 
 # CPython collects its youngest generation every 700 net allocations of container objects. A
 # worker makes several a record and holds a large heap (Faust, aiokafka, the registry): at that
-# default it spent 3.7-4.7 s of a 40-45 s `hub bench` hub phase in collections, 0.7-1.1 s with the
-# start-up heap frozen and the youngest generation collected every 10,000
-# (docs/bench/2026-12-01-gc.log). The older generations keep CPython's thresholds.
+# default about a tenth of its time goes to collections, a fifth of that with the start-up heap
+# frozen and the youngest generation collected every 10,000 (docs/performance.md, "Choices
+# measured"). The older generations keep CPython's thresholds.
 GC_YOUNGEST_THRESHOLD = 10_000
 
 

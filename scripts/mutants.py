@@ -1,7 +1,7 @@
 """Break each rule in turn and check that its test fails: a test that passes with its rule broken
 guards nothing.
 
-    .venv/bin/python scripts/mutants.py [--only NAME ...] > docs/logs/mutants-<date>.log
+    .venv/bin/python scripts/mutants.py [--only NAME ...] > docs/results/logs/mutants-<date>.log
 
 Runs in a throw-away worktree of HEAD (``/tmp/hub-mutants``, its own venv) against the running
 local stack (``hub stack up`` first; ``HUB_HOME`` is this checkout's). Each mutant is a literal

@@ -35,9 +35,9 @@ log = logging.getLogger(__name__)
 
 # RocksDB per state partition. Faust's defaults (3 x 64 MiB memtables, a 2 GiB block cache, per
 # partition) let a worker's memory grow for the better part of an hour at 1 Hz x 3,375 sites before
-# the first flush (found by `hub bench --soak`). The state is written once and read back only on a
-# restart: small memtables and cache cost nothing here and bound a worker's RocksDB to ~16 MiB per
-# partition.
+# the first flush (`hub bench --soak` shows it: docs/reliability.md, Soak). The state is written
+# once and read back only on a restart: small memtables and cache cost nothing here and bound a
+# worker's RocksDB to ~16 MiB per partition.
 ROCKSDB_OPTIONS = {
     "write_buffer_size": 4 * 2**20,
     "max_write_buffer_number": 2,

@@ -311,7 +311,7 @@ class IdempotentProducer(Producer):
     (``ProducerBuffer.flush_atmost``), and does not count the one being handed over. Table
     writes (the journal, the progress record) could then reach the changelog after the offsets
     were committed, and a crash in between leave the next owner a progress record behind the
-    commit, or none (docs/reliability.md, fix 6).
+    commit, or none (``streams.checkpoint``, steps 3-5).
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:

@@ -188,7 +188,7 @@ class WorkerRuntime:
                 # No progress of it survives: it starts where the group's offset stands. Faust
                 # may deliver its first batch from beyond that (a prefetch racing the seek to
                 # the committed offsets, which books the range between as done): the skipped
-                # records are read back like any other skip (a hub bench run lost 5,000 so).
+                # records are read back like any other skip.
                 processor.start_at(
                     await self.refill.start_offset(
                         self.settings.app_id, topics.TELEMETRY, partition

@@ -234,7 +234,7 @@ async def test_a_flush_before_an_offset_commit_waits_for_every_table_write(
 ) -> None:
     """Faust commits offsets right after a flush. Its own flush gives up once no write left the
     buffer for 0.1 s, so a commit could pass the journal and progress record still buffered
-    (docs/reliability.md, fix 6)."""
+    (``streams.checkpoint``, steps 3-5)."""
     # (Broken by dropping the override's wait: flush returns with the writes unacknowledged.)
     broker = HeldChannel()
     first, second = table_write(broker), table_write(broker)

@@ -160,7 +160,7 @@ async def test_a_first_batch_delivered_past_the_groups_offset_gets_the_skipped_r
 ):
     """No progress of the partition survives, and Faust's first batch starts beyond the group's
     committed offset (its prefetch raced the seek to it and booked the range as done): the
-    skipped records are read back and processed first. A `hub bench` run lost 5,000 so."""
+    skipped records are read back and processed first."""
     # (Broken by starting a fresh partition at 0, as before: nothing is read back.)
     producer = FlakyProducer()
     producer.failed = True  # delivers from the start
