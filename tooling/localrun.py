@@ -1,13 +1,16 @@
 """Hub processes run in the background on this machine (by `hub demo` and `hub bench`).
 
-Each is started in its own session with its output in a log file, watched through its /metrics,
-and stopped by its pid.
+Each runs in its starter's process group (a `kill -- -PGID` of `hub bench` ends them all) and
+ends when its starter does, however that ends (``die_with_parent``); its output goes to a log
+file; it is watched through its /metrics and stopped by its pid.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -22,6 +25,22 @@ from hub.errors import HubError
 from hub.settings import Settings
 from tooling.stack import principals as stack_principals
 from tooling.stack.process import terminate
+
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def die_with_parent(parent: int) -> Callable[[], None]:
+    """For ``preexec_fn``: the child is sent SIGTERM when its parent dies, by SIGKILL too, so that
+    no worker outlives a benchmark stopped by a timeout (Linux's PR_SET_PDEATHSIG; the parent
+    must start children from its main thread, as the bench and the demo do)."""
+
+    def arm() -> None:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != parent:  # the parent died before the line above
+            os._exit(1)
+
+    return arm
 
 
 class BackgroundProcessFailed(HubError):
@@ -44,7 +63,7 @@ class Process:
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 env={**os.environ, **env},
-                start_new_session=True,
+                preexec_fn=die_with_parent(os.getpid()),  # (main thread only)
             )
 
     def check(self) -> None:

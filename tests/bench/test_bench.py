@@ -4,8 +4,13 @@ three pipelines ran on the same records and that the report carries the contract
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
+import os
+import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -26,10 +31,11 @@ CONTRACT_KEYS = {
 }
 
 
-def test_a_tiny_bench_runs_three_pipelines_on_the_same_records(loaded_registry: Settings) -> None:
+def test_a_tiny_bench_runs_its_pipelines_on_the_same_records(loaded_registry: Settings) -> None:
     result = run_hub(
         "bench",
         *("--minutes", "1", "--rate", "0.05", "--workers", "1", "--latency-minutes", "0"),
+        *("--faust-sample", "1200"),
         "--json",
         timeout=900,
     )
@@ -42,8 +48,17 @@ def test_a_tiny_bench_runs_three_pipelines_on_the_same_records(loaded_registry: 
     # The hub and the floor count every record; Faust's windows may lose some, never add.
     assert report["counted"]["hub"] == records
     assert report["counted"]["floor"] == records
-    assert 0 <= report["counted"]["faust_idiomatic"] <= records
-    for key in ("records_per_s", "floor_records_per_s", "faust_idiomatic_records_per_s"):
+    # The checked floor makes the hub's checks: every record here is valid and signed.
+    assert report["counted"]["floor_checked"] == records
+    # Idiomatic Faust reads a sample (the first records of each partition), counted against it.
+    assert report["faust_idiomatic_records"] == 1200
+    assert 0 <= report["counted"]["faust_idiomatic"] <= 1200
+    for key in (
+        "records_per_s",
+        "floor_records_per_s",
+        "floor_checked_records_per_s",
+        "faust_idiomatic_records_per_s",
+    ):
         assert report[key] > 0, key
     assert report["workers"] == 1
     assert report["machine"]["cpus"] >= 1
@@ -105,3 +120,53 @@ def test_a_window_idiomatic_faust_closes_twice_is_written_once_as_last_closed() 
     again = ("2026-12-01T03:32Z", "GJ-1", "DEMO-007", "power_w", 12, 6.0, 0.1, 1.0)
     other = ("2026-12-01T03:32Z", "GJ-1", "DEMO-007", "online", 12, 12.0, 1.0, 1.0)
     assert latest([first, other, again]) == [again, other]
+
+
+def group_members(pgid: int) -> list[int]:
+    """The live processes of a process group (from /proc; zombies are not running anything)."""
+    members = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            members.append(int(stat.parent.name))
+    return members
+
+
+def test_a_bench_killed_by_sigkill_leaves_no_process_behind(loaded_registry: Settings) -> None:
+    """A timeout that SIGKILLs `hub bench` (as a CI step would) must not leave its workers
+    running for an hour: every child is in the bench's process group and ends with it."""
+    # (Broken by starting the children in sessions of their own, without the parent-death
+    # signal: the workers then outlive the bench.)
+    bench = subprocess.Popen(
+        [sys.executable, "-m", "hub", "bench", "--minutes", "1", "--rate", "0.05"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,  # its own group, so that its children can be found by it
+    )
+    try:
+
+        def children() -> list[int]:
+            return [pid for pid in group_members(bench.pid) if pid != bench.pid]
+
+        deadline = time.monotonic() + 300
+        while not children():
+            assert bench.poll() is None, "the bench ended before starting a worker"
+            assert time.monotonic() < deadline, "the bench started no worker in 300 s"
+            time.sleep(0.2)
+        started = children()
+        os.kill(bench.pid, signal.SIGKILL)
+        bench.wait(timeout=10)
+        deadline = time.monotonic() + 60
+        while children() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert children() == [], f"left running: {children()} (started: {started})"
+    finally:
+        for pid in group_members(bench.pid):  # whatever is left, by pid (never by name)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        if bench.poll() is None:
+            bench.kill()
+            bench.wait(timeout=10)

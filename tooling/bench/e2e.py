@@ -1,5 +1,5 @@
-"""``hub bench``: the hub against a floor pipeline and idiomatic Faust, on the same records, with
-the same number of processes, in one run; then latency at 10 Hz.
+"""``hub bench``: the hub against a floor pipeline, a checked floor and idiomatic Faust, on the
+same records, with the same number of processes, in one run; then the rate it sustains.
 
 1. **workload**: every registered site at 1 Hz for whole minutes of event time (5 by default),
    pre-loaded into ``testbed.telemetry.v1`` (``tooling.bench.workload``);
@@ -7,14 +7,16 @@ the same number of processes, in one run; then latency at 10 Hz.
    reads exactly those records; the clock runs from its first fetch to the last window written
    (closed windows, KPIs judged, alerts raised, rows merged); its rate is also given from the
    moment its group settled (``records_per_s_settled``: the start-up rebalance excluded);
-3. **the floor** (``tooling.bench.floor``) and **idiomatic Faust**
-   (``tooling.bench.faust_idiomatic``) on the same records, each into a table of its own, clocked
-   from first fetch to last commit;
-4. **latency** (``tooling.bench.latency``): every registered site at 10 Hz for whole minutes at the
-   default lateness: ``close_lag`` and ``queryable`` per row.
+3. **the floor** (``tooling.bench.floor``), **the checked floor** (the floor plus the hub's checks
+   per record) and **idiomatic Faust** (``tooling.bench.faust_idiomatic``, on a sample: the first
+   records of each partition) on the same records, each into a table of its own, clocked from
+   first fetch to last commit;
+4. **latency** (``tooling.bench.latency``): every registered site at stepped rates against a
+   fresh hub at the default lateness, until a step's close-lag p99 exceeds 1 s: the rate
+   sustained, and ``close_lag`` and ``queryable`` per row at each rate.
 
 Every pipeline is counted: ``sum(count)`` of the ``online`` metric, which every record carries,
-against the records pre-loaded.
+against the records it read.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from pathlib import Path
 from hub.db import connect
 from hub.settings import Settings
 from tooling.bench import floor
-from tooling.bench.latency import LatencyResult, LoadFellBehind, measure
+from tooling.bench.latency import SteppedResult, measure
 from tooling.bench.workload import Workload, preload
 from tooling.localrun import (
     Process,
@@ -52,9 +54,12 @@ class BenchOptions:
     minutes: int = 5
     rate_hz: float = 1.0
     workers: int = 2
-    latency_minutes: int = 5
-    latency_rate_hz: float = 10.0
+    latency_minutes: int = 3  # per step
+    latency_rates_hz: tuple[float, ...] = (1.0, 2.5, 5.0, 10.0)
     faust: bool = True
+    # Idiomatic Faust reads ~800 records/s here: it gets the first records of each partition, this
+    # many in all (the workload's first seconds of event time on every partition), not the whole.
+    faust_sample: int = 96_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,8 +92,7 @@ class Report:
     options: BenchOptions
     workload: Workload | None = None
     runs: dict[str, PipelineRun] = field(default_factory=dict)
-    latency: LatencyResult | None = None
-    latency_error: str | None = None
+    latency: SteppedResult | None = None
 
     def line(self) -> dict[str, object]:
         def rate(name: str) -> float | None:
@@ -96,18 +100,26 @@ class Report:
             return round(run.per_s, 1) if run else None
 
         hub, low, faust = rate("hub"), rate("floor"), rate("faust_idiomatic")
+        checked = rate("floor_checked")
         hub_run = self.runs.get("hub")
         settled = hub_run.settled_per_s if hub_run else None
         lat = self.latency
+        programme = lat.at(1.0) if lat else None  # the programme's load: every site at 1 Hz
         return {
             "records_per_s": hub,
             "floor_records_per_s": low,
+            "floor_checked_records_per_s": checked,
             "faust_idiomatic_records_per_s": faust,
-            "close_lag_p99_s": lat.close_lag_p99_s if lat else None,
-            "queryable_p99_s": lat.queryable_p99_s if lat else None,
+            "faust_idiomatic_records": (
+                self.runs["faust_idiomatic"].records if "faust_idiomatic" in self.runs else None
+            ),
+            "close_lag_p99_s": programme.close_lag_p99_s if programme else None,
+            "queryable_p99_s": programme.queryable_p99_s if programme else None,
+            "sustained_records_per_s": lat.sustained_records_per_s if lat else None,
             "workers": self.options.workers,
             "machine": machine(),
             "hub_to_floor": round(hub / low, 3) if hub and low else None,
+            "hub_to_floor_checked": round(hub / checked, 3) if hub and checked else None,
             "hub_to_faust_idiomatic": round(hub / faust, 2) if hub and faust else None,
             "records_per_s_settled": round(settled, 1) if settled else None,
             "settled_to_floor": round(settled / low, 3) if settled and low else None,
@@ -118,7 +130,6 @@ class Report:
             "counted": {name: run.counted for name, run in self.runs.items()},
             "seconds": {name: round(run.seconds, 2) for name, run in self.runs.items()},
             "latency": asdict(lat) if lat else None,
-            "latency_error": self.latency_error,
         }
 
 
@@ -286,8 +297,11 @@ def slices(workload: Workload, count: int) -> list[dict[int, tuple[int, int]]]:
     return [dict(ranges[i::count]) for i in range(count)]
 
 
-def run_floor(settings: Settings, workload: Workload, workers: int) -> PipelineRun:
-    name = f"bench_floor_{uuid.uuid4().hex[:8]}"
+def run_floor(
+    settings: Settings, workload: Workload, workers: int, checked: bool = False
+) -> PipelineRun:
+    pipeline = "floor_checked" if checked else "floor"
+    name = f"bench_{pipeline}_{uuid.uuid4().hex[:8]}"
     asyncio.run(scratch_table(settings, name))
     results = []
     processes = []
@@ -297,11 +311,18 @@ def run_floor(settings: Settings, workload: Workload, workers: int) -> PipelineR
             result = logs(settings) / f"{name}-{i}.result.json"
             floor.write_spec(
                 spec_path,
-                floor.Spec(part, name, f"{name}-group", settings.allowed_lateness_s),
+                floor.Spec(
+                    part,
+                    name,
+                    f"{name}-group",
+                    settings.allowed_lateness_s,
+                    checked,
+                    settings.dedup_horizon_s,
+                ),
             )
             processes.append(
                 Process(
-                    f"floor {i}",
+                    f"{pipeline} {i}",
                     ["--spec", str(spec_path), "--result", str(result)],
                     logs(settings) / f"{name}-{i}.log",
                     {},
@@ -326,24 +347,38 @@ def run_floor(settings: Settings, workload: Workload, workers: int) -> PipelineR
         asyncio.run(scratch_table(settings, name, drop=True))
         for path in logs(settings).glob(f"{name}-*.json"):
             path.unlink()
-    return PipelineRun("floor", workload.records, seconds, found)
+    return PipelineRun(pipeline, workload.records, seconds, found)
 
 
 # -- idiomatic Faust -----------------------------------------------------------------------------
 
 
+def sample(ranges: dict[int, tuple[int, int]], records: int) -> dict[int, tuple[int, int]]:
+    """The first ``records`` of the ranges in all, as evenly as the partitions allow."""
+    each = -(-records // max(1, len(ranges)))
+    return {p: (start, min(end, start + each)) for p, (start, end) in ranges.items()}
+
+
 def run_faust(
-    settings: Settings, workload: Workload, workers: int, say: Callable[[str], None]
+    settings: Settings,
+    workload: Workload,
+    workers: int,
+    say: Callable[[str], None],
+    records: int | None = None,
 ) -> PipelineRun:
+    """Idiomatic Faust over the whole workload, or its first ``records`` (``sample``)."""
+    ranges = workload.by_partition if records is None else sample(workload.by_partition, records)
+    total_records = sum(end - start for start, end in ranges.values())
     group = f"bench-faust-{uuid.uuid4().hex[:8]}"
     table = group.replace("-", "_")
     asyncio.run(scratch_table(settings, table))
     asyncio.run(fresh_hub(settings, group, {tp: r[0] for tp, r in workload.ranges.items()}))
+    say(f"idiomatic Faust: {total_records:,} records (the first of each partition)")
     spec = logs(settings) / f"{group}.spec.json"
     spec.write_text(
         json.dumps(
             {
-                "partitions": {str(p): list(r) for p, r in workload.by_partition.items()},
+                "partitions": {str(p): list(r) for p, r in ranges.items()},
                 "table": table,
                 "group": group,
                 "lateness_s": settings.allowed_lateness_s,
@@ -387,9 +422,9 @@ def run_faust(
                 records = sum(int(s["records"]) for s in read())  # type: ignore[call-overload]
                 say(f"  idiomatic Faust: {records:,} records processed")
                 last_said = time.monotonic()
-            return len(reached()) == len(workload.ranges)
+            return len(reached()) == len(ranges)
 
-        poll(done, "idiomatic Faust's last record", max(1800, workload.records / 500), processes)
+        poll(done, "idiomatic Faust's last record", max(1800, total_records / 500), processes)
         firsts = [float(s["first"]) for s in read() if s["first"]]  # type: ignore[arg-type]
         seconds = max(reached().values()) - min(firsts)
         # Its windows close by the wall clock a lateness after their end: then written.
@@ -410,7 +445,7 @@ def run_faust(
             path.unlink()
         for i in range(workers):
             shutil.rmtree(logs(settings) / f"{group}-{i}", ignore_errors=True)
-    return PipelineRun("faust_idiomatic", workload.records, seconds, found)
+    return PipelineRun("faust_idiomatic", total_records, seconds, found)
 
 
 # -- latency -------------------------------------------------------------------------------------
@@ -418,7 +453,7 @@ def run_faust(
 
 def run_latency(
     settings: Settings, options: BenchOptions, say: Callable[[str], None]
-) -> LatencyResult:
+) -> SteppedResult:
     app_id = f"bench-{uuid.uuid4().hex[:8]}"
     asyncio.run(fresh_hub(settings, app_id))
     processes = start_workers(settings, options.workers, "latency", app_id)
@@ -435,7 +470,7 @@ def run_latency(
             300,
             processes,
         )
-        return measure(settings, options.latency_minutes, options.latency_rate_hz, say)
+        return measure(settings, options.latency_rates_hz, options.latency_minutes, say)
     finally:
         for process in processes:
             process.stop()
@@ -453,9 +488,14 @@ def run_bench(settings: Settings, options: BenchOptions, say: Callable[[str], No
     pipelines: list[Callable[[], PipelineRun]] = [
         lambda: run_hub(settings, workload, options.workers, say),
         lambda: run_floor(settings, workload, options.workers),
+        lambda: run_floor(settings, workload, options.workers, checked=True),
     ]
     if options.faust:
-        pipelines.append(lambda: run_faust(settings, workload, options.workers, say))
+        pipelines.append(
+            lambda: run_faust(
+                settings, workload, options.workers, say, options.faust_sample or None
+            )
+        )
     for run in pipelines:
         result = run()
         name = result.name
@@ -472,11 +512,8 @@ def run_bench(settings: Settings, options: BenchOptions, say: Callable[[str], No
                 f"({records:,} in {seconds:.1f} s)"
             )
     if options.latency_minutes:
-        try:
-            report.latency = run_latency(settings, options, say)
-        except LoadFellBehind as error:
-            report.latency_error = str(error)
-            say(f"latency: {error}")
+        report.latency = run_latency(settings, options, say)
+        say(f"latency: {report.latency.stopped}")
     return report
 
 
@@ -489,19 +526,24 @@ def table(report: Report) -> str:
     rows += [
         ("hub records/s, group settled", str(line["records_per_s_settled"])),
         ("hub / floor", str(line["hub_to_floor"])),
+        ("hub / checked floor", str(line["hub_to_floor_checked"])),
         ("hub / idiomatic Faust", str(line["hub_to_faust_idiomatic"])),
     ]
-    if report.latency_error:
-        rows.append(("latency", report.latency_error))
     if report.latency:
         lat = report.latency
         rows += [
             (
-                f"latency {lat.rate_hz:g} Hz x {lat.sites:,} sites",
-                f"close lag p50 {lat.close_lag_p50_s} s, p99 {lat.close_lag_p99_s} s; queryable "
-                f"p50 {lat.queryable_p50_s} s, p99 {lat.queryable_p99_s} s "
-                f"(lateness {lat.lateness_s:g} s, offered {lat.offered_per_s:,.0f}/s)",
+                f"latency {step.rate_hz:g} Hz x {lat.sites:,} sites",
+                f"close lag p50 {step.close_lag_p50_s} s, p99 {step.close_lag_p99_s} s; "
+                f"queryable p99 {step.queryable_p99_s} s (offered {step.offered_per_s:,.0f}/s, "
+                f"{step.windows} of {step.expected} windows): "
+                + ("held" if step.held else "did not hold"),
             )
+            for step in lat.steps
+        ]
+        rows += [
+            ("sustained records/s", str(line["sustained_records_per_s"])),
+            ("latency ended", lat.stopped),
         ]
     width = max(len(name) for name, _ in rows)
     return "\n".join(f"{name:{width}}  {value}" for name, value in rows)
