@@ -50,6 +50,8 @@ def test_a_tiny_bench_runs_its_pipelines_on_the_same_records(loaded_registry: Se
     assert report["counted"]["floor"] == records
     # The checked floor makes the hub's checks: every record here is valid and signed.
     assert report["counted"]["floor_checked"] == records
+    # The peer, Quix Streams, makes the same checks and counts every record too.
+    assert report["counted"]["quix"] == records
     # Idiomatic Faust reads a sample (the first records of each partition), counted against it.
     assert report["faust_idiomatic_records"] == 1200
     assert 0 <= report["counted"]["faust_idiomatic"] <= 1200
@@ -58,6 +60,7 @@ def test_a_tiny_bench_runs_its_pipelines_on_the_same_records(loaded_registry: Se
         "floor_records_per_s",
         "floor_checked_records_per_s",
         "faust_idiomatic_records_per_s",
+        "quix_records_per_s",
     ):
         assert report[key] > 0, key
     assert report["workers"] == 1

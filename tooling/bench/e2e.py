@@ -31,7 +31,9 @@ import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
+from hub import principals
 from hub.db import connect
 from hub.settings import Settings
 from tooling.bench import floor
@@ -57,6 +59,7 @@ class BenchOptions:
     latency_minutes: int = 3  # per step
     latency_rates_hz: tuple[float, ...] = (1.0, 2.5, 5.0, 10.0)
     faust: bool = True
+    quix: bool = True
     # Idiomatic Faust reads ~800 records/s here: it gets the first records of each partition, this
     # many in all (the workload's first seconds of event time on every partition), not the whole.
     faust_sample: int = 96_000
@@ -100,6 +103,7 @@ class Report:
             return round(run.per_s, 1) if run else None
 
         hub, low, faust = rate("hub"), rate("floor"), rate("faust_idiomatic")
+        quix = rate("quix")
         checked = rate("floor_checked")
         hub_run = self.runs.get("hub")
         settled = hub_run.settled_per_s if hub_run else None
@@ -110,6 +114,7 @@ class Report:
             "floor_records_per_s": low,
             "floor_checked_records_per_s": checked,
             "faust_idiomatic_records_per_s": faust,
+            "quix_records_per_s": quix,
             "faust_idiomatic_records": (
                 self.runs["faust_idiomatic"].records if "faust_idiomatic" in self.runs else None
             ),
@@ -121,6 +126,7 @@ class Report:
             "hub_to_floor": round(hub / low, 3) if hub and low else None,
             "hub_to_floor_checked": round(hub / checked, 3) if hub and checked else None,
             "hub_to_faust_idiomatic": round(hub / faust, 2) if hub and faust else None,
+            "hub_to_quix": round(hub / quix, 2) if hub and quix else None,
             "records_per_s_settled": round(settled, 1) if settled else None,
             "settled_to_floor": round(settled / low, 3) if settled and low else None,
             "records": self.workload.records if self.workload else 0,
@@ -448,6 +454,108 @@ def run_faust(
     return PipelineRun("faust_idiomatic", total_records, seconds, found)
 
 
+# -- Quix Streams --------------------------------------------------------------------------------
+
+
+async def drop_topics_of(settings: Settings, group: str) -> None:
+    """The topics Quix made for the group (changelogs, repartitions): their names carry it."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(**principals.client(settings))
+    await admin.start()
+    try:
+        mine = [t for t in await admin.list_topics() if group in t]
+        if mine:
+            await admin.delete_topics(mine)
+    finally:
+        await admin.close()
+
+
+async def row_count(settings: Settings, table: str) -> int:
+    conn = await connect(settings)
+    try:
+        return int(await conn.fetchval(f"SELECT count(*) FROM {table}"))
+    finally:
+        await conn.close()
+
+
+def run_quix(
+    settings: Settings, workload: Workload, workers: int, say: Callable[[str], None]
+) -> PipelineRun:
+    """Quix Streams (``tooling.bench.quix``) on the whole workload, ``workers`` processes in one
+    consumer group; clocked from its first record to its last row written."""
+    group = f"bench-quix-{uuid.uuid4().hex[:8]}"
+    table = group.replace("-", "_")
+    asyncio.run(scratch_table(settings, table))
+    asyncio.run(fresh_hub(settings, group, {tp: r[0] for tp, r in workload.ranges.items()}))
+    spec = logs(settings) / f"{group}.spec.json"
+    spec.write_text(
+        json.dumps(
+            {
+                "partitions": {str(p): list(r) for p, r in workload.by_partition.items()},
+                "table": table,
+                "group": group,
+                "lateness_s": settings.allowed_lateness_s,
+                "dedup_horizon_s": settings.dedup_horizon_s,
+            }
+        )
+    )
+    statuses = [logs(settings) / f"{group}-{i}.status.json" for i in range(workers)]
+    processes = [
+        Process(
+            f"quix {i}",
+            ["--spec", str(spec), "--status", str(statuses[i]), "--index", str(i)],
+            logs(settings) / f"{group}-{i}.log",
+            {},
+            module="tooling.bench.quix",
+        )
+        for i in range(workers)
+    ]
+
+    def read() -> list[dict[str, Any]]:
+        out = []
+        for path in statuses:
+            try:
+                out.append(json.loads(path.read_text()))
+            except (OSError, ValueError):
+                continue
+        return out
+
+    try:
+        last_said = time.monotonic()
+
+        def done() -> bool:
+            nonlocal last_said
+            reached = {p for status in read() for p in status["reached"]}
+            if time.monotonic() - last_said > 30:
+                say(f"  quix: {len(reached)} of {len(workload.ranges)} partitions read")
+                last_said = time.monotonic()
+            return len(reached) == len(workload.ranges)
+
+        poll(done, "Quix's last record", max(1800, workload.records / 500), processes)
+        first = min(float(s["first"]) for s in read() if s["first"])
+        # Its rows go out at its commits (every 5 s): done once the count stops changing.
+        rows, changed = -1, time.time()
+        while time.time() - changed < 12:
+            now = asyncio.run(row_count(settings, table))
+            if now != rows:
+                rows, changed = now, time.time()
+            time.sleep(0.5)
+        seconds = changed - first
+        found = asyncio.run(counted(settings, table, workload))
+    finally:
+        for process in processes:
+            process.stop()
+        asyncio.run(drop_topics_of(settings, group))
+        asyncio.run(drop_hub_topics(settings, group))
+        asyncio.run(scratch_table(settings, table, drop=True))
+        for path in logs(settings).glob(f"{group}*.json"):
+            path.unlink()
+        for i in range(workers):
+            shutil.rmtree(logs(settings) / f"{group}-{i}", ignore_errors=True)
+    return PipelineRun("quix", workload.records, seconds, found)
+
+
 # -- latency -------------------------------------------------------------------------------------
 
 
@@ -490,6 +598,8 @@ def run_bench(settings: Settings, options: BenchOptions, say: Callable[[str], No
         lambda: run_floor(settings, workload, options.workers),
         lambda: run_floor(settings, workload, options.workers, checked=True),
     ]
+    if options.quix:
+        pipelines.append(lambda: run_quix(settings, workload, options.workers, say))
     if options.faust:
         pipelines.append(
             lambda: run_faust(
@@ -528,6 +638,7 @@ def table(report: Report) -> str:
         ("hub / floor", str(line["hub_to_floor"])),
         ("hub / checked floor", str(line["hub_to_floor_checked"])),
         ("hub / idiomatic Faust", str(line["hub_to_faust_idiomatic"])),
+        ("hub / Quix Streams", str(line["hub_to_quix"])),
     ]
     if report.latency:
         lat = report.latency

@@ -80,6 +80,11 @@ def add(commands: Commands) -> None:
         "a change, not for the record",
     )
     bench.add_argument(
+        "--no-quix",
+        action="store_true",
+        help="skip Quix Streams (the peer): its ratio is then null; for trying a change",
+    )
+    bench.add_argument(
         "--faust-sample",
         type=positive_int,
         default=96_000,
@@ -141,6 +146,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         latency_rates_hz=args.latency_rates,
         faust=not args.no_faust,
         faust_sample=args.faust_sample,
+        quix=not args.no_quix,
     )
     report = run_bench(settings, options, progress)
     print(as_json(report) if args.json else table(report))
