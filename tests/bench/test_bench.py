@@ -125,17 +125,17 @@ def test_a_window_idiomatic_faust_closes_twice_is_written_once_as_last_closed() 
     assert latest([first, other, again]) == [again, other]
 
 
-def group_members(pgid: int) -> list[int]:
-    """The live processes of a process group (from /proc; zombies are not running anything)."""
-    members = []
+def processes() -> dict[int, tuple[int, int]]:
+    """Live processes (zombies run nothing): pid -> (parent pid, process group), from /proc."""
+    found = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             fields = stat.read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            members.append(int(stat.parent.name))
-    return members
+        if fields[0] != "Z":
+            found[int(stat.parent.name)] = (int(fields[1]), int(fields[2]))
+    return found
 
 
 def test_a_bench_killed_by_sigkill_leaves_no_process_behind(loaded_registry: Settings) -> None:
@@ -149,27 +149,51 @@ def test_a_bench_killed_by_sigkill_leaves_no_process_behind(loaded_registry: Set
         stderr=subprocess.DEVNULL,
         start_new_session=True,  # its own group, so that its children can be found by it
     )
+    started: set[int] = set()
     try:
 
-        def children() -> list[int]:
-            return [pid for pid in group_members(bench.pid) if pid != bench.pid]
+        def children() -> set[int]:
+            """Its children and its process group's members (whichever way they were made)."""
+            return {
+                pid
+                for pid, (parent, group) in processes().items()
+                if pid != bench.pid and bench.pid in (parent, group)
+            }
+
+        def workers() -> set[int]:
+            """Its hub workers (not the short checks it runs before them)."""
+            found = set()
+            for pid in children():
+                with contextlib.suppress(OSError):
+                    argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+                    if b"worker" in argv:
+                        found.add(pid)
+            return found
 
         deadline = time.monotonic() + 300
-        while not children():
+        while not workers():
             assert bench.poll() is None, "the bench ended before starting a worker"
             assert time.monotonic() < deadline, "the bench started no worker in 300 s"
             time.sleep(0.2)
         started = children()
         os.kill(bench.pid, signal.SIGKILL)
         bench.wait(timeout=10)
+
+        def left() -> set[int]:
+            alive = processes()
+            return {p for p in started if p in alive} | {
+                p for p, (_, group) in alive.items() if group == bench.pid
+            }
+
         deadline = time.monotonic() + 60
-        while children() and time.monotonic() < deadline:
+        while left() and time.monotonic() < deadline:
             time.sleep(0.2)
-        assert children() == [], f"left running: {children()} (started: {started})"
+        assert left() == set(), f"left running after the bench was killed: {left()}"
     finally:
-        for pid in group_members(bench.pid):  # whatever is left, by pid (never by name)
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+        for pid, (parent, group) in processes().items():  # what is left, by pid (never by name)
+            if pid != bench.pid and (pid in started or bench.pid in (parent, group)):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
         if bench.poll() is None:
             bench.kill()
             bench.wait(timeout=10)

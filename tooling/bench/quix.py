@@ -170,6 +170,9 @@ def build(
             table_name=spec["table"],
             schema_auto_update=False,
             include_metadata=False,
+            # A window written again (at-least-once) replaces its row.
+            primary_key_columns=["site_id", "demonstration_id", "metric", "bucket"],
+            upsert_on_primary_key=True,
         )
     )
     return app, reached
