@@ -75,7 +75,14 @@ def presented(record_headers: Sequence[tuple[str, bytes]] | None) -> bytes | Non
 
 
 def verify(key: bytes, value: bytes, presented_signature: bytes) -> bool:
-    return hmac.compare_digest(signature(key, value), presented_signature)
+    """Whether ``presented_signature`` is ``signature(key, value)`` (compared in constant time);
+    ``mac`` written out: this runs once a record."""
+    inner, outer = _prepare(key)
+    inner = inner.copy()
+    inner.update(value)
+    outer = outer.copy()
+    outer.update(inner.digest())
+    return hmac.compare_digest(VERSION + outer.hexdigest().encode(), presented_signature)
 
 
 # -- the hub's own mark on a record `hub dlq replay` sends again ----------------------------------

@@ -266,15 +266,7 @@ class PartitionProcessor:
                 if windows.legacy and windows.is_legacy_repeat(event.event_id):
                     verdict = Verdict.DUPLICATE
                 else:
-                    verdict = windows.offer(
-                        event.site_id,
-                        admitted.demonstration_id,
-                        event.ts_ms,
-                        arrival,
-                        digest,
-                        event.metrics,
-                        event.device_id,
-                    )
+                    verdict = windows.judge(event.ts_ms, arrival, digest)
             except RegistryMiss as miss:
                 if not registry_final and not snapshot.is_final_for(arrival, margin):
                     # The device or its key may be newer than the snapshot: stop before this
@@ -336,6 +328,7 @@ class PartitionProcessor:
         for site_id, n in Counter(entry.site_id for entry in accepted).items():
             site = sites.get(site_id, UNKNOWN_SITE)
             result.counts.accepted_by_district[(site.region, site.district)] += n
+        windows.add_all(accepted)
         self._note_seen(accepted)
         result.counts.accepted += len(accepted)
         if records:

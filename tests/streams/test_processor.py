@@ -418,16 +418,14 @@ def test_a_record_whose_processing_fails_is_rejected_alone(monkeypatch: pytest.M
     """Whatever fails for one record (here: the windows, for one event id) sends that record
     to the DLQ as unprocessable; the batch and the partition go on."""
     p = processor()
-    offer = p.windows.offer
+    judge = p.windows.judge
 
-    def failing(
-        site: str, demo: str, ts: int, arrival: int, digest: int, metrics: Any, device: str
-    ) -> Any:
+    def failing(ts: int, arrival: int, digest: int) -> Any:
         if digest == event_digest("GJ-BUK-0001-CAM1", "cursed"):
             raise OverflowError("math range error")
-        return offer(site, demo, ts, arrival, digest, metrics, device)
+        return judge(ts, arrival, digest)
 
-    monkeypatch.setattr(p.windows, "offer", failing)
+    monkeypatch.setattr(p.windows, "judge", failing)
     ids = ["e0", "cursed", "e2", "e3"]
     records = [record(i, "GJ-BUK-0001", T0 + i, 1.0, event_id=e) for i, e in enumerate(ids)]
     result = p.process(records, SNAPSHOT, now_ms=T0)

@@ -264,3 +264,45 @@ def test_legacy_digests_are_recognised_until_the_horizon_passes_over_them() -> N
     w.close_due()
     assert not w.is_legacy_repeat("42")
     assert not w.legacy_by_minute
+
+
+@pytest.mark.parametrize("batch", [1, 5, FOLD_AT - 1, 1000])
+def test_a_window_is_the_same_to_the_last_bit_however_its_events_were_batched(batch: int) -> None:
+    """Judged one by one and added a batch at a time (``judge`` then ``add_all``), a window
+    past FOLD_AT holds the same count, sum (the same floats added in the same groups) and
+    sketch as one offered event by event: a replay after a crash writes the same row."""
+    rng = random.Random(batch)
+    entries = [
+        JournalEntry(
+            "S1",
+            "D1",
+            T0 + i * 10,
+            T0 + i * 10,
+            event_digest("d", f"e{i}"),
+            {"m": rng.lognormvariate(0, 3)},
+            "d",
+        )
+        for i in range(3 * FOLD_AT + 17)
+    ]
+    one_by_one, batched = windows(), windows()
+    for e in entries:
+        one_by_one.offer(
+            e.site_id, e.demonstration_id, e.ts_ms, e.arrival_ms, e.id_hash, e.metrics, e.device_id
+        )
+    for start in range(0, len(entries), batch):
+        chunk = entries[start : start + batch]
+        assert all(
+            batched.judge(e.ts_ms, e.arrival_ms, e.id_hash) is Verdict.ACCEPTED for e in chunk
+        )
+        batched.add_all(chunk)
+    for w in (one_by_one, batched):
+        w.advance(T0 + MINUTE_MS + LATENESS)
+    (a,), (b,) = one_by_one.close_due(), batched.close_due()
+    assert (a.acc.count, a.acc.sum, a.acc.min, a.acc.max) == (
+        b.acc.count,
+        b.acc.sum,
+        b.acc.min,
+        b.acc.max,
+    )
+    assert a.acc.quantiles((0.5, 0.99)) == b.acc.quantiles((0.5, 0.99))
+    assert one_by_one.take_devices() == batched.take_devices()

@@ -1,5 +1,6 @@
-"""Latency of ``hub bench``: every registered site at a stepped rate (1, 2.5, 5, 10 Hz by default)
-against the hub's workers at their default settings, to find the rate it sustains.
+"""Latency of ``hub bench``: every registered site at a stepped rate (1 Hz, the programme's load,
+then 10 Hz, by default; ``--latency-rates 1,2.5,5,10`` for the rates between) against the hub's
+workers at their default settings, to find the rate it sustains.
 
 The load runs without a break; the rate steps up every ``step`` (3 minutes by default) after a
 warm-up as long as a window and its lateness, and a step is judged by the windows that *close*
