@@ -9,16 +9,16 @@ from dataclasses import replace
 import pytest
 
 from streams.processor import PartitionProcessor, ProcessorConfig
-from tooling.bench.recordpath import PARTITIONS, workload
+from tooling.bench.validator import partition_records
 
-SNAPSHOT, GOOD = workload(400)
+SNAPSHOT, GOOD = partition_records(3)
 NOW_MS = GOOD[-1].timestamp + 1000
 
 
 def run(fetch: int) -> tuple[int, int, list[str]]:
     """The log, then each record again (repeats), in fetches of ``fetch``; then every window
     closed. (accepted, duplicates, the aggregate rows written)."""
-    p = PartitionProcessor(0, ProcessorConfig(partitions=PARTITIONS))
+    p = PartitionProcessor(0, ProcessorConfig())
     log = GOOD + [replace(r, offset=r.offset + len(GOOD)) for r in GOOD]
     accepted = duplicate = 0
     rows: list[object] = []

@@ -153,15 +153,14 @@ def processor_us_per_record(records: list[tuple[str, bytes]], repeat: int) -> fl
     return seconds / len(records) * 1e6
 
 
-def minutes_us_per_record(minutes: int, repeat: int) -> float:
-    """Partition 0's sites at 1 Hz for ``minutes`` minutes and the lateness after them, each
-    record arriving 20 ms after its time, in batches of 400 (what a fetch of 12 partitions
-    gives one): every window closes inside the run."""
+def partition_records(seconds: int, minutes_ago: int = 10) -> tuple[Snapshot, list[Record]]:
+    """The registry's snapshot, and partition 0's sites at 1 Hz for ``seconds`` from a minute
+    ``minutes_ago`` minutes back, each record signed and arriving 20 ms after its time."""
     snapshot = registry_snapshot()
     fleet = Fleet(build_fleet(device_rows(0), 0, seed=7), outage_per_hour=0.0, seed=7)
-    first = (int(time.time()) // 60 - minutes - 10) * 60
+    first = (int(time.time()) // 60 - minutes_ago) * 60
     incoming: list[Record] = []
-    for second in range(minutes * 60 + ProcessorConfig().lateness_ms // 1000 + 60):
+    for second in range(seconds):
         stamp = first + second + 0.5
         for site_id, device_id, raw in fleet.tick(stamp, 1.0):
             key = snapshot.devices[device_id].current_key or b""
@@ -177,6 +176,16 @@ def minutes_us_per_record(minutes: int, repeat: int) -> float:
                     signing.headers(key, raw),
                 )
             )
+    return snapshot, incoming
+
+
+def minutes_us_per_record(minutes: int, repeat: int) -> float:
+    """Partition 0's sites at 1 Hz for ``minutes`` minutes and the lateness after them, in
+    batches of 400 (what a fetch of 12 partitions gives one): every window closes inside the
+    run."""
+    _, incoming = partition_records(
+        minutes * 60 + ProcessorConfig().lateness_ms // 1000 + 60, minutes + 10
+    )
     seconds, accepted, closed = timed_runs(incoming, 400, repeat)
     if accepted != len(incoming) or not closed:
         raise RuntimeError(f"accepted {accepted:,} of {len(incoming):,}, {closed} windows")

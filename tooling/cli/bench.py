@@ -94,14 +94,6 @@ def add(commands: Commands) -> None:
         help="idiomatic Faust reads the first RECORDS of the workload, spread over the "
         "partitions (default 96,000: about two minutes here; 0 reads it all, about 15 minutes)",
     )
-    bench.add_argument(
-        "--record-path",
-        type=positive_int,
-        metavar="RECORDS",
-        help="instead: the CPU a record costs in the hub's pure record path (intake, "
-        "de-duplication, windows, closing, KPIs), on RECORDS of one partition of the shipped "
-        "registry in fetches of 5,000, five rounds; no stack needed (96000 for the record)",
-    )
     bench.add_argument("--json", action="store_true", help="one JSON line on stdout")
     bench.set_defaults(handler=run)
 
@@ -119,21 +111,6 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     from tooling.bench.e2e import BenchOptions, as_json, run_bench, table
     from tooling.stack import Stack
 
-    if args.record_path is not None:
-        import json
-
-        from tooling.bench.recordpath import measure
-
-        path = measure(
-            args.record_path, 5000, 5, lambda line: print(line, file=sys.stderr, flush=True)
-        )
-        print(
-            json.dumps(path.line())
-            if args.json
-            else f"{path.best_us:.2f} us a record at best, {path.median_us:.2f} median "
-            f"({path.records:,} records, fetches of {path.fetch:,})"
-        )
-        return 0
     Stack(settings).up(lambda line: print(line, file=sys.stderr, flush=True))
     loaded = asyncio.run(ensure_loaded(settings))
     if loaded is not None:
