@@ -150,8 +150,22 @@ def main() -> None:
     args = parser.parse_args()
     spec = json.loads(args.spec.read_text())
     app = create_app(Settings.from_env(), spec, args.status, args.index)
+    all_ready(args.status, args.index, int(spec.get("workers", 1)))
     sys.argv = [parser.prog, "worker", "--loglevel", "warn", "--without-web"]
     app.main()
+
+
+def all_ready(status: Path, index: int, workers: int, timeout_s: float = 120.0) -> None:
+    """Join the group together: the worker that starts consuming alone and is joined later
+    by the others can stop for good in that rebalance (its agent waiting on a full producer
+    buffer: faust-streaming/faust#133, #173). Each worker says it is ready beside its status
+    file, and waits for the others' (imports and set-up take seconds, and not the same)."""
+    mine = status.with_name(status.name.replace(f"-{index}.status", f"-{index}.ready"))
+    mine.write_text("ready\n")
+    others = [mine.with_name(mine.name.replace(f"-{index}.", f"-{i}.")) for i in range(workers)]
+    deadline = time.monotonic() + timeout_s
+    while not all(path.exists() for path in others) and time.monotonic() < deadline:
+        time.sleep(0.05)
 
 
 if __name__ == "__main__":
