@@ -4,7 +4,7 @@ VENV   := .venv
 HUB    := $(VENV)/bin/hub
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml requirements.lock | cksum | cut -d' ' -f1)
 
-.PHONY: demo test test-cluster lint format venv stack-down lock
+.PHONY: demo test test-cluster test-federation lint format venv stack-down lock
 
 demo: $(STAMP)            ## the main job end to end on the local stack
 	$(HUB) demo
@@ -16,6 +16,10 @@ test: lint               ## venv, lint, the real stack, then every test
 test-cluster: lint      ## the replicated three-broker cluster under broker and controller kills
 	$(HUB) stack up
 	$(VENV)/bin/pytest -m cluster
+
+test-federation: lint   ## South Jeolla's own cluster, MirrorMaker 2 to this one, and their faults
+	$(HUB) stack up
+	$(VENV)/bin/pytest -m federation
 
 lint: $(STAMP)            ## ruff (lint + format check) and mypy, as CI expects them clean
 	$(VENV)/bin/ruff check .

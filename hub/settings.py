@@ -363,12 +363,46 @@ class Settings:
     kafka_controller_port: int = setting(
         9094, env="HUB_KAFKA_CONTROLLER_PORT", doc="the local stack's KRaft controller"
     )
+    regions: str = setting(
+        "",
+        env="HUB_REGIONS",
+        shown="every region",
+        doc="the regions whose sites this hub processes, comma-separated (a regional hub of a "
+        "federation: `docs/federation.md`); a record of another region's site is refused as "
+        "`site_mismatch`, naming the region",
+        check=lambda v: next(
+            (
+                f"{code!r} is not a region code (lower-case letters and digits)"
+                for code in v.split(",")
+                if code.strip() and not re.fullmatch(r"[a-z][a-z0-9]{1,31}", code.strip())
+            ),
+            None,
+        ),
+    )
+    federation: int = setting(
+        0,
+        env="HUB_FEDERATION",
+        doc="`1`: the local stack also runs South Jeolla's own Kafka cluster and MirrorMaker 2 "
+        "linking it to this one (`docs/federation.md`)",
+        check=lambda v: None if v in (0, 1) else "0, or 1 for the federated local stack",
+    )
+    mirrormaker_metrics_port: int = setting(
+        9097,
+        env="HUB_MIRRORMAKER_METRICS_PORT",
+        doc="the federated local stack's MirrorMaker 2: its metrics for Prometheus",
+        check=tcp_port,
+    )
     stack_start_timeout_s: float = setting(
         90.0,
         env="HUB_STACK_START_TIMEOUT",
         doc="seconds `hub stack up` waits for each service",
         check=positive,
     )
+
+    @property
+    def processed_regions(self) -> frozenset[str]:
+        """The regions whose sites this hub processes; empty: every region."""
+        return frozenset(code.strip() for code in self.regions.split(",") if code.strip())
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:

@@ -88,6 +88,7 @@ def create_app(
         hub=settings.app_id,
         partitions=partitions.get(topics.TELEMETRY, settings.partitions),
         clock_tolerance_ms=int(settings.clock_tolerance_s * 1000),
+        regions=settings.processed_regions,
     )
     app = faust.App(
         settings.app_id,

@@ -57,10 +57,12 @@ def admit(
     snapshot: Snapshot,
     partitions: int,
     appended_ms: int | None = None,
+    regions: frozenset[str] = frozenset(),
 ) -> Admitted:
     """Decode, validate and check one record against the registry; raise Rejected otherwise.
     ``appended_ms``: when the broker first appended it (a replay's original time), by which its
-    key is chosen; its arrival otherwise."""
+    key is chosen; its arrival otherwise. ``regions``: those whose sites this hub processes
+    (a regional hub of a federation), every region when empty."""
     value = record.value or b""
     event = telemetry.decode(value, arrival_ms)
     device = snapshot.devices.get(event.device_id)
@@ -92,6 +94,16 @@ def admit(
             f"{expected} (Kafka's default murmur2 partitioner; librdkafka: "
             "partitioner=murmur2_random)",
         )
+    if regions:
+        site = snapshot.sites.get(event.site_id)
+        region = site.region if site is not None else "unknown"
+        if region not in regions:
+            raise Rejected(
+                Reason.SITE_MISMATCH,
+                f"site_id: {event.site_id} is in region {region}; this hub processes "
+                f"{', '.join(sorted(regions))} only (a region's devices publish to its own "
+                "cluster: docs/federation.md)",
+            )
     demo = snapshot.demonstrations.get(device.demonstration_id)
     if demo is not None:
         if not demo.active_at(event.ts_ms):

@@ -81,6 +81,8 @@ class ProcessorConfig:
     # How far the broker's clock (append times) and the database's (a snapshot's time) may
     # disagree: a record appended this close to a snapshot's reading waits for a newer one.
     registry_clock_margin_ms: int = 5_000
+    # The regions whose sites this hub processes (HUB_REGIONS); every region when empty.
+    regions: frozenset[str] = frozenset()
 
 
 @dataclass(slots=True)
@@ -259,7 +261,12 @@ class PartitionProcessor:
             )
             try:
                 admitted = admit(
-                    record, arrival, snapshot, partitions, replay[1] if replay else None
+                    record,
+                    arrival,
+                    snapshot,
+                    partitions,
+                    replay[1] if replay else None,
+                    self.config.regions,
                 )
                 event = admitted.event
                 digest = event_digest(event.device_id, event.event_id)
@@ -500,7 +507,10 @@ class PartitionProcessor:
             return
         self.states_for = snapshot.digest
         wanted: dict[KpiKey, tuple[Kpi, DemoInfo]] = {}
+        regions = self.config.regions
         for site_id in snapshot.sites_on(self.partition, self.config.partitions):
+            if regions and snapshot.sites[site_id].region not in regions:
+                continue  # another region's hub judges it
             for demo_id in snapshot.site_demos.get(site_id, ()):
                 demo = snapshot.demonstrations[demo_id]
                 for kpi in demo.kpis:

@@ -54,8 +54,9 @@ def prometheus_expressions() -> list[str]:
     operations = dashboard("testbed-operations.json")
     variables = operations["templating"]["list"]
     exprs = [with_all(t["expr"], variables) for p in operations["panels"] for t in p["targets"]]
-    rules = yaml.safe_load((ROOT / "deploy/prometheus/rules/hub.yml").read_text())
-    exprs += [r["expr"] for g in rules["groups"] for r in g["rules"]]
+    for path in sorted((ROOT / "deploy/prometheus/rules").glob("*.yml")):
+        rules = yaml.safe_load(path.read_text())
+        exprs += [r["expr"] for g in rules["groups"] for r in g["rules"]]
     return exprs
 
 
@@ -162,7 +163,7 @@ def test_promtool_accepts_the_config_and_the_rules_pass_their_unit_tests() -> No
     prometheus = ROOT / "deploy/prometheus"
     for argv in (
         ["check", "config", "prometheus.yml"],
-        ["check", "rules", "rules/hub.yml"],
+        ["check", "rules", "rules/hub.yml", "rules/federation.yml"],
         ["test", "rules", "tests/hub_test.yml"],
     ):
         result = subprocess.run(

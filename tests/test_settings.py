@@ -65,4 +65,6 @@ def test_every_variable_is_read_into_its_field() -> None:
         changed = default + (7 if f.type == "int" else 0.5)
         if variable == "HUB_KAFKA_BROKERS":
             changed = 3  # 1 or 3
+        if variable == "HUB_FEDERATION":
+            changed = 1  # 0 or 1
         assert getattr(Settings.from_env({variable: str(changed)}), f.name) == changed, variable

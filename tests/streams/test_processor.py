@@ -703,3 +703,23 @@ def test_a_rejection_names_the_device_it_claims_to_be_from_and_where_the_broker_
     assert rows[8].event_ts is not None
     assert rows[8].event_ts.timestamp() * 1000 == T0
     assert [r.reason for r in sorted(result.rejection_rows)] == [d["reason"] for d in dlq(result)]
+
+
+def test_a_regional_hub_judges_its_own_region_only_and_refuses_another_regions_records() -> None:
+    """A federation's regional hub (HUB_REGIONS): a record of another region's site goes to the
+    DLQ as site_mismatch naming the region, and that region's silent sites are not judged here
+    (their own hub judges them: two hubs must not write verdicts on one site)."""
+    config = ProcessorConfig(partitions=1, regions=frozenset({"gwangju"}))
+    p = PartitionProcessor(0, config)
+    records = [
+        record(0, "GJ-BUK-0001", T0 + 1000, 10.0),
+        record(1, "JN-MOKPO-0001", T0 + 2000, 10.0),
+    ]
+    result = p.process(records, SNAPSHOT, now_ms=T0 + 2000)
+    assert result.counts.accepted == 1
+    (refused,) = dlq(result)
+    assert (refused["reason"], refused["offset"]) == ("site_mismatch", 1)
+    assert "region jeonnam" in str(refused["detail"])
+    ticked = p.tick(SNAPSHOT, now_ms=T0 + 2000 + 10 * MINUTE_MS)
+    judged = {r.site_id for r in ticked.kpi_rows}
+    assert judged == {"GJ-BUK-0001", "GJ-BUK-0002"}

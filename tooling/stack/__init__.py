@@ -2,7 +2,8 @@
 ``$HUB_HOME``.
 
 Parts come up in dependency order (database, broker, the alert router, then the scraper that
-sends to it) and go down in reverse.
+sends to it) and go down in reverse. With HUB_FEDERATION=1, South Jeolla's own broker and the
+MirrorMaker 2 linking it to this one come up after the broker (``tooling.stack.federation``).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from collections.abc import Sequence
 from hub.settings import Settings
 from tooling.stack.alertmanager import Alertmanager
 from tooling.stack.errors import StackError
+from tooling.stack.federation import MirrorMaker, RegionalKafka
 from tooling.stack.kafka import Kafka
 from tooling.stack.part import Part, PartStatus, Say
 from tooling.stack.prometheus import Prometheus
@@ -20,6 +22,7 @@ from tooling.stack.timescaledb import TimescaleDB
 __all__ = ["PART_NAMES", "PartStatus", "Stack", "StackError"]
 
 PART_NAMES = ("timescaledb", "kafka", "alertmanager", "prometheus")
+FEDERATION_PARTS = ("kafka-jeonnam", "mirrormaker")
 
 
 class Stack:
@@ -28,15 +31,23 @@ class Stack:
         self.parts: dict[str, Part] = {
             "timescaledb": TimescaleDB(settings),
             "kafka": Kafka(settings),
-            "alertmanager": Alertmanager(settings),
-            "prometheus": Prometheus(settings),
         }
+        if settings.federation:
+            self.parts["kafka-jeonnam"] = RegionalKafka(settings)
+            self.parts["mirrormaker"] = MirrorMaker(settings)
+        self.parts["alertmanager"] = Alertmanager(settings)
+        self.parts["prometheus"] = Prometheus(settings)
 
     def select(self, names: Sequence[str]) -> list[Part]:
         unknown = [name for name in names if name not in self.parts]
         if unknown:
             raise StackError(
-                f"unknown part {', '.join(unknown)}; parts are {', '.join(PART_NAMES)}"
+                f"unknown part {', '.join(unknown)}; parts are {', '.join(self.parts)}"
+                + (
+                    ""
+                    if self.settings.federation
+                    else f" (HUB_FEDERATION=1 adds {', '.join(FEDERATION_PARTS)})"
+                )
             )
         return [part for name, part in self.parts.items() if not names or name in names]
 

@@ -44,4 +44,9 @@ class Prometheus(ConfiguredDaemon):
         config["rule_files"] = [str(base / pattern) for pattern in config.get("rule_files", [])]
         alertmanager = f"127.0.0.1:{self.settings.alertmanager_port}"
         config["alerting"] = {"alertmanagers": [{"static_configs": [{"targets": [alertmanager]}]}]}
+        if self.settings.federation:  # the link to South Jeolla's cluster
+            target = f"127.0.0.1:{self.settings.mirrormaker_metrics_port}"
+            config["scrape_configs"].append(
+                {"job_name": "mirrormaker", "static_configs": [{"targets": [target]}]}
+            )
         return config
