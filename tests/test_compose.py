@@ -56,7 +56,16 @@ def test_each_hub_command_exists_in_the_image(compose: dict[str, Any], project_r
     """The image installs the project (Dockerfile): its console scripts, with these arguments."""
     scripts = tomllib.loads((project_root / "pyproject.toml").read_text())["project"]["scripts"]
     built = {name: s for name, s in compose["services"].items() if "build" in s}
-    assert set(built) == {"tls", "kafka-setup", "registry", "worker", "api", "notifier"}
+    assert set(built) == {
+        "tls",
+        "kafka-setup",
+        "registry",
+        "worker",
+        "api",
+        "notifier",
+        "kafka-jeonnam-setup",
+        "worker-jeonnam",
+    }
     for name, service in built.items():
         program, *args = service["command"]
         assert program in scripts, (name, program)
@@ -84,7 +93,7 @@ def test_the_registry_is_loaded_before_any_hub_process(compose: dict[str, Any]) 
 
 def test_long_running_services_restart_and_report_their_health(compose: dict[str, Any]) -> None:
     for name, service in compose["services"].items():
-        if name in ("registry", "tls", "kafka-setup"):  # one-shot set-up
+        if name in ("registry", "tls", "kafka-setup", "kafka-jeonnam-setup"):  # one-shot set-up
             assert service["restart"] == "no"
             continue
         assert service.get("restart") == "unless-stopped", name
@@ -128,6 +137,11 @@ def test_services_are_the_stack_plus_the_hubs_processes(compose: dict[str, Any])
         "worker",
         "api",
         "notifier",
+        # the federation profile
+        "kafka-jeonnam",
+        "kafka-jeonnam-setup",
+        "worker-jeonnam",
+        "mirrormaker",
     }
     images = {name: s.get("image", "") for name, s in compose["services"].items()}
     assert images["kafka"].startswith("apache/kafka:4.1")
@@ -209,3 +223,34 @@ def test_mounted_provisioning_exists(compose: dict[str, Any], project_root: Path
     timescale = next(d for d in datasources["datasources"] if d["uid"] == "hub-timescaledb")
     assert timescale["user"] == "grafana"
     assert timescale["secureJsonData"]["password"] == "${GRAFANA_DB_PASSWORD}"
+
+
+def test_the_federation_profile_runs_the_region_and_the_link_as_the_local_stack_does(
+    compose: dict[str, Any], project_root: Path
+) -> None:
+    """South Jeolla's cluster, its hub (its region only, a group of its own, the same
+    database) and MirrorMaker 2 only with `--profile federation`, MirrorMaker configured as
+    `hub stack up` configures it but for the services' addresses and logins."""
+    from tooling.stack.federation import flow_properties
+
+    services = compose["services"]
+    federated = {name for name, s in services.items() if "federation" in s.get("profiles", [])}
+    assert federated == {"kafka-jeonnam", "kafka-jeonnam-setup", "worker-jeonnam", "mirrormaker"}
+    worker = services["worker-jeonnam"]["environment"]
+    assert (worker["HUB_REGIONS"], worker["HUB_APP_ID"]) == ("jeonnam", "testbed-hub-jeonnam")
+    assert worker["HUB_KAFKA_BOOTSTRAP"] == "kafka-jeonnam:19092"
+    assert worker["HUB_DATABASE_URL"] == services["worker"]["environment"]["HUB_DATABASE_URL"]
+    assert "127.0.0.1:29092:9092" in ports(services["kafka-jeonnam"])
+
+    def flow(text: str) -> dict[str, str]:
+        pairs = (line.split(" = ", 1) for line in text.splitlines() if " = " in line)
+        return {
+            k: v
+            for k, v in pairs
+            if not k.startswith(("config.providers", "clusters"))
+            and k.split(".", 1)[-1] not in ("bootstrap.servers", "security.protocol")
+            and not k.endswith(("sasl.mechanism", "sasl.jaas.config"))
+        }
+
+    shipped = (project_root / "deploy/mirrormaker/mm2.compose.properties").read_text()
+    assert flow(shipped) == flow("\n".join(flow_properties()))

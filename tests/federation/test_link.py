@@ -11,21 +11,34 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
+import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from hub import principals, topics
 from hub.settings import Settings
-from tests.conftest import DEFAULT_WORKER_ENV, WorkerProcess, registry_dir_with_test_demo, run_hub
+from tests.conftest import (
+    DEFAULT_WORKER_ENV,
+    WorkerProcess,
+    registry_dir_with_test_demo,
+    run_hub,
+    run_hub_async,
+)
 from tests.reliability.workload import Workload, account, two_sites_per_partition
 from tests.support import end_offsets, eventually, scratch_database
-from tooling.localrun import drop_hub_topics, fresh_hub
-from tooling.stack.federation import REGION, regional, regional_env
+from tooling.bench.load import BatchSender, Load
+from tooling.localrun import drop_hub_topics, fresh_hub, scrape
+from tooling.simulate import SimulationOptions, load_sites
+from tooling.stack.federation import REGION, MirrorMaker, regional, regional_env
 
 pytestmark = pytest.mark.federation
 
@@ -89,51 +102,231 @@ async def results_since(
         await consumer.stop()
 
 
-async def test_a_regions_records_are_counted_once_and_its_results_cross_the_link(
-    federation: Settings, stack: Settings, tmp_path: Path
-) -> None:
-    region = federation
-    sites = region_sites(region.partitions)
-    assert sites
+@dataclass
+class RegionalHub:
+    """A regional hub's worker over a scratch super-regional database, and where the result
+    topics of both clusters stood when it started."""
+
+    region: Settings
+    centre: Settings
+    database: str
+    app_id: str
+    dlq_start: dict[TopicPartition, int]
+    starts: dict[str, dict[TopicPartition, int]]
+    sites: list[str]
+
+    async def results(self, where: str) -> Counter[tuple[str, str, str]]:
+        cluster = self.region if where == "region" else self.centre
+        return await results_since(
+            cluster, topics.SITE_AGGREGATES, self.starts[where], set(self.sites)
+        )
+
+    async def any_results(self, where: str) -> bool | None:
+        return True if await self.results(where) else None
+
+    async def mirrored_exactly(self, timeout_s: float = 180) -> Counter[tuple[str, str, str]]:
+        """Every result the region wrote is on the central cluster, each once: what was written
+        there."""
+        written = await self.results("region")
+        assert written
+        assert set(written.values()) == {1}, "a result written twice on the regional cluster"
+
+        async def mirrored() -> Counter[tuple[str, str, str]] | None:
+            copied = await self.results("centre")
+            return copied if set(copied) >= set(written) else None
+
+        copied = await eventually(
+            mirrored, "the region's results on the central cluster", timeout_s
+        )
+        assert copied == written, "a result lost or copied twice across the link"
+        return written
+
+
+@asynccontextmanager
+async def regional_hub(
+    centre: Settings, region: Settings, tmp_path: Path
+) -> AsyncIterator[RegionalHub]:
     app_id = f"federation-{uuid.uuid4().hex[:8]}"
-    async with scratch_database(stack, registry_dir_with_test_demo(tmp_path / "r")) as database:
+    async with scratch_database(centre, registry_dir_with_test_demo(tmp_path / "r")) as database:
         env = {
             **DEFAULT_WORKER_ENV,
-            **regional_env(stack, REGION),
+            **regional_env(centre, REGION),
             "HUB_APP_ID": app_id,
             "HUB_DATABASE_URL": database,
         }
         await fresh_hub(region, app_id)
         starts = {
-            name: await end_offsets(cluster, topics.SITE_AGGREGATES)
-            for name, cluster in (("region", region), ("centre", stack))
+            "region": await end_offsets(region, topics.SITE_AGGREGATES),
+            "centre": await end_offsets(centre, topics.SITE_AGGREGATES),
         }
-        dlq_start = await end_offsets(region, topics.DLQ)
+        hub = RegionalHub(
+            region,
+            centre,
+            database,
+            app_id,
+            await end_offsets(region, topics.DLQ),
+            starts,
+            region_sites(region.partitions),
+        )
         worker = WorkerProcess(0, tmp_path, env).start()
         try:
             await asyncio.to_thread(worker.wait_ready)
-            # Backdated 200 s: at the default lateness its windows close at once.
-            load = Workload(region, "federation", sites, total=6_000, backdate_ms=200_000)
-            await load.run()
-            await load.close_windows(
-                lateness_ms=int(DEFAULT_WORKER_ENV["HUB_ALLOWED_LATENESS"]) * 1000
-            )
-            got = await account(load, database, app_id, dlq_start, timeout_s=180)
-            print(f"{load.tag}: sent {load.acknowledged}, {got.summary()}")
-            written = await results_since(
-                region, topics.SITE_AGGREGATES, starts["region"], set(sites)
-            )
-            assert written
-            assert set(written.values()) == {1}, "a result written twice on the regional cluster"
-
-            async def mirrored() -> Counter[tuple[str, str, str]] | None:
-                seen = await results_since(
-                    stack, topics.SITE_AGGREGATES, starts["centre"], set(sites)
-                )
-                return seen if set(seen) >= set(written) else None
-
-            copied = await eventually(mirrored, "the region's results on the central cluster", 120)
-            assert copied == written, "a result lost or copied twice across the link"
+            yield hub
+            assert worker.proc is not None
+            assert worker.proc.poll() is None, "the regional worker did not survive"
         finally:
             worker.stop()
             await drop_hub_topics(region, app_id)
+
+
+LATENESS_MS = int(DEFAULT_WORKER_ENV["HUB_ALLOWED_LATENESS"]) * 1000
+
+
+async def test_a_regions_records_are_counted_once_and_its_results_cross_the_link(
+    federation: Settings, stack: Settings, tmp_path: Path
+) -> None:
+    async with regional_hub(stack, federation, tmp_path) as hub:
+        # Backdated 200 s: at the default lateness its windows close at once.
+        load = Workload(hub.region, "federation", hub.sites, total=6_000, backdate_ms=200_000)
+        await load.run()
+        await load.close_windows(lateness_ms=LATENESS_MS)
+        got = await account(load, hub.database, hub.app_id, hub.dlq_start, timeout_s=180)
+        print(f"{load.tag}: sent {load.acknowledged}, {got.summary()}")
+        await hub.mirrored_exactly()
+
+
+async def test_mirrormaker_killed_mid_stream_and_restarted_copies_each_result_once(
+    federation: Settings, stack: Settings, tmp_path: Path
+) -> None:
+    mirror = MirrorMaker(replace(stack, federation=1))
+    async with regional_hub(stack, federation, tmp_path) as hub:
+        load = Workload(
+            hub.region, "mm2-kill", hub.sites, total=30_000, rate=1000, backdate_ms=200_000
+        )
+        stream = asyncio.create_task(load.run())
+        # Windows closing while the stream runs: results cross while MirrorMaker dies.
+        await eventually(lambda: hub.any_results("region"), "the region's first results", 120)
+        pid = mirror.pid()
+        assert pid is not None
+        os.kill(pid, signal.SIGKILL)
+        print(f"killed MirrorMaker 2 (pid {pid}) with {load.made:,} records made")
+        up = await run_hub_async("stack", "up", "mirrormaker", env=FEDERATION_ENV, timeout_s=180)
+        assert up.returncode == 0, up.stdout + up.stderr
+        await asyncio.wait_for(stream, 300)
+        await load.close_windows(lateness_ms=LATENESS_MS)
+        got = await account(load, hub.database, hub.app_id, hub.dlq_start, timeout_s=180)
+        print(f"{load.tag}: sent {load.acknowledged}, {got.summary()}")
+        written = await hub.mirrored_exactly()
+        print(f"{len(written):,} results, each on the central cluster once")
+
+
+async def test_the_regional_cluster_restarted_under_load_loses_and_repeats_nothing(
+    federation: Settings, stack: Settings, tmp_path: Path
+) -> None:
+    async with regional_hub(stack, federation, tmp_path) as hub:
+        load = Workload(
+            hub.region, "region-restart", hub.sites, total=20_000, rate=500, backdate_ms=200_000
+        )
+        stream = asyncio.create_task(load.run())
+        await eventually(lambda: _made(load, 5_000), "5,000 records made", 120)
+        down = await run_hub_async(
+            "stack", "down", "kafka-jeonnam", env=FEDERATION_ENV, timeout_s=180
+        )
+        assert down.returncode == 0, down.stdout + down.stderr
+        up = await run_hub_async("stack", "up", "kafka-jeonnam", env=FEDERATION_ENV, timeout_s=180)
+        assert up.returncode == 0, up.stdout + up.stderr
+        print(f"restarted the regional cluster with {load.made:,} records made")
+        await asyncio.wait_for(stream, 300)
+        await load.close_windows(lateness_ms=LATENESS_MS)
+        got = await account(load, hub.database, hub.app_id, hub.dlq_start, timeout_s=240)
+        print(f"{load.tag}: sent {load.acknowledged}, {got.summary()}")
+        await hub.mirrored_exactly()
+
+
+async def programme_load(settings: Settings, database: str, stop: asyncio.Event) -> int:
+    """Every South Jeolla site at 1 Hz, dated now, as its devices publish, until ``stop``:
+    the records the regional cluster acknowledged."""
+    sites, keys = await load_sites(
+        replace(settings, database_url=database),
+        SimulationOptions(sites=0, rate_hz=1, duration_s=1, region=REGION),
+    )
+    load = Load(sites, keys, settings.partitions, run=f"programme-{uuid.uuid4().hex[:6]}")
+    producer = AIOKafkaProducer(**principals.client(settings), acks="all", linger_ms=5)
+    await producer.start()
+    sender = BatchSender(producer, topics.TELEMETRY)
+    stamp = time.time()
+    try:
+        while not stop.is_set():
+            for prepared in load.tick(stamp):
+                await sender.add(*prepared)
+            await sender.flush()
+            stamp += 1.0
+            await asyncio.sleep(max(0.0, stamp - time.time()))
+        sent = await sender.drain()
+    finally:
+        await producer.stop()
+    assert not sent.failed, sent.failed[:1]
+    return sent.records
+
+
+def replication_latency_ms(port: int) -> float | None:
+    """MirrorMaker's highest replication latency over the partitions it copies, now."""
+    samples = scrape(port, ("mirrormaker_source_replication_latency_ms_max",))
+    return max(samples.values()) if samples else None
+
+
+CUT_S = 300.0  # the issue's five minutes
+
+
+async def test_the_link_cut_for_five_minutes_under_the_programme_load_loses_nothing(
+    federation: Settings, stack: Settings, tmp_path: Path
+) -> None:
+    """Every South Jeolla site at 1 Hz (330 sites), and a counted stream beside it; the link
+    (MirrorMaker) stopped for five minutes and started again: every record counted once in the
+    central database, every result on the central cluster once. Prints the replication
+    latency before the cut and the catch-up after it."""
+    mirror = MirrorMaker(replace(stack, federation=1))
+    async with regional_hub(stack, federation, tmp_path) as hub:
+        stop = asyncio.Event()
+        programme = asyncio.create_task(programme_load(hub.region, hub.database, stop))
+        # Live: dated when made, closed by the programme's own event time.
+        load = Workload(hub.region, "link-cut", hub.sites, total=9_000, rate=20)
+        stream = asyncio.create_task(load.run())
+        latencies: list[float] = []
+
+        async def steady() -> bool | None:
+            value = replication_latency_ms(mirror.port)
+            if value is not None:
+                latencies.append(value)
+            return True if len(latencies) >= 12 else None
+
+        await eventually(lambda: hub.any_results("centre"), "results across the link", 240)
+        await eventually(steady, "a minute of MirrorMaker's latency samples", 120)
+        print(f"replication latency max before the cut: {[round(v) for v in latencies]} ms")
+        down = await run_hub_async("stack", "down", "mirrormaker", env=FEDERATION_ENV)
+        assert down.returncode == 0, down.stdout + down.stderr
+        cut_at = time.monotonic()
+        await asyncio.sleep(CUT_S)  # the cut itself is the condition: nothing to poll for
+        pending = await hub.results("region")
+        up = await run_hub_async("stack", "up", "mirrormaker", env=FEDERATION_ENV, timeout_s=180)
+        assert up.returncode == 0, up.stdout + up.stderr
+        restored = time.monotonic()
+
+        async def caught_up() -> bool | None:
+            return True if set(await hub.results("centre")) >= set(pending) else None
+
+        await eventually(caught_up, "the link to catch up", 300)
+        print(
+            f"cut {restored - cut_at:.0f} s; {len(pending):,} results of the counted sites "
+            f"written by then; caught up {time.monotonic() - restored:.1f} s after the restart"
+        )
+        await asyncio.wait_for(stream, 600)
+        stop.set()
+        offered = await programme
+        got = await account(load, hub.database, hub.app_id, hub.dlq_start, timeout_s=420)
+        print(f"{load.tag}: sent {load.acknowledged}, {got.summary()}; programme {offered:,}")
+        await hub.mirrored_exactly()
+
+
+async def _made(load: Workload, records: int) -> bool | None:
+    return True if load.made >= records else None

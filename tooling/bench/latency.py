@@ -57,6 +57,17 @@ class Visible:
     seen: dict[int, list[tuple[float, int]]] = field(default_factory=dict)
 
 
+SUB_TICK_S = 0.1
+
+
+def phases_at(rate_hz: float) -> int:
+    """Shares of the sites that send at their own phase: one every SUB_TICK_S (1 Hz: ten
+    shares a tenth of a second apart; 10 Hz and more: all at each tick). All sites at one phase
+    would add half an interval to every close lag: a window closes on the first record dated
+    past its end and lateness, which lockstep sites send half a second later at 1 Hz."""
+    return max(1, round(1 / (rate_hz * SUB_TICK_S)))
+
+
 def quantile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
@@ -78,8 +89,12 @@ async def offer(
     await producer.start()
     sender = BatchSender(producer, topics.TELEMETRY)
     sent: dict[int, int] = {}
-    # Half an interval off the grid: no record is dated on a minute's edge.
-    stamp = schedule.start_s + 0.5 / schedule.rates[0]
+    # Sites send at PHASES phases of their interval, as devices of many companies do (never all
+    # at once): a share of them every interval / PHASES. Half a sub-interval off the grid: no
+    # record is dated on a minute's edge.
+    phases = phases_at(schedule.rates[0])
+    stamp = schedule.start_s + 0.5 / (schedule.rates[0] * phases)
+    part = 0
     behind = 0.0
     try:
         while stamp < until_s:
@@ -100,11 +115,14 @@ async def offer(
             minute = int(stamp) // 60 * 60
             sends[minute] = begun
             before = load.sent
-            for record in load.tick(stamp):
+            phases = phases_at(schedule.rates[step])
+            part %= phases
+            for record in load.tick(stamp, part, phases):
                 await sender.add(*record)
             await sender.flush()
             sent[step] = sent.get(step, 0) + load.sent - before
-            stamp += 1 / schedule.rates[step]
+            part += 1
+            stamp += 1 / (schedule.rates[step] * phases)
         result = await sender.drain()
         if result.failed:
             raise LoadFellBehind(

@@ -83,11 +83,12 @@ class Load:
             for site in sites
         ]
 
-    def tick(self, stamp: float) -> Iterator[Prepared]:
-        """One record per site dated ``stamp``."""
+    def tick(self, stamp: float, part: int = 0, parts: int = 1) -> Iterator[Prepared]:
+        """One record per site dated ``stamp``: of every site, or of the ``part``-th of
+        ``parts`` shares of them (sites whose devices send at another phase of the second)."""
         ts = ts_text(stamp)
         prefix, header, signature = self.prefix, signing.HEADER, signing.signature
-        for site in self.sites:
+        for site in self.sites[part::parts]:
             device = site.devices[site.turn % len(site.devices)]
             site.turn += 1
             tail = device.tails[device.turn % READINGS]

@@ -32,7 +32,9 @@ class Stack:
             "timescaledb": TimescaleDB(settings),
             "kafka": Kafka(settings),
         }
-        if settings.federation:
+        # Once run, they stay in `status` and `down` whatever HUB_FEDERATION says now: a stack
+        # brought up federated is brought down whole.
+        if settings.federation or (settings.home / "mirrormaker").exists():
             self.parts["kafka-jeonnam"] = RegionalKafka(settings)
             self.parts["mirrormaker"] = MirrorMaker(settings)
         self.parts["alertmanager"] = Alertmanager(settings)
@@ -65,6 +67,9 @@ class Stack:
         self.settings.home.mkdir(parents=True, exist_ok=True)
         statuses = []
         for part in self.select(names):
+            if part.name in FEDERATION_PARTS and not self.settings.federation:
+                statuses.append(part.status())  # started by HUB_FEDERATION=1 only
+                continue
             before = part.status()
             if before.state == "running" and part.outdated():
                 say(f"{part.name}: its configuration changed; restarting")

@@ -29,6 +29,7 @@ from tooling.stack.process import owned_pid, port_in_use, spawn, terminate, wait
 REGION = "jeonnam"
 CENTRAL = "gwangju"
 PORT_OFFSET = 20_000
+BACKSLASH = "\\"
 
 
 def regional(settings: Settings, region: str = REGION) -> Settings:
@@ -106,19 +107,32 @@ def _cluster(alias: str, settings: Settings) -> list[str]:
 
 
 def mm2_properties(settings: Settings, region: str = REGION) -> str:
-    """MirrorMaker 2's configuration: one flow, region -> centre, the result topics under their
-    own names (IdentityReplicationPolicy: partners and the notifier read the same topics as
-    before), exactly once, heartbeats and checkpoints on."""
-    source, target = region, CENTRAL
-    flow = f"{source}->{target}"
+    """MirrorMaker 2's configuration: both clusters' addresses and admin logins, then the
+    flow (``flow_properties``)."""
     lines = [
         "# Written by `hub stack up` (HUB_FEDERATION=1); edits are overwritten.",
-        f"clusters = {source}, {target}",
-        *_cluster(source, regional(settings, region)),
-        *_cluster(target, settings),
+        f"clusters = {region}, {CENTRAL}",
+        *_cluster(region, regional(settings, region)),
+        *_cluster(CENTRAL, settings),
+        *flow_properties(region),
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def flow_properties(region: str = REGION) -> list[str]:
+    """One flow, region -> centre: the result topics under their own names
+    (IdentityReplicationPolicy: partners and the notifier read the same topics as before),
+    exactly once, heartbeats and checkpoints on, partners' offsets translated. The compose
+    file's copy (``deploy/mirrormaker/mm2.compose.properties``) is held to it by a test."""
+    source, target = region, CENTRAL
+    flow = f"{source}->{target}"
+    # Regular expressions, their dots escaped (doubled: a properties file takes one).
+    names = ", ".join(t.replace(".", BACKSLASH * 2 + ".") for t in mirrored_topics(region))
+    return [
         f"{flow}.enabled = true",
         f"{target}->{source}.enabled = false",
-        f"{flow}.topics = {', '.join(t.replace('.', chr(92) + '.') for t in mirrored_topics())}",
+        f"{flow}.topics = {names}",
         # Partners' groups: their offsets are translated, so one can move to the other cluster.
         f"{flow}.groups = .*",
         f"{flow}.emit.heartbeats.enabled = true",
@@ -140,9 +154,7 @@ def mm2_properties(settings: Settings, region: str = REGION) -> str:
         "refresh.groups.interval.seconds = 10",
         "emit.checkpoints.interval.seconds = 5",
         "sync.group.offsets.interval.seconds = 5",
-        "",
     ]
-    return "\n".join(lines)
 
 
 class MirrorMaker:

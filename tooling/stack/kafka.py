@@ -315,12 +315,13 @@ class Kafka:
         java = shutil.which("java") or "java"
         if (major := java_major(java)) < JAVA_MAJOR:
             raise StackError(
-                f"kafka: {java} is Java {major}; Kafka {self.version} needs Java {JAVA_MAJOR}+ "
-                "(apt-get install openjdk-17-jre-headless, or put it first on PATH)"
+                f"{self.name}: {java} is Java {major}; Kafka {self.version} needs Java "
+                f"{JAVA_MAJOR}+ (apt-get install openjdk-17-jre-headless, or put it first on PATH)"
             )
         self._fetch_jars(say)
         if tls.ensure(TlsFiles.under(self.settings.home), self.tls_hosts()):
-            say(f"kafka: TLS certificate for its SASL_SSL listener (CA: {self.settings.kafka_ca})")
+            ca = self.settings.kafka_ca
+            say(f"{self.name}: TLS certificate for its SASL_SSL listener (CA: {ca})")
         cluster_id = self._cluster_id()
         pids = [node.start(java, cluster_id, say) for node in stopped]
         brokers = len(self.nodes)
@@ -379,7 +380,7 @@ class Kafka:
         for old in self.dir.glob("quotas-*"):
             old.unlink()
         marker.write_text(f"{rate}\n")
-        say(f"kafka: logins held to {rate:,} bytes/s of produce, but the hub's own")
+        say(f"{self.name}: logins held to {rate:,} bytes/s of produce, but the hub's own")
 
     def tls_hosts(self) -> list[str]:
         """The names the SASL_SSL listener's certificate carries: its address, and the names
@@ -440,7 +441,7 @@ class Kafka:
         marker = self.libs / ".complete"
         if marker.exists():
             return
-        say(f"kafka: fetching Apache Kafka {self.version} jars from Maven Central")
+        say(f"{self.name}: fetching Apache Kafka {self.version} jars from Maven Central")
         staging = self.libs.with_name(self.libs.name + ".partial")
         shutil.rmtree(staging, ignore_errors=True)
         result = subprocess.run(
@@ -461,7 +462,7 @@ class Kafka:
         if result.returncode != 0:
             errors = [line for line in result.stdout.splitlines() if "[ERROR]" in line]
             raise StackError(
-                "kafka: fetching jars with Maven failed "
+                f"{self.name}: fetching jars with Maven failed "
                 f"({(errors or ['no error line'])[0][:300]}); check network access to Maven Central"
             )
         shutil.rmtree(self.libs, ignore_errors=True)
