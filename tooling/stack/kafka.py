@@ -246,8 +246,9 @@ class KafkaNode:
                 "kafka.tools.StorageTool",
                 "format",
                 "--ignore-formatted",
-                "-t",
-                cluster_id,
+                # One argument: an id may begin with "-" (base64), which a parser takes for an
+                # option when it stands alone.
+                f"--cluster-id={cluster_id}",
                 "-c",
                 str(self.config),
                 logs=self.logs,
@@ -433,7 +434,9 @@ class Kafka:
         if not cluster_id_file.exists():
             # A Kafka cluster id is 16 random bytes in URL-safe base64 without padding.
             self.dir.mkdir(parents=True, exist_ok=True)
-            raw = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+            raw = "-"
+            while raw.startswith("-"):  # as Kafka's own Uuid.randomUuid: never a leading "-"
+                raw = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
             cluster_id_file.write_text(raw + "\n")
         return cluster_id_file.read_text().strip()
 
