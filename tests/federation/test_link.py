@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import os
 import signal
 import time
@@ -69,11 +70,11 @@ def region_sites(partitions: int) -> list[str]:
 
 
 async def results_since(
-    settings: Settings, topic: str, start: dict[TopicPartition, int], sites: set[str]
+    settings: Settings, topic: str, start: dict[TopicPartition, int], sites: set[str] | None
 ) -> Counter[tuple[str, str, str]]:
-    """(site, window start, metric) of every committed result of ``sites`` on ``topic`` since
-    ``start``, with how often each was written (read_committed: what MirrorMaker wrote exactly
-    once is what a consumer sees)."""
+    """(site, window start, metric) of every committed result of ``sites`` (None: of every
+    site) on ``topic`` since ``start``, with how often each was written (read_committed: what
+    MirrorMaker wrote exactly once is what a consumer sees)."""
     consumer = AIOKafkaConsumer(
         **principals.client(settings),
         enable_auto_commit=False,
@@ -95,7 +96,7 @@ async def results_since(
             for messages in (await consumer.getmany(timeout_ms=1000)).values():
                 for m in messages:
                     row = json.loads(m.value)
-                    if row["site_id"] in sites:
+                    if sites is None or row["site_id"] in sites:
                         seen[(row["site_id"], row["window_start"], row["metric"])] += 1
         return seen
     finally:
@@ -115,11 +116,11 @@ class RegionalHub:
     starts: dict[str, dict[TopicPartition, int]]
     sites: list[str]
 
-    async def results(self, where: str) -> Counter[tuple[str, str, str]]:
+    async def results(self, where: str, every_site: bool = False) -> Counter[tuple[str, str, str]]:
+        """The results on one cluster: the counted sites', or with ``every_site`` all of them."""
         cluster = self.region if where == "region" else self.centre
-        return await results_since(
-            cluster, topics.SITE_AGGREGATES, self.starts[where], set(self.sites)
-        )
+        sites = None if every_site else set(self.sites)
+        return await results_since(cluster, topics.SITE_AGGREGATES, self.starts[where], sites)
 
     async def any_results(self, where: str) -> bool | None:
         return True if await self.results(where) else None
@@ -200,12 +201,21 @@ async def test_mirrormaker_killed_mid_stream_and_restarted_copies_each_result_on
 ) -> None:
     mirror = MirrorMaker(replace(stack, federation=1))
     async with regional_hub(stack, federation, tmp_path) as hub:
+        # 30 s of records spanning ten minutes of event time, from fifteen minutes back: a
+        # minute's windows close every three seconds while the stream runs, and the last ones
+        # are still old enough for ``close_windows`` to close at once.
         load = Workload(
-            hub.region, "mm2-kill", hub.sites, total=30_000, rate=1000, backdate_ms=200_000
+            hub.region,
+            "mm2-kill",
+            hub.sites,
+            total=30_000,
+            rate=1000,
+            backdate_ms=900_000,
+            event_step_ms=20,
         )
         stream = asyncio.create_task(load.run())
-        # Windows closing while the stream runs: results cross while MirrorMaker dies.
-        await eventually(lambda: hub.any_results("region"), "the region's first results", 120)
+        # Results crossing the link when MirrorMaker dies, and more written while it is down.
+        await eventually(lambda: hub.any_results("centre"), "the first results across", 120)
         pid = mirror.pid()
         assert pid is not None
         os.kill(pid, signal.SIGKILL)
@@ -270,12 +280,15 @@ async def programme_load(settings: Settings, database: str, stop: asyncio.Event)
 
 
 def replication_latency_ms(port: int) -> float | None:
-    """MirrorMaker's highest replication latency over the partitions it copies, now."""
+    """MirrorMaker's highest replication latency (the last 30 s) over the hub's topics it
+    copies, now; None while no result crossed in that time."""
     samples = scrape(port, ("mirrormaker_source_replication_latency_ms_max",))
-    return max(samples.values()) if samples else None
+    values = [v for k, v in samples.items() if "heartbeats" not in k and math.isfinite(v)]
+    return max(values) if values else None
 
 
 CUT_S = 300.0  # the issue's five minutes
+SAMPLE_S = 120.0  # the replication latency sampled this long before the cut
 
 
 @pytest.mark.timeout(1800)  # windows close 3 minutes after their records, and the cut is 5
@@ -293,38 +306,48 @@ async def test_the_link_cut_for_five_minutes_under_the_programme_load_loses_noth
         # Live: dated when made, closed by the programme's own event time.
         load = Workload(hub.region, "link-cut", hub.sites, total=9_000, rate=20)
         stream = asyncio.create_task(load.run())
+        await eventually(lambda: hub.any_results("centre"), "results across the link", 240)
         latencies: list[float] = []
+        sampled_until = time.monotonic() + SAMPLE_S
 
-        async def steady() -> bool | None:
+        async def sampled() -> bool | None:
             value = replication_latency_ms(mirror.port)
             if value is not None:
                 latencies.append(value)
-            return True if len(latencies) >= 12 else None
+            return True if time.monotonic() >= sampled_until else None
 
-        await eventually(lambda: hub.any_results("centre"), "results across the link", 240)
-        await eventually(steady, "a minute of MirrorMaker's latency samples", 120)
-        print(f"replication latency max before the cut: {[round(v) for v in latencies]} ms")
+        await eventually(sampled, "two minutes of MirrorMaker's latency", SAMPLE_S + 30)
+        assert latencies, "no replication latency sampled while results crossed"
+        ordered = sorted(latencies)
+        print(
+            f"replication latency (max of the last 30 s, {len(ordered)} samples in "
+            f"{SAMPLE_S:.0f} s): median {ordered[len(ordered) // 2]:.0f} ms, "
+            f"highest {ordered[-1]:.0f} ms"
+        )
         down = await run_hub_async("stack", "down", "mirrormaker", env=FEDERATION_ENV)
         assert down.returncode == 0, down.stdout + down.stderr
         cut_at = time.monotonic()
         await asyncio.sleep(CUT_S)  # the cut itself is the condition: nothing to poll for
-        pending = await hub.results("region")
+        pending = await hub.results("region", every_site=True)
         up = await run_hub_async("stack", "up", "mirrormaker", env=FEDERATION_ENV, timeout_s=180)
         assert up.returncode == 0, up.stdout + up.stderr
         restored = time.monotonic()
 
         async def caught_up() -> bool | None:
-            return True if set(await hub.results("centre")) >= set(pending) else None
+            copied = await hub.results("centre", every_site=True)
+            return True if set(copied) >= set(pending) else None
 
         await eventually(caught_up, "the link to catch up", 300)
         print(
-            f"cut {restored - cut_at:.0f} s; {len(pending):,} results of the counted sites "
-            f"written by then; caught up {time.monotonic() - restored:.1f} s after the restart"
+            f"cut {restored - cut_at:.0f} s; {len(pending):,} results of South Jeolla's sites "
+            f"on the regional cluster by then; caught up {time.monotonic() - restored:.1f} s "
+            "after the restart"
         )
         await asyncio.wait_for(stream, 600)
+        # The programme runs on: its event time closes the counted stream's last windows.
+        got = await account(load, hub.database, hub.app_id, hub.dlq_start, timeout_s=420)
         stop.set()
         offered = await programme
-        got = await account(load, hub.database, hub.app_id, hub.dlq_start, timeout_s=420)
         print(f"{load.tag}: sent {load.acknowledged}, {got.summary()}; programme {offered:,}")
         await hub.mirrored_exactly()
 

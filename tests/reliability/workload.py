@@ -53,6 +53,9 @@ class Workload:
     # Event time this far behind the wall clock: at the default lateness the stream's windows can
     # then be closed by ``close_windows`` at once, rather than by the wall clock minutes later.
     backdate_ms: int = 0
+    # Event time stepping this far a record from ``backdate_ms`` before the start, rather than
+    # with the wall clock: a stream of seconds spans minutes of windows, which close while it runs.
+    event_step_ms: int = 0
     made: int = 0
     valid: dict[str, set[str]] = field(default_factory=dict)
     invalid: dict[str, set[str]] = field(default_factory=dict)
@@ -78,6 +81,7 @@ class Workload:
             history: list[tuple[str, str, bool, bytes]] = []
             pending: list[tuple[str, str, bool, bytes, asyncio.Future[Any]]] = []
             started = time.monotonic()
+            origin_ms = int(time.time() * 1000) - self.backdate_ms
             for i in range(self.total):
                 due = started + i / self.rate
                 if due > time.monotonic():
@@ -88,7 +92,11 @@ class Workload:
                     site = self.sites[i % len(self.sites)]
                     bad = i % self.invalid_every == self.invalid_every // 2
                     event_id = f"{self.tag}-{i}"
-                    ts_ms = int(time.time() * 1000) - self.backdate_ms
+                    ts_ms = (
+                        origin_ms + i * self.event_step_ms
+                        if self.event_step_ms
+                        else int(time.time() * 1000) - self.backdate_ms
+                    )
                     self.newest_ts_ms = max(self.newest_ts_ms, ts_ms)
                     self.minute_of[event_id] = ts_ms - ts_ms % MINUTE_MS
                     # Every fourth site is slow: its latency KPI fails and raises an alert.
