@@ -3,6 +3,7 @@ messages. Pure."""
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -17,6 +18,7 @@ from streams.snapshot import DemoInfo, SiteInfo
 from streams.windows import ClosedWindow, DeviceMinute
 
 
+@functools.lru_cache(maxsize=4096)  # the same window starts, over and over (immutable values)
 def _dt(ms: int) -> datetime:
     return datetime.fromtimestamp(ms / 1000, UTC)
 
