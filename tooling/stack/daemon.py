@@ -18,7 +18,7 @@ from hub.settings import Settings
 from tooling.stack import prereqs
 from tooling.stack.errors import StackError
 from tooling.stack.part import PartStatus, Say
-from tooling.stack.process import owned_pid, port_in_use, spawn, terminate, wait_until
+from tooling.stack.process import is_alive, owned_pid, port_in_use, spawn, terminate, wait_until
 
 
 def binary_version(binary: str) -> str:
@@ -96,7 +96,7 @@ class ConfiguredDaemon:
             lambda: http_ok(f"http://{self.address}/-/ready"),
             what=f"{self.name} (pid {pid})",
             timeout_s=self.settings.stack_start_timeout_s,
-            alive=lambda: self._pid() is not None,
+            alive=lambda: is_alive(pid),  # the process spawned, not the pidfile's reading
             log=self.log,
         )
         say(f"{self.name}: started in {took:.1f} s")

@@ -24,7 +24,7 @@ from tooling.stack import prereqs
 from tooling.stack.errors import StackError
 from tooling.stack.kafka import Kafka, pom_kafka_version
 from tooling.stack.part import PartStatus, Say
-from tooling.stack.process import owned_pid, port_in_use, spawn, terminate, wait_until
+from tooling.stack.process import is_alive, owned_pid, port_in_use, spawn, terminate, wait_until
 
 REGION = "jeonnam"
 CENTRAL = "gwangju"
@@ -212,7 +212,7 @@ class MirrorMaker:
             lambda: port_in_use("127.0.0.1", self.port),
             what=f"mirrormaker (pid {pid})",
             timeout_s=self.settings.stack_start_timeout_s,
-            alive=lambda: self.pid() is not None,
+            alive=lambda: is_alive(pid),  # the process spawned, not the pidfile's reading
             log=self.logs / "stdout.log",
         )
         say(f"mirrormaker: started MirrorMaker 2, {self.region} -> {CENTRAL}, in {took:.1f} s")
