@@ -38,6 +38,10 @@ from streams.ownership import Owned
 from streams.processor import BatchResult
 from streams.sink import SinkBatch, TimescaleSink
 
+# A closing batch sends a message a window (~1,500 a partition a minute here) in one stretch of
+# the loop; the other partitions' writes, waiting on their next round trip, get a turn between.
+YIELD_EVERY = 256
+
 
 class StateTable(Protocol):
     """The partitions' state (Faust's changelog-backed table)."""
@@ -122,7 +126,9 @@ class Checkpoint:
         changelog go out in separate produce requests: a crash could keep one and lose the
         other, hence the order.)"""
         delivered = []
-        for out in result.outgoing:
+        for i, out in enumerate(result.outgoing):
+            if i and not i % YIELD_EVERY:
+                await asyncio.sleep(0)  # other partitions' database writes go on meanwhile
             partition = out.partition
             if partition is not None:
                 partition %= self.partition_count(out.topic)

@@ -213,13 +213,16 @@ class TimescaleSink:
                 backoff = min(backoff * 2, self.max_backoff_s)
 
     async def _write_once(self, batch: SinkBatch) -> None:
+        """In few round trips: the staging tables made in one statement list, each COPYed, every
+        merge in one list, the fence. Windows close on every partition at once, when the
+        worker's loop is busiest, and each round trip waits for the loop (a closing write took
+        about 20 of them)."""
+        present = [entry for entry in _TABLES if getattr(batch, entry[0])]
         async with self.pool.acquire(timeout=10) as conn, conn.transaction():
-            for part, table, staging, merges in _TABLES:
-                rows = getattr(batch, part)
-                if rows:
-                    await _stage(conn, staging, table, rows)
-                    for merge in merges:
-                        await conn.execute(merge)
+            await conn.execute(";\n".join(_staging_table(s, t) for _, t, s, _ in present))
+            for part, _, staging, _ in present:
+                await _copy(conn, staging, getattr(batch, part))
+            await conn.execute(";\n".join(m for *_, merges in present for m in merges))
             await check_fence(conn, batch.fence)
 
     async def _write_salvaging(self, batch: SinkBatch) -> None:
@@ -288,14 +291,22 @@ def _as_json(row: Row) -> str:
     return json.dumps({name.rstrip("_"): repr(value) for name, value in row._asdict().items()})
 
 
-async def _stage(
-    conn: Connection, staging: str, like: str, rows: Sequence[Row], *, fresh: bool = False
-) -> None:
-    await conn.execute(
+def _staging_table(staging: str, like: str) -> str:
+    return (
         f"CREATE TEMP TABLE IF NOT EXISTS {staging} (LIKE {like} INCLUDING DEFAULTS) "
         "ON COMMIT DELETE ROWS"
     )
-    if fresh:
-        await conn.execute(f"DELETE FROM {staging}")
+
+
+async def _copy(conn: Connection, staging: str, rows: Sequence[Row]) -> None:
     columns = [name.rstrip("_") for name in rows[0]._fields]
     await conn.copy_records_to_table(staging, records=rows, columns=columns)
+
+
+async def _stage(
+    conn: Connection, staging: str, like: str, rows: Sequence[Row], *, fresh: bool = False
+) -> None:
+    await conn.execute(_staging_table(staging, like))
+    if fresh:
+        await conn.execute(f"DELETE FROM {staging}")
+    await _copy(conn, staging, rows)
