@@ -10,6 +10,7 @@ cluster into the super-regional database; its results cross to the central clust
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import math
 import os
@@ -36,6 +37,7 @@ from tests.conftest import (
     run_hub_async,
 )
 from tests.reliability.workload import Workload, account, two_sites_per_partition
+from tests.stack.test_access import sasl
 from tests.support import end_offsets, eventually, scratch_database
 from tooling.bench.load import BatchSender, Load
 from tooling.localrun import drop_hub_topics, fresh_hub, scrape
@@ -195,6 +197,72 @@ async def test_a_regions_records_are_counted_once_and_its_results_cross_the_link
         got = await account(load, hub.database, hub.app_id, hub.dlq_start, timeout_s=180)
         print(f"{load.tag}: sent {load.acknowledged}, {got.summary()}")
         await hub.mirrored_exactly()
+
+
+PARTNER_RESULTS = topics.partner_topic(REGION, "kpi-results")
+
+
+async def partner_reads(
+    settings: Settings, creds: tuple[str, str], start: dict[TopicPartition, int]
+) -> set[str] | None:
+    """The sites of the KPI results a partner reads on ``settings``' cluster since ``start``,
+    over SASL_SSL with its own login (assigned partitions: no group needed); None if none."""
+    consumer = AIOKafkaConsumer(
+        **sasl(settings, *creds), enable_auto_commit=False, isolation_level="read_committed"
+    )
+    await consumer.start()
+    try:
+        tps = list(start)
+        consumer.assign(tps)
+        for tp in tps:
+            consumer.seek(tp, start[tp])
+        end = await consumer.end_offsets(tps)
+        sites: set[str] = set()
+        while any([await consumer.position(tp) < end[tp] for tp in tps]):
+            for messages in (await consumer.getmany(timeout_ms=1000)).values():
+                sites.update(json.loads(m.value)["site_id"] for m in messages)
+        return sites or None
+    finally:
+        await consumer.stop()
+
+
+async def test_a_partner_of_the_region_reads_its_results_on_either_cluster(
+    federation: Settings, stack: Settings, tmp_path: Path
+) -> None:
+    """The super-regional view is unchanged for a partner: the region's partner topic holds its
+    sites' KPI results on the regional cluster (a partner added there) and, mirrored, on the
+    central one (a partner added as today)."""
+    async with regional_hub(stack, federation, tmp_path) as hub:
+        starts = {
+            "region": await end_offsets(hub.region, PARTNER_RESULTS),
+            "centre": await end_offsets(hub.centre, PARTNER_RESULTS),
+        }
+        load = Workload(hub.region, "partner", hub.sites, total=3_000, backdate_ms=200_000)
+        await load.run()
+        await load.close_windows(lateness_ms=LATENESS_MS)
+        await account(load, hub.database, hub.app_id, hub.dlq_start, timeout_s=180)
+        name = f"fed{uuid.uuid4().hex[:6]}"
+        logins = {
+            "region": await add_partner(name, regional_env(stack, REGION)),
+            "centre": await add_partner(f"{name}c", {}),
+        }
+        for where, cluster in (("region", hub.region), ("centre", hub.centre)):
+            sites = await eventually(
+                functools.partial(partner_reads, cluster, logins[where], starts[where]),
+                f"the partner's results on the {where}'s cluster",
+                180,
+            )
+            print(f"{where}: the partner read results of {len(sites)} sites")
+            assert sites >= set(hub.sites), sorted(set(hub.sites) - sites)
+            assert all(site.startswith("JN-") for site in sites), sites
+
+
+async def add_partner(name: str, env: dict[str, str]) -> tuple[str, str]:
+    """`hub access add-partner jeonnam NAME` on the cluster ``env`` names: its login."""
+    result = await run_hub_async("access", "add-partner", REGION, name, env=env, timeout_s=180)
+    assert result.returncode == 0, result.stdout + result.stderr
+    fields = dict(line.split(None, 1) for line in result.stdout.splitlines() if line.strip())
+    return fields["username"], fields["password"]
 
 
 async def test_mirrormaker_killed_mid_stream_and_restarted_copies_each_result_once(
