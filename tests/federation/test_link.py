@@ -16,6 +16,7 @@ import math
 import os
 import signal
 import time
+import urllib.request
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
@@ -53,7 +54,16 @@ FEDERATION_ENV = {"HUB_FEDERATION": "1"}
 def federation(stack: Settings) -> Iterator[Settings]:
     """The regional cluster and the link, up for the module: the region's settings."""
     try:
-        up = run_hub("stack", "up", "kafka-jeonnam", "mirrormaker", env=FEDERATION_ENV, timeout=300)
+        # Prometheus too: with the federation its configuration scrapes MirrorMaker.
+        up = run_hub(
+            "stack",
+            "up",
+            "kafka-jeonnam",
+            "mirrormaker",
+            "prometheus",
+            env=FEDERATION_ENV,
+            timeout=300,
+        )
         assert up.returncode == 0, up.stdout + up.stderr
         status = run_hub("stack", "status", env=FEDERATION_ENV)
         print(status.stdout)
@@ -65,6 +75,9 @@ def federation(stack: Settings) -> Iterator[Settings]:
             "stack", "down", "kafka-jeonnam", "mirrormaker", env=FEDERATION_ENV, timeout=300
         )
         assert down.returncode == 0, down.stderr
+        # Prometheus as the rest of the suite has it: no MirrorMaker to scrape, no link alert.
+        again = run_hub("stack", "up", "prometheus", timeout=120)
+        assert again.returncode == 0, again.stderr
 
 
 def region_sites(partitions: int) -> list[str]:
@@ -398,10 +411,19 @@ async def test_the_link_cut_for_five_minutes_under_the_programme_load_loses_noth
             f"{SAMPLE_S:.0f} s): median {ordered[len(ordered) // 2]:.0f} ms, "
             f"highest {ordered[-1]:.0f} ms"
         )
+        assert alert_state(stack, "HubFederationLinkDown") != "firing"
         down = await run_hub_async("stack", "down", "mirrormaker", env=FEDERATION_ENV)
         assert down.returncode == 0, down.stdout + down.stderr
         cut_at = time.monotonic()
-        await asyncio.sleep(CUT_S)  # the cut itself is the condition: nothing to poll for
+
+        async def link_down_fires() -> bool | None:
+            return True if alert_state(stack, "HubFederationLinkDown") == "firing" else None
+
+        # Its rule waits a minute on a scrape every 5 s: firing well inside the cut.
+        await eventually(link_down_fires, "the link-down alert to fire", CUT_S - 60)
+        print(f"HubFederationLinkDown firing {time.monotonic() - cut_at:.0f} s into the cut")
+        # The rest of the cut is the condition itself: nothing to poll for.
+        await asyncio.sleep(max(0.0, CUT_S - (time.monotonic() - cut_at)))
         pending = await hub.results("region", every_site=True)
         up = await run_hub_async("stack", "up", "mirrormaker", env=FEDERATION_ENV, timeout_s=180)
         assert up.returncode == 0, up.stdout + up.stderr
@@ -424,6 +446,15 @@ async def test_the_link_cut_for_five_minutes_under_the_programme_load_loses_noth
         offered = await programme
         print(f"{load.tag}: sent {load.acknowledged}, {got.summary()}; programme {offered:,}")
         await hub.mirrored_exactly()
+
+
+def alert_state(settings: Settings, name: str) -> str | None:
+    """Alert ``name`` in the stack's Prometheus: "firing", "pending", or None when inactive."""
+    url = f"http://{settings.prometheus_address}/api/v1/alerts"
+    with urllib.request.urlopen(url, timeout=5) as response:
+        alerts = json.load(response)["data"]["alerts"]
+    states = {a["state"] for a in alerts if a["labels"].get("alertname") == name}
+    return "firing" if "firing" in states else next(iter(states), None)
 
 
 async def _made(load: Workload, records: int) -> bool | None:
