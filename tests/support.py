@@ -198,6 +198,31 @@ async def read_since(settings: Settings, start: dict[TopicPartition, int]) -> li
         await consumer.stop()
 
 
+async def read_committed_since(
+    options: dict[str, Any], start: dict[TopicPartition, int]
+) -> list[Any]:
+    """Committed records (parsed JSON) from ``start`` to the end offsets as of the call, read
+    with the client ``options`` (the hub's login or a partner's). Read up to each partition's end
+    position, not a count of records: transaction markers take offsets too."""
+    consumer = AIOKafkaConsumer(
+        **options, enable_auto_commit=False, isolation_level="read_committed"
+    )
+    await consumer.start()
+    try:
+        tps = list(start)
+        consumer.assign(tps)
+        for tp in tps:
+            consumer.seek(tp, start[tp])
+        end = await consumer.end_offsets(tps)
+        out: list[Any] = []
+        while any([await consumer.position(tp) < end[tp] for tp in tps]):
+            for messages in (await consumer.getmany(timeout_ms=1000)).values():
+                out.extend(json.loads(m.value) for m in messages)
+        return out
+    finally:
+        await consumer.stop()
+
+
 async def fetch(database_url: str, query: str, *args: object) -> list[asyncpg.Record]:
     conn = await asyncpg.connect(database_url)
     try:

@@ -25,7 +25,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer, TopicPartition
 
 from hub import principals, topics
 from hub.registry.files import read_registry
@@ -39,7 +39,7 @@ from tests.conftest import (
 )
 from tests.reliability.workload import Workload, account, two_sites_per_partition
 from tests.stack.test_access import sasl
-from tests.support import end_offsets, eventually, scratch_database
+from tests.support import end_offsets, eventually, read_committed_since, scratch_database
 from tooling.bench.load import BatchSender, Load
 from tooling.localrun import drop_hub_topics, fresh_hub, scrape
 from tooling.simulate import SimulationOptions, load_sites
@@ -91,32 +91,12 @@ async def results_since(
     """(site, window start, metric) of every committed result of ``sites`` (None: of every
     site) on ``topic`` since ``start``, with how often each was written (read_committed: what
     MirrorMaker wrote exactly once is what a consumer sees)."""
-    consumer = AIOKafkaConsumer(
-        **principals.client(settings),
-        enable_auto_commit=False,
-        isolation_level="read_committed",
+    rows = await read_committed_since(principals.client(settings), start)
+    return Counter(
+        (row["site_id"], row["window_start"], row["metric"])
+        for row in rows
+        if sites is None or row["site_id"] in sites
     )
-    await consumer.start()
-    try:
-        tps = list(start)
-        consumer.assign(tps)
-        for tp in tps:
-            consumer.seek(tp, start[tp])
-        end = await consumer.end_offsets(tps)
-        seen: Counter[tuple[str, str, str]] = Counter()
-
-        async def behind() -> bool:
-            return any([await consumer.position(tp) < end[tp] for tp in tps])
-
-        while await behind():
-            for messages in (await consumer.getmany(timeout_ms=1000)).values():
-                for m in messages:
-                    row = json.loads(m.value)
-                    if sites is None or row["site_id"] in sites:
-                        seen[(row["site_id"], row["window_start"], row["metric"])] += 1
-        return seen
-    finally:
-        await consumer.stop()
 
 
 @dataclass
@@ -220,23 +200,8 @@ async def partner_reads(
 ) -> set[str] | None:
     """The sites of the KPI results a partner reads on ``settings``' cluster since ``start``,
     over SASL_SSL with its own login (assigned partitions: no group needed); None if none."""
-    consumer = AIOKafkaConsumer(
-        **sasl(settings, *creds), enable_auto_commit=False, isolation_level="read_committed"
-    )
-    await consumer.start()
-    try:
-        tps = list(start)
-        consumer.assign(tps)
-        for tp in tps:
-            consumer.seek(tp, start[tp])
-        end = await consumer.end_offsets(tps)
-        sites: set[str] = set()
-        while any([await consumer.position(tp) < end[tp] for tp in tps]):
-            for messages in (await consumer.getmany(timeout_ms=1000)).values():
-                sites.update(json.loads(m.value)["site_id"] for m in messages)
-        return sites or None
-    finally:
-        await consumer.stop()
+    rows = await read_committed_since(sasl(settings, *creds), start)
+    return {row["site_id"] for row in rows} or None
 
 
 async def test_a_partner_of_the_region_reads_its_results_on_either_cluster(
