@@ -142,23 +142,24 @@ def create_app(
             return None
         return int(value) if value is not None else None
 
-    runtime = WorkerRuntime(
-        settings,
-        worker_metrics(registry),
-        config,
-        table=table,
-        producer=app.producer,
-        highwater=highwater,
-        partitions=dict(partitions),
-    )
-
     async def intake(last: Message, records: Sequence[ConsumerRecord]) -> Sequence[int] | None:
         """One partition's fetched records; their table writes go to its changelog partition."""
         with faust_compat.current_event(app, last):
             return await runtime.handle_batch(records)
 
+    # Before anything asks the app for its producer or consumer: Faust makes each once.
+    producer = faust_compat.install(app, {topics.TELEMETRY: intake})
+    runtime = WorkerRuntime(
+        settings,
+        worker_metrics(registry),
+        config,
+        table=table,
+        producer=producer,
+        highwater=highwater,
+        partitions=dict(partitions),
+    )
+
     app.topics.add(telemetry)  # subscribed without an agent: records go to `intake` in batches
-    faust_compat.install(app, {topics.TELEMETRY: intake})
 
     @app.agent(ticks, name="clock")
     async def clock(stream: Any) -> None:

@@ -5,6 +5,7 @@ what it depends on is durable."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -54,7 +55,7 @@ class HeldProducer:
         self.events = events
         self.answer = asyncio.Event()
 
-    async def send(self, topic: str, *_: Any) -> asyncio.Future[None]:
+    async def send_many(self, topic: str, messages: Sequence[Any]) -> list[asyncio.Future[None]]:
         self.events.append(f"sent:{topic}")
         acked: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
@@ -64,7 +65,7 @@ class HeldProducer:
             acked.set_result(None)
 
         asyncio.get_running_loop().create_task(acknowledge())
-        return acked
+        return [acked]
 
 
 class Table(dict[bytes, bytes]):

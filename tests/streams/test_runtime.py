@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import cast
 
@@ -33,22 +34,16 @@ class FlakyProducer:
         self.sent: list[tuple[str, int | None, dict[str, object]]] = []
         self.failed = False
 
-    async def send(
-        self,
-        topic: str,
-        key: bytes | None,
-        value: bytes | None,
-        partition: int | None,
-        timestamp: float | None,
-        headers: object,
-    ) -> asyncio.Future[None]:
+    async def send_many(
+        self, topic: str, messages: Sequence[tuple[bytes, bytes, int | None]]
+    ) -> list[asyncio.Future[None]]:
         if not self.failed:
             self.failed = True
             raise RuntimeError("broker went away")
-        self.sent.append((topic, partition, json.loads(value or b"")))
+        self.sent.extend((topic, partition, json.loads(value)) for _, value, partition in messages)
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         done.set_result(None)
-        return done
+        return [done]
 
 
 class FreshPartition:
