@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.partitioner import DefaultPartitioner
 
 from hub import principals, signing, telemetry
@@ -171,6 +172,22 @@ async def committed_offsets(
         return {tp: await consumer.committed(tp) or 0 for tp in tps}
     finally:
         await consumer.stop()
+
+
+@asynccontextmanager
+async def scratch_topic(settings: Settings, name: str, partitions: int) -> AsyncIterator[str]:
+    """A topic of its own for one test (``name`` plus a random suffix), deleted after it."""
+    topic = f"{name}.{uuid.uuid4().hex[:8]}"
+    admin = AIOKafkaAdminClient(**principals.client(settings))
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(topic, partitions, replication_factor=1)])
+        try:
+            yield topic
+        finally:
+            await admin.delete_topics([topic])
+    finally:
+        await admin.close()
 
 
 async def read_since(settings: Settings, start: dict[TopicPartition, int]) -> list[Any]:

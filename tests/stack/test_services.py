@@ -10,18 +10,14 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from hub import principals
 from hub.settings import Settings
+from tests.support import scratch_topic
 
 
 async def test_kafka_round_trip_keeps_every_record_and_its_key(stack: Settings) -> None:
-    topic = f"test.roundtrip.{uuid.uuid4().hex[:8]}"
-    admin = AIOKafkaAdminClient(**principals.client(stack))
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(topic, num_partitions=3, replication_factor=1)])
+    async with scratch_topic(stack, "test.roundtrip", 3) as topic:
         producer = AIOKafkaProducer(**principals.client(stack), acks="all")
         await producer.start()
         try:
@@ -56,9 +52,6 @@ async def test_kafka_round_trip_keeps_every_record_and_its_key(stack: Settings) 
         assert received == sent
         # Keyed records stay on one partition per key: the basis of per-site ordering.
         assert all(len(parts) == 1 for parts in partitions_by_key.values())
-    finally:
-        await admin.delete_topics([topic])
-        await admin.close()
 
 
 async def test_hypertable_time_bucket_sums_by_minute(stack: Settings) -> None:
