@@ -14,11 +14,13 @@ error (counted by the caller's ``on_quarantine``), the others written.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import asyncpg
 
@@ -94,7 +96,8 @@ ON CONFLICT DO NOTHING
 # A recovery resolves the alerts it ends: breaches and no-data alerts of that KPI at that site.
 RESOLVE_ALERTS = """
 UPDATE kpi_alerts a SET status = 'resolved', resolved_at = r.ts
-  FROM incoming_alerts r
+  FROM (SELECT demonstration_id, kpi_id, site_id, ts, transition FROM incoming_alerts
+       ) r
  WHERE r.transition = 'recovered'
    AND a.demonstration_id = r.demonstration_id AND a.kpi_id = r.kpi_id
    AND a.site_id = r.site_id AND a.ts < r.ts
@@ -141,8 +144,13 @@ DATABASE_UNAVAILABLE = (
 # What the database refuses because of the data: retrying cannot help.
 DATA_ERRORS = (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError)
 
-# (table, staging table, merge statements) in the order a batch is written.
-_TABLES = (
+# Merges that must see the rows merged before them (a recovery resolves the breach raised in
+# its own batch): after the one statement, in its transaction.
+_AFTER_MERGES = (RESOLVE_ALERTS,)
+
+# (batch part, table, staging table, merge statements) in the order a batch is written.
+_Entry = tuple[str, str, str, tuple[str, ...]]
+_TABLES: tuple[_Entry, ...] = (
     ("aggregates", "site_aggregates", "incoming_aggregates", (MERGE_AGGREGATES, MARK_ROLLUP)),
     ("kpi_results", "kpi_results", "incoming_kpi_results", (MERGE_KPI_RESULTS,)),
     ("alerts", "kpi_alerts", "incoming_alerts", (MERGE_ALERTS, RESOLVE_ALERTS)),
@@ -166,6 +174,7 @@ class TimescaleSink:
         self.on_quarantine = on_quarantine
         self.max_backoff_s = max_backoff_s
         self.backlog_rows = 0  # rows waiting for the database, across all callers
+        self._types: dict[str, dict[str, str]] | None = None  # the tables' column types
 
     async def write(self, batch: SinkBatch) -> float:
         """Write the batch, retrying until it is committed; returns the seconds it took."""
@@ -213,17 +222,11 @@ class TimescaleSink:
                 backoff = min(backoff * 2, self.max_backoff_s)
 
     async def _write_once(self, batch: SinkBatch) -> None:
-        """In few round trips: the staging tables made in one statement list, each COPYed, every
-        merge in one list, the fence. Windows close on every partition at once, when the
-        worker's loop is busiest, and each round trip waits for the loop (a closing write took
-        about 20 of them)."""
         present = [entry for entry in _TABLES if getattr(batch, entry[0])]
-        async with self.pool.acquire(timeout=10) as conn, conn.transaction():
-            await conn.execute(";\n".join(_staging_table(s, t) for _, t, s, _ in present))
-            for part, _, staging, _ in present:
-                await _copy(conn, staging, getattr(batch, part))
-            await conn.execute(";\n".join(m for *_, merges in present for m in merges))
-            await check_fence(conn, batch.fence)
+        async with self.pool.acquire(timeout=10) as conn:
+            if self._types is None:
+                self._types = await _column_types(conn)
+            await _write_statement(conn, batch, present, self._types)
 
     async def _write_salvaging(self, batch: SinkBatch) -> None:
         """Every row in a savepoint of its own: the refused ones go to sink_quarantine."""
@@ -284,6 +287,80 @@ async def check_fence(conn: Connection, fence: Fence | None) -> None:
     )
     if current != fence.epoch:
         raise Fenced(fence, current)
+
+
+async def _write_statement(
+    conn: Connection,
+    batch: SinkBatch,
+    present: list[_Entry],
+    types: dict[str, dict[str, str]],
+) -> None:
+    """In one round trip, atomic, unless a recovery is to resolve alerts: each table's rows as
+    an array a column, unnested in the merge statements (as data-modifying CTEs), each gated on
+    the fence, which the statement locks and returns. A partition's closing write waits for
+    its worker's loop at every round trip, and at a close that loop is closing the other
+    partitions: the COPY path's thirteen round trips each waited behind them."""
+    args: list[object] = []
+    ctes: list[str] = []
+    after: list[tuple[str, list[list[Any]]]] = []
+    gate = ""
+    if batch.fence is not None:
+        args += [batch.fence.hub, batch.fence.partition, batch.fence.epoch]
+        ctes.append(
+            "fence AS (SELECT epoch FROM partition_owners WHERE hub = $1 AND partition = $2"
+            " FOR SHARE)"
+        )
+        gate = " WHERE EXISTS (SELECT FROM fence WHERE epoch = $3)"
+    for part, table, staging, merges in present:
+        rows = getattr(batch, part)
+        columns = [name.rstrip("_") for name in rows[0]._fields]
+        arrays = [list(values) for values in zip(*rows, strict=True)]
+        kinds = [types[table][column] for column in columns]
+        source = _unnest(staging, columns, kinds, len(args) + 1)
+        args += arrays
+        for merge in merges:
+            if merge in _AFTER_MERGES:
+                after.append((_from(merge, staging, _unnest(staging, columns, kinds, 1)), arrays))
+            else:
+                ctes.append(f"w{len(ctes)} AS ({_from(merge, staging, source + gate)})")
+    result = "(SELECT epoch FROM fence)" if batch.fence is not None else "NULL"
+    statement = "WITH " + ",\n".join(ctes) + f"\nSELECT {result}"
+    async with contextlib.AsyncExitStack() as stack:
+        if after:
+            await stack.enter_async_context(conn.transaction())
+        current = await conn.fetchval(statement, *args)
+        if batch.fence is not None and current != batch.fence.epoch:
+            raise Fenced(batch.fence, current)
+        for sql, values in after:
+            await conn.execute(sql, *values)
+
+
+def _unnest(staging: str, columns: list[str], kinds: list[str], first: int) -> str:
+    """FROM the arrays $first... as rows of the staging table's name and columns."""
+    arrays = ", ".join(f"${first + i}::{kind}[]" for i, kind in enumerate(kinds))
+    names = ", ".join(f'"{column}"' for column in columns)
+    return f"FROM unnest({arrays}) AS {staging}({names})"
+
+
+def _from(merge: str, staging: str, source: str) -> str:
+    """The merge statement reading ``source`` (a FROM clause) where it read the staging
+    table."""
+    target = f"FROM {staging}\n"
+    assert merge.count(target) == 1, f"{staging} is not read once: {merge}"
+    return merge.replace(target, source + "\n")
+
+
+async def _column_types(conn: Connection) -> dict[str, dict[str, str]]:
+    """Every written table's columns and their SQL types (an array's type for unnest)."""
+    types: dict[str, dict[str, str]] = {}
+    for r in await conn.fetch(
+        """SELECT attrelid::regclass::text AS tbl, attname, format_type(atttypid, atttypmod) AS t
+             FROM pg_attribute
+            WHERE attrelid = ANY($1::text[]::regclass[]) AND attnum > 0 AND NOT attisdropped""",
+        [table for _, table, _, _ in _TABLES],
+    ):
+        types.setdefault(r["tbl"], {})[r["attname"]] = r["t"]
+    return types
 
 
 def _as_json(row: Row) -> str:

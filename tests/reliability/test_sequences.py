@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import signal
 from collections.abc import AsyncIterator
 
@@ -83,10 +84,15 @@ async def test_kill_restart_on_the_same_state_then_hand_over_loses_nothing(
     print(f"{load.tag}: sent {load.acknowledged} ({load.made} with retries), {got.summary()}")
 
 
+# A Parse message of the sink's write (streams.sink: the fence first): the statement's name.
+WRITE = re.compile(rb"(__asyncpg_stmt_[0-9a-f_]+__)\x00WITH fence AS \(")
+
+
 class Gate:
     """A TCP relay to the database that can hold a worker's traffic, as an outage would for it
-    alone. Armed, it shuts on the worker's next COPY: the worker is then half-way through a
-    write's transaction, its rows staged, its ownership not yet checked."""
+    alone. Armed, it shuts on the worker's next write of a batch (the statement that merges its
+    rows and checks its ownership, known by the name asyncpg prepared it under): the worker is
+    then half-way through the write, its rows sent, nothing written, its ownership not checked."""
 
     def __init__(self, upstream: tuple[str, int]) -> None:
         self.upstream = upstream
@@ -96,6 +102,7 @@ class Gate:
         self.tripped = asyncio.Event()
         self.server: asyncio.Server | None = None
         self.port = 0
+        self.writes: set[bytes] = set()  # the names of the sink's prepared write statements
 
     async def start(self) -> None:
         self.server = await asyncio.start_server(self._relay, "127.0.0.1", 0)
@@ -107,7 +114,9 @@ class Gate:
         async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter, client: bool) -> None:
             with contextlib.suppress(ConnectionError):
                 while data := await src.read(65536):
-                    if client and self.armed and b"COPY " in data:
+                    if client:
+                        self.writes.update(name + b"\x00" for name in WRITE.findall(data))
+                    if client and self.armed and any(name in data for name in self.writes):
                         self.armed = False
                         self.open.clear()
                         self.tripped.set()
