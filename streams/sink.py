@@ -1,7 +1,8 @@
 """The TimescaleDB sink: closed windows, KPI results and alerts, written in one transaction a batch.
 
-Rows are COPYed into temporary tables and merged with ``INSERT ... ON CONFLICT DO UPDATE``: writing
-the same batch twice (a replay after a crash) leaves the same rows. The caller awaits ``write``
+A batch's rows are merged with ``INSERT ... ON CONFLICT DO UPDATE``, every table in one statement
+that also checks the partition's fence: writing the same batch twice (a replay after a crash)
+leaves the same rows. The caller awaits ``write``
 before the partition's offset may advance; while the database is down ``write`` retries with
 backoff, logging its backlog, and loses nothing.
 
