@@ -120,6 +120,9 @@ class Outcome:
     alerts: list[asyncpg.Record] = field(default_factory=list)
     dlq: list[dict[str, Any]] = field(default_factory=list)
     partner: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    # The wall clock before any record was sent: rejections are dated by their arrival, which
+    # can come before the scenario's minute - 1 (that minute is up to 62 s ahead of the clock).
+    began_ms: int = field(default_factory=lambda: int(time.time() * 1000) - 1000)
 
 
 # Pushers carry a metric of their own, so they never add to the counts a test checks.
@@ -386,7 +389,8 @@ async def test_a_company_reads_why_its_records_were_refused_and_its_competitor_d
     try:
         api.wait_serving()
         device = f"{outcome.c}-TST1"
-        start = datetime.fromtimestamp((outcome.minute_ms - MINUTE_MS) / 1000, UTC).isoformat()
+        start_ms = min(outcome.minute_ms - MINUTE_MS, outcome.began_ms)
+        start = datetime.fromtimestamp(start_ms / 1000, UTC).isoformat()
         query = f"/api/v1/rejections?device_id={device}&from={start.replace('+', '%2B')}"
         # (Rejections are dated by their arrival: now, whatever minute the records name.)
         status, seen = get(api, query)
