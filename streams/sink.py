@@ -275,17 +275,17 @@ async def claim(conn: Connection, hub: str, partition: int, owner: str) -> int:
     return int(epoch)
 
 
+# The partition's epoch, share-locked: a claim waits until the write holding it commits.
+FENCE = "SELECT epoch FROM partition_owners WHERE hub = $1 AND partition = $2 FOR SHARE"
+
+
 async def check_fence(conn: Connection, fence: Fence | None) -> None:
     """Last in the write's transaction, just before its commit: the partition is still at the
     writer's epoch. The share lock holds a claim back until the commit, so none slips in between;
     a write that hangs half-way holds nothing, and finds the epoch moved on when it resumes."""
     if fence is None:
         return
-    current = await conn.fetchval(
-        "SELECT epoch FROM partition_owners WHERE hub = $1 AND partition = $2 FOR SHARE",
-        fence.hub,
-        fence.partition,
-    )
+    current = await conn.fetchval(FENCE, fence.hub, fence.partition)
     if current != fence.epoch:
         raise Fenced(fence, current)
 
@@ -307,10 +307,7 @@ async def _write_statement(
     gate = ""
     if batch.fence is not None:
         args += [batch.fence.hub, batch.fence.partition, batch.fence.epoch]
-        ctes.append(
-            "fence AS (SELECT epoch FROM partition_owners WHERE hub = $1 AND partition = $2"
-            " FOR SHARE)"
-        )
+        ctes.append(f"fence AS ({FENCE})")
         gate = " WHERE EXISTS (SELECT FROM fence WHERE epoch = $3)"
     for part, table, staging, merges in present:
         rows = getattr(batch, part)
@@ -326,9 +323,7 @@ async def _write_statement(
                 ctes.append(f"w{len(ctes)} AS ({_from(merge, staging, source + gate)})")
     result = "(SELECT epoch FROM fence)" if batch.fence is not None else "NULL"
     statement = "WITH " + ",\n".join(ctes) + f"\nSELECT {result}"
-    async with contextlib.AsyncExitStack() as stack:
-        if after:
-            await stack.enter_async_context(conn.transaction())
+    async with conn.transaction() if after else contextlib.nullcontext():
         current = await conn.fetchval(statement, *args)
         if batch.fence is not None and current != batch.fence.epoch:
             raise Fenced(batch.fence, current)

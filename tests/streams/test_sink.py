@@ -4,6 +4,8 @@ as data is kept aside, not retried for ever; the rest of its batch is written.""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
@@ -54,6 +56,16 @@ def every_table(fence: Fence | None, count: int = 60) -> SinkBatch:
     )
 
 
+@asynccontextmanager
+async def scratch_pool(stack: Settings) -> AsyncIterator[asyncpg.Pool]:
+    """A pool on a fresh database with the schema and registry, dropped after the test."""
+    async with (
+        scratch_database(stack) as url,
+        asyncpg.create_pool(url, min_size=1, max_size=2) as pool,
+    ):
+        yield pool
+
+
 async def claimed(pool: asyncpg.Pool, partition: int, owner: str) -> int:
     async with pool.acquire() as conn:
         return await claim(conn, "hub-a", partition, owner)
@@ -66,18 +78,13 @@ async def read_back(pool: asyncpg.Pool) -> dict[str, list[tuple[object, ...]]]:
 async def test_a_batch_of_every_table_is_the_same_rows_however_often_it_is_written(
     stack: Settings,
 ) -> None:
-    async with scratch_database(stack) as url:
-        pool = await asyncpg.create_pool(url, min_size=1, max_size=2)
-        assert pool is not None
-        try:
-            epoch = await claimed(pool, 4, "test")
-            sink = TimescaleSink(pool)
-            await sink.write(every_table(Fence("hub-a", 4, epoch), count=59))
-            await sink.write(every_table(Fence("hub-a", 4, epoch)))  # a replay, a late record
-            await sink.write(every_table(Fence("hub-a", 4, epoch)))
-            rows = await read_back(pool)
-        finally:
-            await pool.close()
+    async with scratch_pool(stack) as pool:
+        epoch = await claimed(pool, 4, "test")
+        sink = TimescaleSink(pool)
+        await sink.write(every_table(Fence("hub-a", 4, epoch), count=59))
+        await sink.write(every_table(Fence("hub-a", 4, epoch)))  # a replay, a late record
+        await sink.write(every_table(Fence("hub-a", 4, epoch)))
+        rows = await read_back(pool)
     assert rows == {
         "site_aggregates": [
             (SITE, DEMO, "latency_ms", 3, 9.5, 2.5, 4.0, None, None, None),
@@ -100,21 +107,16 @@ def alert(alert_id: str, minute: int, transition: str) -> AlertRow:
 async def test_a_recovery_resolves_the_breaches_before_it_in_its_own_batch_and_earlier(
     stack: Settings,
 ) -> None:
-    async with scratch_database(stack) as url:
-        pool = await asyncpg.create_pool(url, min_size=1, max_size=2)
-        assert pool is not None
-        try:
-            fence = Fence("hub-a", 4, await claimed(pool, 4, "test"))
-            sink = TimescaleSink(pool)
-            await sink.write(SinkBatch([], [], [alert("b1", 1, "breach")], fence=fence))
-            later = [alert("n2", 2, "no_data"), alert("r3", 3, "recovered")]
-            await sink.write(SinkBatch([], [], later, fence=fence))
-            await sink.write(SinkBatch([], [], [alert("b4", 4, "breach")], fence=fence))
-            rows = await pool.fetch(
-                "SELECT alert_id, status, resolved_at FROM kpi_alerts ORDER BY alert_id"
-            )
-        finally:
-            await pool.close()
+    async with scratch_pool(stack) as pool:
+        fence = Fence("hub-a", 4, await claimed(pool, 4, "test"))
+        sink = TimescaleSink(pool)
+        await sink.write(SinkBatch([], [], [alert("b1", 1, "breach")], fence=fence))
+        later = [alert("n2", 2, "no_data"), alert("r3", 3, "recovered")]
+        await sink.write(SinkBatch([], [], later, fence=fence))
+        await sink.write(SinkBatch([], [], [alert("b4", 4, "breach")], fence=fence))
+        rows = await pool.fetch(
+            "SELECT alert_id, status, resolved_at FROM kpi_alerts ORDER BY alert_id"
+        )
     resolved = BUCKET + timedelta(minutes=3)
     assert [tuple(r) for r in rows] == [
         ("b1", "resolved", resolved),
@@ -125,22 +127,17 @@ async def test_a_recovery_resolves_the_breaches_before_it_in_its_own_batch_and_e
 
 
 async def test_a_batch_whose_fence_is_stale_writes_nothing(stack: Settings) -> None:
-    async with scratch_database(stack) as url:
-        pool = await asyncpg.create_pool(url, min_size=1, max_size=2)
-        assert pool is not None
-        try:
-            stale = await claimed(pool, 4, "worker-a")
-            current = await claimed(pool, 4, "worker-b")
-            sink = TimescaleSink(pool)
-            with pytest.raises(Fenced, match=f"at epoch {current}, this worker claimed epoch 1"):
-                await sink.write(every_table(Fence("hub-a", 4, stale)))
-            nothing = await read_back(pool)
-            with pytest.raises(Fenced, match="at epoch None"):  # a partition nobody claimed
-                await sink.write(every_table(Fence("hub-a", 5, 1)))
-            await sink.write(every_table(Fence("hub-a", 4, current)))
-            written = await read_back(pool)
-        finally:
-            await pool.close()
+    async with scratch_pool(stack) as pool:
+        stale = await claimed(pool, 4, "worker-a")
+        current = await claimed(pool, 4, "worker-b")
+        sink = TimescaleSink(pool)
+        with pytest.raises(Fenced, match=f"at epoch {current}, this worker claimed epoch 1"):
+            await sink.write(every_table(Fence("hub-a", 4, stale)))
+        nothing = await read_back(pool)
+        with pytest.raises(Fenced, match="at epoch None"):  # a partition nobody claimed
+            await sink.write(every_table(Fence("hub-a", 5, 1)))
+        await sink.write(every_table(Fence("hub-a", 4, current)))
+        written = await read_back(pool)
     assert nothing == {table: [] for table in READ_BACK}
     assert all(written.values()), written
 
@@ -153,20 +150,15 @@ async def test_a_row_the_database_refuses_is_quarantined_and_the_batch_written(
     bad = good._replace(metric="online\x00")
     quarantined: list[tuple[str, int]] = []
     errors: list[BaseException] = []
-    async with scratch_database(stack) as url:
-        pool = await asyncpg.create_pool(url, min_size=1, max_size=2)
-        assert pool is not None
-        try:
-            sink = TimescaleSink(
-                pool,
-                on_error=errors.append,
-                on_quarantine=lambda table, n: quarantined.append((table, n)),
-            )
-            await sink.write(SinkBatch([good, bad], [], []))
-            rows = await pool.fetch("SELECT site_id, metric, count FROM site_aggregates")
-            kept = await pool.fetch("SELECT table_name, row_data, error FROM sink_quarantine")
-        finally:
-            await pool.close()
+    async with scratch_pool(stack) as pool:
+        sink = TimescaleSink(
+            pool,
+            on_error=errors.append,
+            on_quarantine=lambda table, n: quarantined.append((table, n)),
+        )
+        await sink.write(SinkBatch([good, bad], [], []))
+        rows = await pool.fetch("SELECT site_id, metric, count FROM site_aggregates")
+        kept = await pool.fetch("SELECT table_name, row_data, error FROM sink_quarantine")
     assert [tuple(r) for r in rows] == [("GJ-BUK-0001", "online", 60)]
     assert quarantined == [("site_aggregates", 1)]
     assert errors == []  # not an outage: no retries
