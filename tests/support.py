@@ -270,8 +270,22 @@ async def scratch_database(
             await install_test_keys(url)
         yield url
     finally:
+        await drop_database(stack, name)
+
+
+async def drop_database(stack: Settings, name: str, timeout_s: float = 60) -> None:
+    """Drop a scratch database, waiting out an autovacuum worker in it: ``WITH (FORCE)`` ends
+    the hub role's sessions, but only a superuser or ``pg_signal_backend`` may end autovacuum's,
+    and the hub role is neither (a fresh-clone CI run failed on it). Autovacuum ends on its own."""
+
+    async def dropped() -> bool | None:
         admin = await asyncpg.connect(stack.database_url)
         try:
-            await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        except (asyncpg.InsufficientPrivilegeError, asyncpg.ObjectInUseError):
+            return None
         finally:
             await admin.close()
+        return True
+
+    await eventually(dropped, f"database {name} to be dropped", timeout_s)

@@ -17,6 +17,7 @@ import pytest
 from hub.db.migrate import MIGRATIONS_DIR, migrate
 from hub.settings import Settings
 from tests.conftest import run_hub_async
+from tests.support import drop_database
 
 BUCKET = datetime(2026, 11, 2, 3, 0, tzinfo=UTC)  # inside DEMO-005's and DEMO-008's periods
 SINGLE = "GJ-DONG-0001"
@@ -95,9 +96,7 @@ async def old_database(stack: Settings, tmp_path: Path) -> AsyncIterator[str]:
     try:
         yield url
     finally:
-        admin = await asyncpg.connect(stack.database_url)
-        await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
-        await admin.close()
+        await drop_database(stack, name)
 
 
 async def test_old_rows_are_attributed_only_where_one_demonstration_ran(old_database: str) -> None:
