@@ -157,6 +157,7 @@ def create_app(
         producer=producer,
         highwater=highwater,
         partitions=dict(partitions),
+        rebalancing=lambda: not app.flow_control.is_active(),
     )
 
     app.topics.add(telemetry)  # subscribed without an agent: records go to `intake` in batches

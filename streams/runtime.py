@@ -93,9 +93,11 @@ class WorkerRuntime:
         partitions: dict[str, int],
         database: Database | None = None,
         refill: ReadBack | None = None,
+        rebalancing: Callable[[], bool] = lambda: False,
     ) -> None:
         """``highwater``: a partition's log-end offset as the consumer last saw it (None if not
-        known); ``partitions``: the partition counts of the topics written to a chosen one."""
+        known); ``partitions``: the partition counts of the topics written to a chosen one;
+        ``rebalancing``: whether the group is taking this worker's partitions back now."""
         self.settings = settings
         self.metrics = metrics
         self.config = config
@@ -116,6 +118,10 @@ class WorkerRuntime:
         self.locks: dict[int, asyncio.Lock] = {}
         self.next_offset: dict[int, int] = {}
         self.assigned: set[int] = set()
+        # This worker's claim on each partition, once per assignment: a processor rebuilt after
+        # a failure keeps it (claiming again could take the partition from its next owner).
+        self.fences: dict[int, Fence] = {}
+        self.rebalancing = rebalancing
         self.checkpoint = Checkpoint(self.database, producer, table, self.partition_count, metrics)
 
     async def refresh_registry(self) -> bool:
@@ -149,6 +155,7 @@ class WorkerRuntime:
         earlier assignment would hold what another owner has since changed."""
         for partition in partitions:
             self.owned.pop(partition, None)
+            self.fences.pop(partition, None)
         self.assigned.update(partitions)
 
     async def write_held_back(self, partitions: Sequence[int], timeout_s: float = 5.0) -> None:
@@ -172,14 +179,19 @@ class WorkerRuntime:
         for partition in partitions:
             self.assigned.discard(partition)
             self.owned.pop(partition, None)
+            self.fences.pop(partition, None)
             self.observe.forget(partition)
 
     async def own(self, partition: int) -> Owned:
         """The partition's processor and this worker's hold on it, made on first use after an
-        assignment: restored from the state table, its rows claimed."""
+        assignment: restored from the state table, its rows claimed. No claim is made while the
+        group takes the partitions back: a worker dropped from its group (a batch stuck past the
+        poll interval) still has them until that batch ends, and a claim of it then would fence
+        off the worker the group gave them to (the outage test lost a partition that way)."""
         owned = self.owned.get(partition)
         if owned is None:
-            if partition not in self.assigned:
+            fence = self.fences.get(partition)
+            if partition not in self.assigned or (fence is None and self.rebalancing()):
                 raise NotAssigned(partition)
             processor = PartitionProcessor(partition, self.config)
             items = ((k, v) for k, v in self.table.items() if processor.owns(k) and v is not None)
@@ -203,8 +215,10 @@ class WorkerRuntime:
                 processor.windows.watermark_ms,
                 processor.next_offset,
             )
-            epoch = await self.database.claim(partition)
-            owned = Owned(processor, Fence(self.config.hub, partition, epoch))
+            if fence is None:
+                epoch = await self.database.claim(partition)
+                fence = self.fences[partition] = Fence(self.config.hub, partition, epoch)
+            owned = Owned(processor, fence)
             self.owned[partition] = owned
         return owned
 
@@ -324,11 +338,13 @@ class WorkerRuntime:
                 log.info("partition %d: not assigned here (any more); skipped", partition)
                 return False
             except Fenced as fenced:
-                # Another worker took the partition over while this one waited: nothing of the
-                # batch was written, nothing is acknowledged, and no processor is made for it
-                # again until the group assigns it here anew.
+                # Another worker claimed the partition while this one waited: nothing of the
+                # batch was written, nothing is acknowledged. If the group is taking the
+                # partition from here, no claim is made again (``own``); if the group still
+                # gives it here, the other claim was stale and the next batch claims it back:
+                # dropping it would leave it to nobody until the next rebalance.
                 self.owned.pop(partition, None)
-                self.assigned.discard(partition)
+                self.fences.pop(partition, None)
                 self.metrics.fenced.inc()
                 log.warning("partition %d: fenced, batch dropped (%s)", partition, fenced)
                 return False

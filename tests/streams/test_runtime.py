@@ -19,7 +19,7 @@ from hub.settings import Settings
 from streams.processor import PartitionProcessor, ProcessorConfig, Record
 from streams.rows import Fence
 from streams.runtime import WorkerRuntime, now_ms
-from streams.sink import SinkBatch, TimescaleSink
+from streams.sink import Fenced, SinkBatch, TimescaleSink
 from streams.snapshot import Snapshot, build_snapshot
 
 # The runtime retries a failing batch for ever (as a worker must): a broken stand-in shows as a
@@ -91,6 +91,7 @@ class RejectingDatabase:
 
     def __init__(self) -> None:
         self.recorder = RecordingSink()
+        self.claims = []
 
     async def sink(self) -> TimescaleSink:
         return cast(TimescaleSink, self.recorder)
@@ -101,8 +102,11 @@ class RejectingDatabase:
     def other_rows(self) -> int:
         return sum(len(batch) - len(batch.rejections) for batch in self.recorder.batches)
 
+    claims: list[int]
+
     async def claim(self, partition: int) -> int:
-        return 1
+        self.claims.append(partition)
+        return len(self.claims)
 
     async def snapshot_if_changed(self, current: Snapshot) -> Snapshot:
         return current
@@ -137,6 +141,9 @@ async def test_a_batch_that_fails_part_way_is_redone_from_the_written_state() ->
         (topics.DLQ, 5, n) for n in range(100, 104)
     ]
     assert registry.get_sample_value("hub_batch_failures_total") == 1
+    # The processor was rebuilt on this worker's claim: claiming again could have fenced off a
+    # worker the group gave the partition to meanwhile.
+    assert database.claims == [5]
     # Each rejection is kept (written again on the retry: the table is keyed by offset).
     assert database.rejected_offsets() == set(range(100, 104))
     assert database.other_rows() == 0
@@ -250,3 +257,59 @@ async def test_a_device_provisioned_while_the_worker_runs_loses_nothing() -> Non
     )
     assert registry.get_sample_value("hub_registry_rereads_total") == 1
     assert database.reads == 1
+
+
+def runtime_on(database: RejectingDatabase, rebalancing: bool = False) -> WorkerRuntime:
+    """A runtime owning partition 5 whose records all go to the DLQ; Kafka holds 100-109."""
+    producer = FlakyProducer()
+    producer.failed = True
+    runtime = WorkerRuntime(
+        Settings(),
+        worker_metrics(CollectorRegistry()),
+        ProcessorConfig(),
+        table={},
+        producer=producer,
+        highwater=lambda partition: None,
+        partitions={topics.DLQ: 12},
+        database=database,
+        refill=FreshPartition(100, rejected_records(range(100, 110))),
+        rebalancing=lambda: rebalancing,
+    )
+    runtime.assign([5])
+    return runtime
+
+
+async def test_a_worker_its_group_is_dropping_claims_nothing() -> None:
+    """Its partitions are being taken back (a batch stuck past the poll interval): they may be
+    claimed by their next owner already, and a claim now would fence that owner off."""
+    database = RejectingDatabase()
+    runtime = runtime_on(database, rebalancing=True)
+
+    assert await runtime.handle_batch(rejected_records(range(100, 103))) is None
+
+    assert database.claims == []
+    assert database.recorder.batches == []
+
+
+class StaleClaimSink(RecordingSink):
+    """Its first write finds another claim on the partition (a worker that has since lost it)."""
+
+    async def write(self, batch: SinkBatch) -> float:
+        if not self.batches and batch.fence is not None and batch.fence.epoch == 1:
+            raise Fenced(batch.fence, 2)
+        return await super().write(batch)
+
+
+async def test_a_worker_fenced_by_a_stale_claim_claims_its_partition_back() -> None:
+    """The group still gives the partition here: dropping it would leave it to nobody until the
+    next rebalance (its records unread, its windows never closed)."""
+    database = RejectingDatabase()
+    database.recorder = StaleClaimSink()
+    runtime = runtime_on(database)
+
+    assert await runtime.handle_batch(rejected_records(range(100, 103))) is None
+    processed = await runtime.handle_batch(rejected_records(range(103, 105)))
+
+    assert database.claims == [5, 5]
+    assert processed == list(range(100, 105))
+    assert database.rejected_offsets() == set(range(100, 105))
