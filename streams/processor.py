@@ -127,6 +127,9 @@ class PartitionProcessor:
         self.due: dict[int, set[KpiKey]] = {}
         self.states_for: str | None = None  # the registry digest the states were laid out for
         self.chunks: dict[int, tuple[int, int]] = {}  # journal seq -> newest (ts, arrival)
+        # The journal horizon at the last sweep for obsolete chunks: sweeping every batch cost
+        # half the processor's time at small batches (thousands of chunks each time).
+        self.swept_at: tuple[int, int] | None = None
         self.next_seq = 0
         # The offset after the last record processed: records below it that Kafka delivers again
         # (offsets are committed after the state, so a crash re-delivers a tail) are skipped.
@@ -474,13 +477,7 @@ class PartitionProcessor:
             )
         for key in sorted(released):
             result.state_writes.append((self.layout.kpi(key), None))
-        for seq in [
-            s
-            for s, (ts, arrival) in self.chunks.items()
-            if self.windows.journal_is_obsolete(ts, arrival)
-        ]:
-            del self.chunks[seq]
-            result.state_writes.append((self.layout.journal(seq), None))
+        self._sweep_journal(result)
         progress = Progress(
             self.windows.watermark_ms,
             self.windows.closed_through_ms,
@@ -490,6 +487,18 @@ class PartitionProcessor:
             self.observed_from_ms,
         )
         result.state_writes.append((self.layout.progress, state.encode_progress(progress)))
+
+    def _sweep_journal(self, result: BatchResult) -> None:
+        """Delete the journal chunks no longer needed, when the horizon has moved: a chunk
+        written since the last sweep was needed then (its windows open, its ids fresh)."""
+        horizon = self.windows.journal_horizon()
+        if horizon == self.swept_at:
+            return
+        self.swept_at = horizon
+        obsolete = self.windows.journal_is_obsolete
+        for seq in [s for s, (ts, arrival) in self.chunks.items() if obsolete(ts, arrival)]:
+            del self.chunks[seq]
+            result.state_writes.append((self.layout.journal(seq), None))
 
     def _earliest_report(self, snapshot: Snapshot, demonstration_id: str) -> int:
         """How far back a site's first report may start its observation: minutes that could

@@ -520,6 +520,11 @@ class PartitionWindows:
                 if self.legacy.get(digest) == minute:
                     del self.legacy[digest]
 
+    def journal_horizon(self) -> tuple[int, int]:
+        """What ``journal_is_obsolete`` depends on: the chunks obsolete can change only when
+        this does (once a minute), and it only grows."""
+        return self.closed_through_ms, minute_of(self.arrived_ms - self.dedup_horizon_ms)
+
     def journal_is_obsolete(self, newest_ts_ms: int, newest_arrival_ms: int) -> bool:
         """A journal chunk is no longer needed once its events' windows are emitted and their
         ids are past the de-duplication horizon."""

@@ -723,3 +723,27 @@ def test_a_regional_hub_judges_its_own_region_only_and_refuses_another_regions_r
     ticked = p.tick(SNAPSHOT, now_ms=T0 + 2000 + 10 * MINUTE_MS)
     judged = {r.site_id for r in ticked.kpi_rows}
     assert judged == {"GJ-BUK-0001", "GJ-BUK-0002"}
+
+
+def test_a_journal_chunk_goes_once_no_longer_needed_and_none_needed_goes() -> None:
+    """A chunk is needed until its windows are emitted and its ids are past the de-duplication
+    horizon: after every batch none that is obsolete is kept, none is deleted before, and each
+    deletion is a tombstone in the state. (The sweep runs only when that horizon moves.)"""
+    config = ProcessorConfig(lateness_ms=5_000, dedup_horizon_ms=120_000, partitions=1)
+    p = PartitionProcessor(0, config)
+    written: dict[bytes, bytes | None] = {}
+    deleted = 0
+    for second in range(8 * 60):
+        ts = T0 + second * 1000
+        kept = dict(p.chunks)
+        result = p.process([record(second, "GJ-BUK-0001", ts, 5.0)], SNAPSHOT, now_ms=ts)
+        written.update(result.state_writes)
+        gone = kept.keys() - p.chunks.keys()
+        assert all(p.windows.journal_is_obsolete(*kept[seq]) for seq in gone)
+        assert not any(p.windows.journal_is_obsolete(*c) for c in p.chunks.values()), second
+        deleted += len(gone)
+    journal = {k for k, v in written.items() if b"|j|" in k}
+    assert deleted > 4 * 60  # the chunks of the first minutes, past the horizon
+    assert {k for k in journal if written[k] is not None} == {
+        p.layout.journal(seq) for seq in p.chunks
+    }
