@@ -91,7 +91,7 @@ class RejectingDatabase:
 
     def __init__(self) -> None:
         self.recorder = RecordingSink()
-        self.claims = []
+        self.claims: list[int] = []  # the partitions claimed, in order
 
     async def sink(self) -> TimescaleSink:
         return cast(TimescaleSink, self.recorder)
@@ -101,8 +101,6 @@ class RejectingDatabase:
 
     def other_rows(self) -> int:
         return sum(len(batch) - len(batch.rejections) for batch in self.recorder.batches)
-
-    claims: list[int]
 
     async def claim(self, partition: int) -> int:
         self.claims.append(partition)
