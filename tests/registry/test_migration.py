@@ -6,7 +6,6 @@ loading again changes nothing."""
 from __future__ import annotations
 
 import shutil
-import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,7 +16,7 @@ import pytest
 from hub.db.migrate import MIGRATIONS_DIR, migrate
 from hub.settings import Settings
 from tests.conftest import run_hub_async
-from tests.support import drop_database
+from tests.support import scratch_database
 
 BUCKET = datetime(2026, 11, 2, 3, 0, tzinfo=UTC)  # inside DEMO-005's and DEMO-008's periods
 SINGLE = "GJ-DONG-0001"
@@ -28,12 +27,13 @@ SHARED = "GJ-DONG-0016"  # ParkEye (DEMO-005) and Firewatch (DEMO-008)
 async def old_database(stack: Settings, tmp_path: Path) -> AsyncIterator[str]:
     """A database at migration 0004 with the registry's rows for two sites and a window, a KPI
     result and an alert at each, as the hub wrote them before 0005."""
-    name = f"hub_test_{uuid.uuid4().hex[:10]}"
-    target = stack.database
-    admin = await asyncpg.connect(stack.database_url)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    await admin.close()
-    url = f"postgresql://{target.user}:{target.password}@{target.host}:{target.port}/{name}"
+    async with scratch_database(stack, load=False) as url:
+        await _at_0004(url, tmp_path)
+        yield url
+
+
+async def _at_0004(url: str, tmp_path: Path) -> None:
+    """Migrations 0001-0004 only, then the rows as the hub wrote them then."""
     old = tmp_path / "migrations"
     old.mkdir()
     for path in sorted(MIGRATIONS_DIR.glob("000[1-4]_*.sql")):
@@ -93,10 +93,6 @@ async def old_database(stack: Settings, tmp_path: Path) -> AsyncIterator[str]:
         )
     finally:
         await conn.close()
-    try:
-        yield url
-    finally:
-        await drop_database(stack, name)
 
 
 async def test_old_rows_are_attributed_only_where_one_demonstration_ran(old_database: str) -> None:

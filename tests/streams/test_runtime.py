@@ -113,21 +113,41 @@ class RejectingDatabase:
         pass
 
 
+def runtime_on(
+    database: RejectingDatabase,
+    kafka: FreshPartition,
+    *,
+    producer: FlakyProducer | None = None,
+    table: dict[bytes, bytes] | None = None,
+    registry: CollectorRegistry | None = None,
+    config: ProcessorConfig | None = None,
+    rebalancing: bool = False,
+) -> WorkerRuntime:
+    """A runtime over these stand-ins, its producer delivering unless one is given."""
+    if producer is None:
+        producer = FlakyProducer()
+        producer.failed = True
+    return WorkerRuntime(
+        Settings(),
+        worker_metrics(registry or CollectorRegistry()),
+        config or ProcessorConfig(),
+        table={} if table is None else table,
+        producer=producer,
+        highwater=lambda partition: None,
+        partitions={topics.DLQ: 12},
+        database=database,
+        refill=kafka,
+        rebalancing=lambda: rebalancing,
+    )
+
+
 async def test_a_batch_that_fails_part_way_is_redone_from_the_written_state() -> None:
     registry = CollectorRegistry()
     table: dict[bytes, bytes] = {}
     producer = FlakyProducer()
     database = RejectingDatabase()
-    runtime = WorkerRuntime(
-        Settings(),
-        worker_metrics(registry),
-        ProcessorConfig(),
-        table=table,
-        producer=producer,
-        highwater=lambda partition: None,
-        partitions={topics.DLQ: 12},
-        database=database,
-        refill=FreshPartition(100),
+    runtime = runtime_on(
+        database, FreshPartition(100), producer=producer, table=table, registry=registry
     )
     runtime.assign([5])
     # No device is registered (an empty registry): every record is rejected to the DLQ.
@@ -166,17 +186,7 @@ async def test_a_first_batch_delivered_past_the_groups_offset_gets_the_skipped_r
     producer.failed = True  # delivers from the start
     kafka = FreshPartition(100, rejected_records(range(95, 105)))
     database = RejectingDatabase()
-    runtime = WorkerRuntime(
-        Settings(),
-        worker_metrics(CollectorRegistry()),
-        ProcessorConfig(),
-        table={},
-        producer=producer,
-        highwater=lambda partition: None,
-        partitions={topics.DLQ: 12},
-        database=database,
-        refill=kafka,
-    )
+    runtime = runtime_on(database, kafka, producer=producer)
     runtime.assign([5])
 
     processed = await runtime.handle_batch(rejected_records(range(105, 108)))
@@ -218,16 +228,12 @@ async def test_a_device_provisioned_while_the_worker_runs_loses_nothing() -> Non
     now = now_ms()
     stale = build_snapshot(files, {}, as_of_ms=now - 2_000)  # the key did not exist yet
     database = NewKeyDatabase(build_snapshot(files, {device: key}, "r2", as_of_ms=now))
-    runtime = WorkerRuntime(
-        Settings(),
-        worker_metrics(registry),
-        ProcessorConfig(partitions=1),
-        table={},
+    runtime = runtime_on(
+        database,
+        FreshPartition(0),
         producer=producer,
-        highwater=lambda partition: None,
-        partitions={topics.DLQ: 12},
-        database=database,
-        refill=FreshPartition(0),
+        registry=registry,
+        config=ProcessorConfig(partitions=1),
     )
     runtime.snapshot = stale
     runtime.assign([0])
@@ -257,31 +263,14 @@ async def test_a_device_provisioned_while_the_worker_runs_loses_nothing() -> Non
     assert database.reads == 1
 
 
-def runtime_on(database: RejectingDatabase, rebalancing: bool = False) -> WorkerRuntime:
-    """A runtime owning partition 5 whose records all go to the DLQ; Kafka holds 100-109."""
-    producer = FlakyProducer()
-    producer.failed = True
-    runtime = WorkerRuntime(
-        Settings(),
-        worker_metrics(CollectorRegistry()),
-        ProcessorConfig(),
-        table={},
-        producer=producer,
-        highwater=lambda partition: None,
-        partitions={topics.DLQ: 12},
-        database=database,
-        refill=FreshPartition(100, rejected_records(range(100, 110))),
-        rebalancing=lambda: rebalancing,
-    )
-    runtime.assign([5])
-    return runtime
-
-
 async def test_a_worker_its_group_is_dropping_claims_nothing() -> None:
     """Its partitions are being taken back (a batch stuck past the poll interval): they may be
     claimed by their next owner already, and a claim now would fence that owner off."""
     database = RejectingDatabase()
-    runtime = runtime_on(database, rebalancing=True)
+    runtime = runtime_on(
+        database, FreshPartition(100, rejected_records(range(100, 110))), rebalancing=True
+    )
+    runtime.assign([5])
 
     assert await runtime.handle_batch(rejected_records(range(100, 103))) is None
 
@@ -303,7 +292,8 @@ async def test_a_worker_fenced_by_a_stale_claim_claims_its_partition_back() -> N
     next rebalance (its records unread, its windows never closed)."""
     database = RejectingDatabase()
     database.recorder = StaleClaimSink()
-    runtime = runtime_on(database)
+    runtime = runtime_on(database, FreshPartition(100, rejected_records(range(100, 110))))
+    runtime.assign([5])
 
     assert await runtime.handle_batch(rejected_records(range(100, 103))) is None
     processed = await runtime.handle_batch(rejected_records(range(103, 105)))
