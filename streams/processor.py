@@ -346,6 +346,7 @@ class PartitionProcessor:
             self.watermark_at_arrival_ms = windows.watermark_ms
         self._journal(result, accepted)
         self._close(result, snapshot, now_ms)
+        windows.summarise_ahead()
         self._last_seen(result, now_ms)
         return result
 

@@ -117,7 +117,7 @@ def claimed_identity(value: bytes | None) -> tuple[str | None, str | None, int |
 
 def aggregate_message(window: ClosedWindow, site: SiteInfo, closed_ms: int) -> dict[str, Any]:
     acc = window.acc
-    p50, p95, p99 = acc.quantiles((0.50, 0.95, 0.99))
+    p50, p95, p99 = window.quantiles
     return {
         "schema": "site-aggregate/1",
         "site_id": window.site_id,

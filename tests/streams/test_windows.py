@@ -13,6 +13,7 @@ from streams.windows import (
     MINUTE_MS,
     RELATIVE_ACCURACY,
     Acc,
+    ClosedWindow,
     JournalEntry,
     PartitionWindows,
     Verdict,
@@ -306,3 +307,32 @@ def test_a_window_is_the_same_to_the_last_bit_however_its_events_were_batched(ba
     )
     assert a.acc.quantiles((0.5, 0.99)) == b.acc.quantiles((0.5, 0.99))
     assert one_by_one.take_devices() == batched.take_devices()
+
+
+def summary(window: ClosedWindow) -> tuple[object, ...]:
+    acc = window.acc
+    return (window.site_id, window.metric, acc.count, acc.sum, acc.min, acc.max, window.quantiles)
+
+
+def test_a_window_summarised_ahead_closes_as_if_it_had_not_been_and_one_changed_since_too() -> None:
+    """Closing takes the summaries made in the lateness (the close is every partition's burst),
+    but never one a late value has outdated: the closed windows are those of no summary at all."""
+    ahead, plain = windows(), windows()
+    for w in (ahead, plain):
+        for i in range(2 * FOLD_AT + 40):  # S1 folds into its sketch; S2 stays values
+            offer(w, f"a{i}", T0 + i * 100, site="S1", m=float(i % 97))
+            offer(w, f"b{i}", T0 + i * 100 + 1, site="S2", m=float(i % 13))
+        w.advance(T0 + MINUTE_MS + LATENESS // 4 - 1)
+    assert ahead.summarise_ahead() == 0, "summarised before a quarter of the lateness had passed"
+    ahead.advance(T0 + MINUTE_MS + LATENESS // 4)
+    assert ahead.summarise_ahead(budget=1) == 1
+    assert ahead.summarise_ahead() == 1
+    untouched = ahead.summaries[(T0, "S2", "D1", "m")][0]
+    for w in (ahead, plain):  # late but inside the lateness: S1 has changed since its summary
+        assert offer(w, "late", T0 + 59_000, site="S1", m=1000.0) is Verdict.ACCEPTED
+        w.advance(T0 + MINUTE_MS + LATENESS)
+    closed = ahead.close_due()
+    assert [summary(c) for c in closed] == [summary(c) for c in plain.close_due()]
+    assert closed[0].acc.max == 1000.0
+    assert closed[1].acc is untouched
+    assert ahead.summaries == {}
