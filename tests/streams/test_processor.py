@@ -278,6 +278,77 @@ def test_restore_from_its_own_state_writes_continues_exactly() -> None:
     assert rows == {(T0, "latency_ms"): 10}
 
 
+def applied(table: dict[bytes, bytes], result: BatchResult) -> dict[bytes, bytes]:
+    """The state table after a batch's writes, in order."""
+    for key, value in result.state_writes:
+        if value is None:
+            table.pop(key, None)
+        else:
+            table[key] = value
+    return table
+
+
+def test_kpi_states_written_an_entry_each_before_groups_go_on_and_their_entries_go() -> None:
+    """A partition restored from KPI states written one entry a state (before groups) judges
+    its KPIs as one that never stopped, writes the states' groups, then deletes the old entries
+    (after the groups: a crash between them leaves the groups' copies, which win)."""
+    sites = ("GJ-BUK-0001", "GJ-BUK-0002", "JN-MOKPO-0001")
+    minutes = [
+        [
+            record(m * 100 + i * 10 + n, s, T0 + m * MINUTE_MS + n * 15_000, 40.0 + m * 9 + n)
+            for i, s in enumerate(sites)
+            for n in range(4)
+            if m < 3 or s != "JN-MOKPO-0001"  # silent: its states unchanged when restored
+        ]
+        for m in range(16)
+    ]
+    steady, table = processor(), dict[bytes, bytes]()
+    for m in range(6):
+        applied(table, steady.process(minutes[m], SNAPSHOT, now_ms=T0 + (m + 1) * MINUTE_MS))
+    layout = state.Layout(0)
+    old: dict[bytes, bytes] = {}
+    for key, value in table.items():
+        if layout.kind(key)[0] != b"K":
+            old[key] = value
+            continue
+        for kpi_key, kpi_state in state.decode_kpi_group(value):
+            old[layout.kpi(kpi_key)] = state.encode_kpi_state(kpi_state)
+    entries = {k for k in old if layout.kind(k)[0] == b"k"}
+    assert len(entries) == 7  # DEMO-A's two KPIs at three sites, DEMO-B's one at one
+
+    restored = processor()
+    restored.restore(old.items(), SNAPSHOT, now_ms=T0 + 6 * MINUTE_MS)
+    results = {"steady": [], "restored": []}  # type: dict[str, list[BatchResult]]
+    for m in range(6, 16):
+        for name, p in (("steady", steady), ("restored", restored)):
+            results[name].append(p.process(minutes[m], SNAPSHOT, now_ms=T0 + (m + 1) * MINUTE_MS))
+    judged = {
+        name: [
+            (r.window_start, r.demonstration_id, r.kpi_id, r.site_id, r.value, r.status)
+            for res in rs
+            for r in res.kpi_rows
+        ]
+        for name, rs in results.items()
+    }
+    assert judged["restored"] == judged["steady"]
+    assert len(judged["steady"]) >= 10
+    first = next(r for r in results["restored"] if r.state_writes)
+    kinds = [layout.kind(k)[0] for k, _ in first.state_writes]
+    deleted = [k for k, v in first.state_writes if v is None and layout.kind(k)[0] == b"k"]
+    assert set(deleted) == entries
+    assert max(i for i, k in enumerate(kinds) if k == b"K") < kinds.index(b"k")
+    again = processor()  # from the table as that first write left it
+    again.restore(applied(dict(old), first).items(), SNAPSHOT, now_ms=T0 + 7 * MINUTE_MS)
+    assert again.kpi_states.keys() == restored.kpi_states.keys()
+    for result in results["restored"]:
+        applied(old, result)
+    for result in results["steady"]:
+        applied(table, result)
+    assert not [k for k in old if layout.kind(k)[0] == b"k"]
+    groups = {k: v for k, v in table.items() if layout.kind(k)[0] == b"K"}
+    assert {k: v for k, v in old.items() if layout.kind(k)[0] == b"K"} == groups != {}
+
+
 def test_a_crash_between_journal_and_progress_still_counts_once() -> None:
     """Only a prefix of a batch's state writes survived (the journal, not the progress record):
     the re-consumed events are recognised by their ids."""
@@ -352,7 +423,7 @@ def test_kpis_are_judged_inside_the_demonstration_period_only() -> None:
     assert len(outside) == sum(1 for t in times if not starts <= t < ends)
     assert "outside the active period of demonstration DEMO-D" in str(outside[0]["detail"])
     assert p.kpi_states == {}  # the ended demonstration's state is released
-    assert any(v is None and b"|k|" in k for res in results for k, v in res.state_writes)
+    assert any(v is None and b"|K|" in k for res in results for k, v in res.state_writes)
 
 
 def test_records_a_previous_owner_already_rejected_are_not_rejected_again() -> None:

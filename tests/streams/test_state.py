@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import zlib
+
 import msgspec
 import pytest
 
 from streams.kpi import KpiState
 from streams.state import (
+    KPI_GROUPS,
     LEGACY_DEMO,
     V2,
     V3,
     decode_journal,
+    decode_kpi_group,
     decode_kpi_state,
     encode_journal,
+    encode_kpi_group,
     encode_kpi_state,
+    kpi_group,
     legacy_digests,
 )
 from streams.windows import FOLD_AT, Acc, JournalEntry, encode_sketch
@@ -99,3 +105,16 @@ def test_a_kpi_state_written_before_waiting_values_were_kept_still_reads() -> No
     assert back.acc.count == 3
     assert len(back.acc.pending) == 0
     assert back.acc.quantile(0.5) == pytest.approx(state.acc.quantile(0.5), rel=1e-12)
+
+
+def test_a_group_of_kpi_states_reads_back_as_its_states_and_a_site_keeps_its_group() -> None:
+    states = [(("D1", "lat", f"S{i}"), _state([float(i), 2.0 * i])) for i in range(3)]
+    raw = encode_kpi_group((key, encode_kpi_state(s)) for key, s in states)
+    back = decode_kpi_group(raw)
+    assert [key for key, _ in back] == [key for key, _ in states]
+    assert [encode_kpi_state(s) for _, s in back] == [encode_kpi_state(s) for _, s in states]
+    # A site's states share a group, the same in every process (not Python's salted hash).
+    assert kpi_group(("D1", "lat", "GJ-BUK-0001")) == kpi_group(("D2", "x", "GJ-BUK-0001"))
+    assert kpi_group(("D1", "lat", "GJ-BUK-0001")) == zlib.crc32(b"GJ-BUK-0001") % KPI_GROUPS
+    with pytest.raises(ValueError, match="unknown version"):
+        decode_kpi_group(b"\x09" + raw[1:])
