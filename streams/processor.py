@@ -28,6 +28,7 @@ from streams import routing, state
 from streams.counts import Counts
 from streams.intake import KafkaRecord, RegistryMiss, admit
 from streams.kpi import KpiState
+from streams.kpitable import KpiTable
 from streams.outputs import Outputs
 from streams.rows import LastSeenRow
 from streams.snapshot import DemoInfo, SiteInfo, Snapshot
@@ -121,12 +122,7 @@ class PartitionProcessor:
             clock_tolerance_ms=config.clock_tolerance_ms,
         )
         self.kpi_states: dict[KpiKey, KpiState] = {}
-        # The KPI states as written, by group (``state.kpi_group``): a group is written whole.
-        self.kpi_written: dict[int, dict[KpiKey, bytes]] = {}
-        # Groups to write at the next close whatever changes, and the KPI states' own entries
-        # (the layout before groups) to delete once they are: both from a restore.
-        self.groups_unwritten: set[int] = set()
-        self.kpi_entries: list[KpiKey] = []
+        self.kpi_table = KpiTable(self.layout)  # the KPI states as written, by group
         # KPI window end -> the states whose open window ends then: judging takes what is due.
         self.due: dict[int, set[KpiKey]] = {}
         self.states_for: str | None = None  # the registry digest the states were laid out for
@@ -166,22 +162,17 @@ class PartitionProcessor:
     ) -> None:
         """Rebuild from this partition's state-table entries (after start or a rebalance)."""
         journal: list[tuple[int, list[JournalEntry], bool]] = []
-        grouped: list[tuple[KpiKey, KpiState]] = []
         progress = Progress(0, 0, 0, 0, 0)
         for key, value in items:
             kind, rest = self.layout.kind(key)
             if kind == b"j":
                 entries = self._attributed(state.decode_journal(value), snapshot)
                 journal.append((int(rest), entries, state.legacy_digests(value)))
-            elif kind == b"K":
-                grouped.extend(state.decode_kpi_group(value))
-            elif kind == b"k":
-                demo, kpi_id, site = rest.decode().split("|", 2)
-                self.kpi_entries.append((demo, kpi_id, site))
-                self.kpi_states[(demo, kpi_id, site)] = state.decode_kpi_state(value)
+            elif kind in (b"K", b"k"):
+                self.kpi_table.read(kind, rest, key, value)
             elif kind == b"p":
                 progress = state.decode_progress(value)
-        self.kpi_states.update(grouped)  # a group's copy is the newer (written first)
+        self.kpi_states = self.kpi_table.restored()
         self.next_seq = progress.next_seq
         self.next_offset = progress.next_offset
         self.progress_ms = progress.written_ms
@@ -202,8 +193,7 @@ class PartitionProcessor:
                 kpi_state.merged = dict.fromkeys(kpi.inputs, legacy)
             if kpi is not None:
                 self._index(kpi_key, kpi_state.window_end_ms(kpi))
-            self._remember_written(kpi_key, state.encode_kpi_state(kpi_state))
-        self.groups_unwritten.update(state.kpi_group(key) for key in self.kpi_entries)
+            self.kpi_table.remember(kpi_key, state.encode_kpi_state(kpi_state))
         # What a previous owner may not have written yet: the merge keeps the greatest anyway.
         for _, entries, _ in journal:
             self._note_seen(entries)
@@ -483,7 +473,8 @@ class PartitionProcessor:
                 self._judge_until(result, key, due_kpi, kpi_state, snapshot, now_ms, through)
                 (dirty if key in self.kpi_states else released).add(key)
         result.counts.windows_closed += len(closed)
-        self._write_kpi_states(result, dirty - released, released)
+        changed = ((key, state.encode_kpi_state(self.kpi_states[key])) for key in dirty - released)
+        result.state_writes.extend(self.kpi_table.write(changed, released))
         self._sweep_journal(result)
         progress = Progress(
             self.windows.watermark_ms,
@@ -494,39 +485,6 @@ class PartitionProcessor:
             self.observed_from_ms,
         )
         result.state_writes.append((self.layout.progress, state.encode_progress(progress)))
-
-    def _write_kpi_states(
-        self, result: BatchResult, changed: set[KpiKey], released: set[KpiKey]
-    ) -> None:
-        """Write the groups of the KPI states changed or released, whole (an emptied group is
-        deleted), then delete the states' own entries a restore read (their groups hold them)."""
-        groups = self.groups_unwritten
-        self.groups_unwritten = set()
-        for key in changed:
-            groups.add(self._remember_written(key, state.encode_kpi_state(self.kpi_states[key])))
-        for key in released:
-            group = state.kpi_group(key)
-            self.kpi_written.get(group, {}).pop(key, None)
-            groups.add(group)
-        for group in sorted(groups):
-            states = self.kpi_written.get(group)
-            if states:
-                value = state.encode_kpi_group(sorted(states.items()))
-                result.state_writes.append((self.layout.kpi_group(group), value))
-            else:
-                self.kpi_written.pop(group, None)
-                result.state_writes.append((self.layout.kpi_group(group), None))
-        for key in self.kpi_entries:
-            result.state_writes.append((self.layout.kpi(key), None))
-        self.kpi_entries = []
-
-    def _remember_written(self, key: KpiKey, raw: bytes) -> int:
-        group = state.kpi_group(key)
-        states = self.kpi_written.get(group)
-        if states is None:
-            states = self.kpi_written[group] = {}
-        states[key] = raw
-        return group
 
     def _sweep_journal(self, result: BatchResult) -> None:
         """Delete the journal chunks no longer needed, when the horizon has moved: a chunk

@@ -3,14 +3,18 @@
 One state table (one changelog topic) holds, per telemetry partition ``P``:
 
     P|j|<seq>                 a journal chunk: accepted events, enough to rebuild windows and ids
-    P|K|<group>               the KPI states of the sites of one group (``kpi_group``)
+    P|K|<group>|<gen>|<part>  part of the KPI states of one group of sites (``kpi_group``), as
+                              written by the batch numbered ``gen`` (``streams.kpitable``)
     P|k|<demo>|<kpi>|<site>   a KPI state on its own, as written before the groups: still read
                               (a group's copy wins), deleted once its group is written
     P|p                       the progress record: watermark, what is closed, offsets done
 
 KPI states go in ``KPI_GROUPS`` groups of sites because nearly all of them change at every
 close: one table write a state was ~830 writes a partition a minute, each a RocksDB put, a
-changelog message and a standby's apply, a third of a worker's CPU at the close.
+changelog message and a standby's apply, a third of a worker's CPU at the close. A group is
+split into parts of at most ``KPI_PART_BYTES`` (a changelog record is at most 1 MiB), and each
+write of it is a new generation, its parts under new keys, the previous generation deleted after:
+a durable prefix of the writes always holds one whole generation of every group.
 
 A batch writes its journal chunks, then its KPI states, then the progress record, so that any
 durable prefix of its writes is consistent. Every value starts with a version byte; the first
@@ -37,9 +41,11 @@ V2: Final = b"\x02"
 V3: Final = b"\x03"
 # A v1 journal entry's demonstration, and a v1 KPI state's merge guard, before attribution.
 LEGACY_DEMO: Final = "\x00v1"
-# Groups of a partition's KPI states: a group holds ~26 states at 1 Hz (~830 a partition), a few
-# KiB each at most, far below a changelog record's limit.
+# Groups of a partition's KPI states: ~26 states a group at the programme's size (~830 a
+# partition), a few KiB each: one part a group, unless a partition holds many more sites.
 KPI_GROUPS: Final = 32
+# A part of a group: a quarter of a changelog record's limit (1 MiB), whatever else a state holds.
+KPI_PART_BYTES: Final = 256 * 1024
 # (demonstration, KPI, site): one KPI state.
 KpiKey = tuple[str, str, str]
 
@@ -81,7 +87,7 @@ _unpack = msgspec.msgpack.Decoder().decode
 _entries = msgspec.msgpack.Decoder(list[JournalEntry])
 _kpi = msgspec.msgpack.Decoder(_Kpi)
 _progress = msgspec.msgpack.Decoder(Progress)
-_group = msgspec.msgpack.Decoder(list[tuple[str, str, str, bytes]])
+_part = msgspec.msgpack.Decoder(tuple[int, list[tuple[str, str, str, bytes]]])
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,15 +110,15 @@ class Layout:
         """A KPI state's own entry (the layout before groups)."""
         return self.prefix + b"k|" + "|".join(key).encode()
 
-    def kpi_group(self, group: int) -> bytes:
-        return self.prefix + b"K|" + f"{group:03d}".encode()
+    def kpi_part(self, group: int, gen: int, part: int) -> bytes:
+        return self.prefix + b"K|" + f"{group:03d}|{gen:012d}|{part:03d}".encode()
 
     @property
     def progress(self) -> bytes:
         return self.prefix + b"p"
 
     def kind(self, key: bytes) -> tuple[bytes, bytes]:
-        """(``j``, ``k`` or ``p``, the rest of the key)."""
+        """(``j``, ``K``, ``k`` or ``p``, the rest of the key)."""
         kind, _, rest = key[len(self.prefix) :].partition(b"|")
         return kind, rest
 
@@ -186,17 +192,34 @@ def kpi_group(key: KpiKey) -> int:
     return zlib.crc32(key[2].encode()) % KPI_GROUPS
 
 
-def encode_kpi_group(states: Iterable[tuple[KpiKey, bytes]]) -> bytes:
-    """A group's KPI states, each as ``encode_kpi_state`` wrote it."""
-    return V2 + _pack([(demo, kpi, site, raw) for (demo, kpi, site), raw in states])
+def split_kpi_group(
+    states: list[tuple[KpiKey, bytes]], limit: int = KPI_PART_BYTES
+) -> list[list[tuple[KpiKey, bytes]]]:
+    """A group's encoded states in parts of at most ``limit`` bytes of states (a state larger
+    than that alone in its part), in their order."""
+    parts: list[list[tuple[KpiKey, bytes]]] = [[]]
+    size = 0
+    for item in states:
+        if parts[-1] and size + len(item[1]) > limit:
+            parts.append([])
+            size = 0
+        parts[-1].append(item)
+        size += len(item[1])
+    return parts
 
 
-def decode_kpi_group(raw: bytes) -> list[tuple[KpiKey, KpiState]]:
+def encode_kpi_part(total: int, states: Iterable[tuple[KpiKey, bytes]]) -> bytes:
+    """One of ``total`` parts of a group, its states each as ``encode_kpi_state`` wrote it."""
+    return V2 + _pack((total, [(demo, kpi, site, raw) for (demo, kpi, site), raw in states]))
+
+
+def decode_kpi_part(raw: bytes) -> tuple[int, list[tuple[KpiKey, KpiState]]]:
+    """(how many parts its generation has, its states)."""
     if raw[:1] != V2:
-        raise ValueError(f"a KPI group of an unknown version {raw[:1]!r}")
-    return [
-        ((demo, kpi, site), decode_kpi_state(state))
-        for demo, kpi, site, state in _group.decode(raw[1:])
+        raise ValueError(f"a part of a KPI group of an unknown version {raw[:1]!r}")
+    total, states = _part.decode(raw[1:])
+    return total, [
+        ((demo, kpi, site), decode_kpi_state(state)) for demo, kpi, site, state in states
     ]
 
 

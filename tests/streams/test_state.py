@@ -14,13 +14,14 @@ from streams.state import (
     V2,
     V3,
     decode_journal,
-    decode_kpi_group,
+    decode_kpi_part,
     decode_kpi_state,
     encode_journal,
-    encode_kpi_group,
+    encode_kpi_part,
     encode_kpi_state,
     kpi_group,
     legacy_digests,
+    split_kpi_group,
 )
 from streams.windows import FOLD_AT, Acc, JournalEntry, encode_sketch
 
@@ -107,14 +108,23 @@ def test_a_kpi_state_written_before_waiting_values_were_kept_still_reads() -> No
     assert back.acc.quantile(0.5) == pytest.approx(state.acc.quantile(0.5), rel=1e-12)
 
 
-def test_a_group_of_kpi_states_reads_back_as_its_states_and_a_site_keeps_its_group() -> None:
+def test_a_part_of_a_kpi_group_reads_back_as_its_states_and_a_site_keeps_its_group() -> None:
     states = [(("D1", "lat", f"S{i}"), _state([float(i), 2.0 * i])) for i in range(3)]
-    raw = encode_kpi_group((key, encode_kpi_state(s)) for key, s in states)
-    back = decode_kpi_group(raw)
+    raw = encode_kpi_part(2, ((key, encode_kpi_state(s)) for key, s in states))
+    total, back = decode_kpi_part(raw)
+    assert total == 2
     assert [key for key, _ in back] == [key for key, _ in states]
     assert [encode_kpi_state(s) for _, s in back] == [encode_kpi_state(s) for _, s in states]
     # A site's states share a group, the same in every process (not Python's salted hash).
     assert kpi_group(("D1", "lat", "GJ-BUK-0001")) == kpi_group(("D2", "x", "GJ-BUK-0001"))
     assert kpi_group(("D1", "lat", "GJ-BUK-0001")) == zlib.crc32(b"GJ-BUK-0001") % KPI_GROUPS
     with pytest.raises(ValueError, match="unknown version"):
-        decode_kpi_group(b"\x09" + raw[1:])
+        decode_kpi_part(b"\x09" + raw[1:])
+
+
+def test_a_group_splits_into_parts_within_the_limit_in_order_and_a_large_state_alone() -> None:
+    sized = [(("D", "k", f"S{i}"), b"x" * n) for i, n in enumerate([40, 50, 20, 120, 10, 60])]
+    parts = split_kpi_group(sized, limit=100)
+    assert [[len(raw) for _, raw in part] for part in parts] == [[40, 50], [20], [120], [10, 60]]
+    assert [item for part in parts for item in part] == sized
+    assert split_kpi_group([], limit=100) == [[]]
