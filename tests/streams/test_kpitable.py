@@ -39,8 +39,8 @@ def restore(table: dict[bytes, bytes]) -> tuple[KpiTable, dict[KpiKey, bytes]]:
         kind, rest = LAYOUT.kind(key)
         kpis.read(kind, rest, key, value)
     states = {k: encode_kpi_state(s) for k, s in kpis.restored().items()}
-    for key, raw in states.items():  # as the processor does, once it has fixed them up
-        kpis.remember(key, raw)
+    for kpi_key, raw in states.items():  # as the processor does, once it has fixed them up
+        kpis.remember(kpi_key, raw)
     return kpis, states
 
 
