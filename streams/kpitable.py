@@ -75,10 +75,7 @@ class KpiTable:
     def remember(self, key: KpiKey, raw: bytes) -> int:
         """A state as it stands written (or will be at the next write); its group."""
         group = kpi_group(key)
-        states = self.groups.get(group)
-        if states is None:
-            states = self.groups[group] = {}
-        states[key] = raw
+        self.groups.setdefault(group, {})[key] = raw
         return group
 
     def write(
