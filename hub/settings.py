@@ -257,6 +257,20 @@ class Settings:
         doc="records per fetch, handed over a partition at a time",
         check=at_least(1),
     )
+    fetch_min_bytes: int = setting(
+        65536,
+        env="HUB_FETCH_MIN_BYTES",
+        doc="bytes the broker gathers for a worker's fetch (up to `HUB_FETCH_MAX_WAIT`): fewer, "
+        "fuller batches below full load; 1 answers at once",
+        check=at_least(1),
+    )
+    fetch_max_wait_s: float = setting(
+        0.1,
+        env="HUB_FETCH_MAX_WAIT",
+        doc="seconds the broker may hold a worker's fetch for `HUB_FETCH_MIN_BYTES`: the most it "
+        "adds to a record's way through the hub",
+        check=at_least(0),
+    )
     allowed_lateness_s: float = setting(
         120.0,
         env="HUB_ALLOWED_LATENESS",

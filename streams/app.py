@@ -148,7 +148,8 @@ def create_app(
             return await runtime.handle_batch(records)
 
     # Before anything asks the app for its producer or consumer: Faust makes each once.
-    producer = faust_compat.install(app, {topics.TELEMETRY: intake})
+    fetch = faust_compat.Fetch(settings.fetch_min_bytes, round(settings.fetch_max_wait_s * 1000))
+    producer = faust_compat.install(app, {topics.TELEMETRY: intake}, fetch)
     runtime = WorkerRuntime(
         settings,
         worker_metrics(registry),

@@ -2,13 +2,16 @@
 
 The hub relies on Faust (faust-streaming, pinned to one release) for the consumer group and its
 rebalances, the changelog-backed state table with its RocksDB store, the producer, timers and
-the web server for /metrics. Three things it changes, all here:
+the web server for /metrics. Four things it changes, all here:
 
 * **the telemetry topic reaches the hub a fetched batch at a time** (``BatchingConsumer``);
 * **Faust's producer is idempotent with acks=all** outside transactions too, and its flush
   before an offset commit waits until every table write is acknowledged (``IdempotentProducer``);
 * **a batch's table writes go to its partition's changelog** (``current_event``: Faust
-  takes the changelog partition from the task's "current event").
+  takes the changelog partition from the task's "current event");
+* **the broker holds a fetch until it has ``Fetch.min_bytes``** or ``Fetch.max_wait_ms`` passed
+  (``FetchingConsumerThread``): Faust fixes aiokafka's ``fetch_min_bytes`` at 1, so below full
+  load a worker fetched every few records and paid a fetch, a hand-over and a batch for each.
 
 ``check()`` runs before a worker starts: every private member used here must exist with the
 shape the code expects, or the worker refuses to start naming it (a Faust release that renamed
@@ -38,8 +41,10 @@ import logging
 import weakref
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
+import aiokafka
 import faust
 import faust.topics
 from aiokafka import ConsumerRecord
@@ -47,7 +52,7 @@ from faust.events import Event
 from faust.streams import _current_event
 from faust.transport import consumer as faust_consumer
 from faust.transport.consumer import CONSUMER_FETCHING
-from faust.transport.drivers.aiokafka import Consumer, Producer
+from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread, Consumer, Producer
 from faust.types import TP, Message
 from faust.types.tuples import ack_lock
 from mode.utils.futures import notify
@@ -116,6 +121,12 @@ def check() -> None:
             problems.append(f"Producer.{name} is gone")
     if "self.app.producer.send_soon(" not in inspect.getsource(faust.topics.Topic.send_soon):
         problems.append("Topic.send_soon no longer hands table writes to Producer.send_soon")
+    if not callable(getattr(AIOKafkaConsumerThread, "_create_worker_consumer", None)):
+        problems.append("AIOKafkaConsumerThread._create_worker_consumer is gone")
+    made = inspect.getsource(aiokafka.AIOKafkaConsumer.__init__)
+    for name in FETCH_ATTRIBUTES:
+        if f"self.{name} = " not in made:
+            problems.append(f"aiokafka's consumer no longer keeps {name}")
     if not hasattr(_current_event, "set"):
         problems.append("faust.streams._current_event is not a context variable")
     if problems:
@@ -132,10 +143,38 @@ def check() -> None:
 BatchHandler = Callable[[Message, Sequence[ConsumerRecord]], Awaitable[Sequence[int] | None]]
 
 
+# What aiokafka's consumer reads its fetch sizes from when it starts (Faust passes none of them).
+FETCH_ATTRIBUTES = ("_fetch_min_bytes", "_fetch_max_wait_ms")
+
+
+@dataclass(frozen=True, slots=True)
+class Fetch:
+    """How long the broker may hold a worker's fetch: until ``min_bytes`` are there (of every
+    partition it asks for together) or ``max_wait_ms`` passed, whichever comes first. The
+    defaults are Faust's own."""
+
+    min_bytes: int = 1
+    max_wait_ms: int = 1500
+
+
+class FetchingConsumerThread(AIOKafkaConsumerThread):
+    """Faust's consumer thread, its aiokafka consumer given the hub's fetch sizes."""
+
+    fetch: ClassVar[Fetch] = Fetch()
+
+    def _create_worker_consumer(self, transport: Any) -> aiokafka.AIOKafkaConsumer:
+        consumer = super()._create_worker_consumer(transport)
+        consumer._fetch_min_bytes = self.fetch.min_bytes
+        consumer._fetch_max_wait_ms = self.fetch.max_wait_ms
+        return consumer
+
+
 class BatchingConsumer(Consumer):
-    """Set ``handlers`` (topic -> handler) on a subclass: see :func:`batching_consumer`."""
+    """Set ``handlers`` (topic -> handler) and ``thread`` on a subclass: see
+    :func:`batching_consumer`."""
 
     handlers: ClassVar[Mapping[str, BatchHandler]] = {}
+    thread: ClassVar[type[FetchingConsumerThread]] = FetchingConsumerThread
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -145,6 +184,9 @@ class BatchingConsumer(Consumer):
                 f"faust-streaming {faust.__version__}: its consumer no longer has "
                 f"{', '.join(missing)} (written against {FAUST_RELEASE})"
             )
+
+    def _new_consumer_thread(self) -> AIOKafkaConsumerThread:
+        return self.thread(self, loop=self.loop, beacon=self.beacon)
 
     async def _drain_messages(self, fetcher: Any) -> None:
         """Faust's drain loop (``Consumer._drain_messages`` and ``getmany``), batching the
@@ -269,15 +311,21 @@ class BatchingConsumer(Consumer):
             notify(self._waiting_for_ack)
 
 
-def batching_consumer(handlers: Mapping[str, BatchHandler]) -> type[BatchingConsumer]:
-    """A consumer class for ``app.transport.Consumer``: each topic's batches to its handler."""
-    return type("HubConsumer", (BatchingConsumer,), {"handlers": dict(handlers)})
+def batching_consumer(
+    handlers: Mapping[str, BatchHandler], fetch: Fetch = Fetch()
+) -> type[BatchingConsumer]:
+    """A consumer class for ``app.transport.Consumer``: each topic's batches to its handler,
+    fetched with ``fetch``."""
+    thread = type("HubConsumerThread", (FetchingConsumerThread,), {"fetch": fetch})
+    return type("HubConsumer", (BatchingConsumer,), {"handlers": dict(handlers), "thread": thread})
 
 
-def install(app: faust.App, handlers: Mapping[str, BatchHandler]) -> IdempotentProducer:
+def install(
+    app: faust.App, handlers: Mapping[str, BatchHandler], fetch: Fetch = Fetch()
+) -> IdempotentProducer:
     """Faust's transport builds its consumer and producer from these class attributes, once:
     installed before anything asks the app for either. Returns the app's producer."""
-    app.transport.Consumer = batching_consumer(handlers)  # type: ignore[misc]
+    app.transport.Consumer = batching_consumer(handlers, fetch)  # type: ignore[misc]
     app.transport.Producer = IdempotentProducer  # type: ignore[misc]
     producer = app.producer
     if not isinstance(producer, IdempotentProducer):

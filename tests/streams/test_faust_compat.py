@@ -22,7 +22,9 @@ from faust.transport.drivers.aiokafka import Consumer as FaustConsumer
 from faust.types import TP, Message
 from faust.types.tuples import FutureMessage, PendingMessage
 
+from hub.settings import Settings
 from streams import faust_compat
+from streams.app import create_app
 from streams.localstate import MARKER, close_local_state, open_local_state
 
 TOPIC = "telemetry"
@@ -326,3 +328,27 @@ def test_table_writes_in_a_batch_go_to_the_batch_partitions_changelog() -> None:
         assert table.partition_for_key(b"any key") == 7
     with pytest.raises(TypeError, match="outside of stream iteration"):
         table.partition_for_key(b"any key")
+
+
+async def test_a_workers_consumer_waits_for_the_fetch_sizes_the_settings_give() -> None:
+    """Faust builds aiokafka's consumer with ``fetch_min_bytes`` 1: every fetch answered at once,
+    a few records each below full load. The worker's consumer takes the settings' sizes."""
+    settings = Settings.from_env({"HUB_FETCH_MIN_BYTES": "12345", "HUB_FETCH_MAX_WAIT": "0.25"})
+    assert fetch_sizes(settings) == (12345, 250)
+    assert fetch_sizes(Settings.from_env({})) == (65536, 100)
+
+
+def fetch_sizes(settings: Settings) -> tuple[int, int]:
+    """What the aiokafka consumer of a worker app made with ``settings`` would fetch with."""
+    app, _ = create_app(settings)
+    thread: Any = app.consumer._thread  # type: ignore[attr-defined]
+    consumer = thread._create_worker_consumer(app.transport)
+    return consumer._fetch_min_bytes, consumer._fetch_max_wait_ms
+
+
+def test_an_aiokafka_that_no_longer_keeps_its_fetch_sizes_is_refused_naming_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(faust_compat, "FETCH_ATTRIBUTES", ("_fetch_min_bytes", "_fetch_gone"))
+    with pytest.raises(faust_compat.FaustIncompatible, match="no longer keeps _fetch_gone"):
+        faust_compat.check()
