@@ -158,23 +158,23 @@ class Fetch:
 
 
 class FetchingConsumerThread(AIOKafkaConsumerThread):
-    """Faust's consumer thread, its aiokafka consumer given the hub's fetch sizes."""
-
-    fetch: ClassVar[Fetch] = Fetch()
+    """Faust's consumer thread, its aiokafka consumer given the fetch sizes of the
+    ``BatchingConsumer`` it serves."""
 
     def _create_worker_consumer(self, transport: Any) -> aiokafka.AIOKafkaConsumer:
         consumer = super()._create_worker_consumer(transport)
-        consumer._fetch_min_bytes = self.fetch.min_bytes
-        consumer._fetch_max_wait_ms = self.fetch.max_wait_ms
+        fetch: Fetch = self.consumer.fetch  # type: ignore[attr-defined]
+        consumer._fetch_min_bytes = fetch.min_bytes
+        consumer._fetch_max_wait_ms = fetch.max_wait_ms
         return consumer
 
 
 class BatchingConsumer(Consumer):
-    """Set ``handlers`` (topic -> handler) and ``thread`` on a subclass: see
+    """Set ``handlers`` (topic -> handler) and ``fetch`` on a subclass: see
     :func:`batching_consumer`."""
 
     handlers: ClassVar[Mapping[str, BatchHandler]] = {}
-    thread: ClassVar[type[FetchingConsumerThread]] = FetchingConsumerThread
+    fetch: ClassVar[Fetch] = Fetch()
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -186,7 +186,7 @@ class BatchingConsumer(Consumer):
             )
 
     def _new_consumer_thread(self) -> AIOKafkaConsumerThread:
-        return self.thread(self, loop=self.loop, beacon=self.beacon)
+        return FetchingConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
     async def _drain_messages(self, fetcher: Any) -> None:
         """Faust's drain loop (``Consumer._drain_messages`` and ``getmany``), batching the
@@ -316,8 +316,7 @@ def batching_consumer(
 ) -> type[BatchingConsumer]:
     """A consumer class for ``app.transport.Consumer``: each topic's batches to its handler,
     fetched with ``fetch``."""
-    thread = type("HubConsumerThread", (FetchingConsumerThread,), {"fetch": fetch})
-    return type("HubConsumer", (BatchingConsumer,), {"handlers": dict(handlers), "thread": thread})
+    return type("HubConsumer", (BatchingConsumer,), {"handlers": dict(handlers), "fetch": fetch})
 
 
 def install(
