@@ -14,7 +14,7 @@ are recognised as repeats and nothing is counted twice.
 from __future__ import annotations
 
 import logging
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -50,6 +50,11 @@ JOURNAL_CHUNK: Final = 2000
 # batch it was an upsert of every site in the batch, for a column read as "reporting within the
 # last hour".
 LAST_SEEN_EVERY_MS: Final = 5000
+# Obsolete journal chunks deleted per batch after a close found them. At 1 Hz a close finds ~550
+# a partition (a chunk a batch); deleted in the close (a RocksDB read and delete and a changelog
+# record each), they held the worker's loop there, between the partitions' closing writes
+# (docs/performance.md, "The journal sweep and the KPI windows in the close").
+SWEEP_PER_BATCH: Final = 8
 UNKNOWN_SITE: Final = SiteInfo("", "")
 
 
@@ -130,6 +135,9 @@ class PartitionProcessor:
         # The journal horizon at the last sweep for obsolete chunks: sweeping every batch cost
         # half the processor's time at small batches (thousands of chunks each time).
         self.swept_at: tuple[int, int] | None = None
+        # Chunks found obsolete, gone from ``chunks``, whose deletion is not yet in a batch's
+        # state writes: the batches after the close delete them, the next close the rest.
+        self.unswept: deque[int] = deque()
         self.next_seq = 0
         # The offset after the last record processed: records below it that Kafka delivers again
         # (offsets are committed after the state, so a crash re-delivers a tail) are skipped.
@@ -346,6 +354,7 @@ class PartitionProcessor:
             self.last_arrival_ms = now_ms
             self.watermark_at_arrival_ms = windows.watermark_ms
         self._journal(result, accepted)
+        self._delete_swept(result, SWEEP_PER_BATCH)
         self._close(result, snapshot, now_ms)
         windows.summarise_ahead()
         self._last_seen(result, now_ms)
@@ -397,6 +406,7 @@ class PartitionProcessor:
         # for the wall clock to catch up.
         self.windows.advance(min(base + idle_ms, now_ms))
         self._observe(self.windows.watermark_ms)
+        self._delete_swept(result, SWEEP_PER_BATCH)
         self._close(result, snapshot, now_ms)
         self._last_seen(result, now_ms)
         return result
@@ -487,8 +497,11 @@ class PartitionProcessor:
         result.state_writes.append((self.layout.progress, state.encode_progress(progress)))
 
     def _sweep_journal(self, result: BatchResult) -> None:
-        """Delete the journal chunks no longer needed, when the horizon has moved: a chunk
-        written since the last sweep was needed then (its windows open, its ids fresh)."""
+        """Find the journal chunks no longer needed, when the horizon has moved (a chunk
+        written since the last sweep was needed then: its windows open, its ids fresh), and
+        leave their deletion to the batches after this one. A batch writes at most three chunks
+        (``JOURNAL_CHUNK``) and deletes up to ``SWEEP_PER_BATCH``: the chunks waiting never
+        outgrow what the journal held before the sweep."""
         horizon = self.windows.journal_horizon()
         if horizon == self.swept_at:
             return
@@ -496,7 +509,14 @@ class PartitionProcessor:
         obsolete = self.windows.journal_is_obsolete
         for seq in [s for s, (ts, arrival) in self.chunks.items() if obsolete(ts, arrival)]:
             del self.chunks[seq]
-            result.state_writes.append((self.layout.journal(seq), None))
+            self.unswept.append(seq)
+
+    def _delete_swept(self, result: BatchResult, most: int) -> None:
+        """Up to ``most`` obsolete chunks deleted in this batch's state writes, oldest first.
+        One left undeleted by a crash is read back at the restore and found obsolete again."""
+        unswept = self.unswept
+        for _ in range(min(most, len(unswept))):
+            result.state_writes.append((self.layout.journal(unswept.popleft()), None))
 
     def _earliest_report(self, snapshot: Snapshot, demonstration_id: str) -> int:
         """How far back a site's first report may start its observation: minutes that could

@@ -13,7 +13,13 @@ import pytest
 from hub import signing, telemetry, topics
 from hub.registry.model import KST, Demonstration, Device, Kpi, Registry, Site
 from streams import state
-from streams.processor import BatchResult, PartitionProcessor, ProcessorConfig, Record
+from streams.processor import (
+    SWEEP_PER_BATCH,
+    BatchResult,
+    PartitionProcessor,
+    ProcessorConfig,
+    Record,
+)
 from streams.snapshot import (
     FOREVER_MS,
     KeySpan,
@@ -815,7 +821,8 @@ def test_a_regional_hub_judges_its_own_region_only_and_refuses_another_regions_r
 def test_a_journal_chunk_goes_once_no_longer_needed_and_none_needed_goes() -> None:
     """A chunk is needed until its windows are emitted and its ids are past the de-duplication
     horizon: after every batch none that is obsolete is kept, none is deleted before, and each
-    deletion is a tombstone in the state. (The sweep runs only when that horizon moves.)"""
+    deletion is a tombstone in the state, in that batch or the few after it. (The sweep runs
+    only when that horizon moves.)"""
     config = ProcessorConfig(lateness_ms=5_000, dedup_horizon_ms=120_000, partitions=1)
     p = PartitionProcessor(0, config)
     written: dict[bytes, bytes | None] = {}
@@ -832,5 +839,51 @@ def test_a_journal_chunk_goes_once_no_longer_needed_and_none_needed_goes() -> No
     journal = {k for k, v in written.items() if b"|j|" in k}
     assert deleted > 4 * 60  # the chunks of the first minutes, past the horizon
     assert {k for k in journal if written[k] is not None} == {
-        p.layout.journal(seq) for seq in p.chunks
+        p.layout.journal(seq) for seq in [*p.chunks, *p.unswept]
     }
+    assert len(p.unswept) <= 60  # at most the last close's
+
+
+def test_a_close_leaves_the_deletion_of_the_chunks_it_found_obsolete_to_the_batches_after() -> None:
+    """At 1 Hz a close finds a minute of chunks obsolete (one a batch): their deletions, each a
+    RocksDB read and delete and a changelog record, would hold the worker's loop in the close,
+    between the partitions' closing writes. The closing batch deletes none of them; the
+    batches after it delete them, at most SWEEP_PER_BATCH each, oldest first, all before the
+    next close."""
+    config = ProcessorConfig(lateness_ms=5_000, dedup_horizon_ms=120_000, partitions=1)
+    p = PartitionProcessor(0, config)
+    deleted: list[bytes] = []
+    closes = waiting = 0
+    for second in range(8 * 60):
+        ts = T0 + second * 1000
+        result = p.process([record(second, "GJ-BUK-0001", ts, 5.0)], SNAPSHOT, now_ms=ts)
+        tombstones = [k for k, v in result.state_writes if b"|j|" in k and v is None]
+        assert len(tombstones) <= SWEEP_PER_BATCH
+        if result.aggregate_rows:
+            closes += 1
+            assert not p.windows.journal_is_obsolete(*p.chunks[min(p.chunks)])
+            waiting = len(p.unswept)
+        deleted += tombstones
+    assert waiting > SWEEP_PER_BATCH  # a close's finds, left to the batches after it
+    assert closes >= 7
+    assert len(deleted) > 4 * 60
+    assert len(set(deleted)) == len(deleted)
+    seqs = [int(k.rsplit(b"|", 1)[1]) for k in deleted]
+    assert seqs == sorted(seqs)  # oldest first
+
+
+def test_a_partition_whose_every_batch_closes_still_deletes_its_obsolete_chunks() -> None:
+    """A site reporting every two minutes alone on its partition: every batch closes a window.
+    What one close found obsolete is deleted by the next batch at the latest: the journal keeps
+    only the chunks still needed."""
+    config = ProcessorConfig(lateness_ms=5_000, dedup_horizon_ms=120_000, partitions=1)
+    p = PartitionProcessor(0, config)
+    written: dict[bytes, bytes | None] = {}
+    for i in range(30):
+        ts = T0 + i * 2 * MINUTE_MS
+        result = p.process([record(i, "GJ-BUK-0001", ts, 5.0)], SNAPSHOT, now_ms=ts)
+        assert i < 2 or result.aggregate_rows, i
+        written.update(result.state_writes)
+    live = {k for k, v in written.items() if b"|j|" in k and v is not None}
+    assert live == {p.layout.journal(seq) for seq in [*p.chunks, *p.unswept]}
+    assert len(live) <= 4  # of 30 chunks written
