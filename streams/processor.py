@@ -136,7 +136,7 @@ class PartitionProcessor:
         # half the processor's time at small batches (thousands of chunks each time).
         self.swept_at: tuple[int, int] | None = None
         # Chunks found obsolete, gone from ``chunks``, whose deletion is not yet in a batch's
-        # state writes: the batches after the close delete them, the next close the rest.
+        # state writes: each batch after the sweep deletes up to SWEEP_PER_BATCH of them.
         self.unswept: deque[int] = deque()
         self.next_seq = 0
         # The offset after the last record processed: records below it that Kafka delivers again

@@ -845,11 +845,10 @@ def test_a_journal_chunk_goes_once_no_longer_needed_and_none_needed_goes() -> No
 
 
 def test_a_close_leaves_the_deletion_of_the_chunks_it_found_obsolete_to_the_batches_after() -> None:
-    """At 1 Hz a close finds a minute of chunks obsolete (one a batch): their deletions, each a
-    RocksDB read and delete and a changelog record, would hold the worker's loop in the close,
-    between the partitions' closing writes. The closing batch deletes none of them; the
-    batches after it delete them, at most SWEEP_PER_BATCH each, oldest first, all before the
-    next close."""
+    """At 1 Hz a sweep finds up to a minute of chunks obsolete (one a batch): their deletions,
+    each a RocksDB read and delete and a changelog record, would hold the worker's loop in the
+    close, between the partitions' closing writes. No batch deletes more than SWEEP_PER_BATCH
+    while a sweep leaves more waiting; every one is deleted once, oldest first."""
     config = ProcessorConfig(lateness_ms=5_000, dedup_horizon_ms=120_000, partitions=1)
     p = PartitionProcessor(0, config)
     deleted: list[bytes] = []
