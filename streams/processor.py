@@ -136,7 +136,8 @@ class PartitionProcessor:
         # half the processor's time at small batches (thousands of chunks each time).
         self.swept_at: tuple[int, int] | None = None
         # Chunks found obsolete, gone from ``chunks``, whose deletion is not yet in a batch's
-        # state writes: each batch after the sweep deletes up to SWEEP_PER_BATCH of them.
+        # state writes: each batch after the sweep deletes up to SWEEP_PER_BATCH of them more
+        # than the chunks it writes.
         self.unswept: deque[int] = deque()
         self.next_seq = 0
         # The offset after the last record processed: records below it that Kafka delivers again
@@ -353,8 +354,8 @@ class PartitionProcessor:
         if records:
             self.last_arrival_ms = now_ms
             self.watermark_at_arrival_ms = windows.watermark_ms
-        self._journal(result, accepted)
-        self._delete_swept(result, SWEEP_PER_BATCH)
+        written = self._journal(result, accepted)
+        self._delete_swept(result, SWEEP_PER_BATCH + written)
         self._close(result, snapshot, now_ms)
         windows.summarise_ahead()
         self._last_seen(result, now_ms)
@@ -433,13 +434,15 @@ class PartitionProcessor:
             )
         )
 
-    def _journal(self, result: BatchResult, accepted: list[JournalEntry]) -> None:
+    def _journal(self, result: BatchResult, accepted: list[JournalEntry]) -> int:
+        """The accepted entries written as journal chunks; returns how many."""
         for start in range(0, len(accepted), JOURNAL_CHUNK):
             chunk = accepted[start : start + JOURNAL_CHUNK]
             seq = self.next_seq
             self.next_seq += 1
             self.chunks[seq] = _newest(chunk)
             result.state_writes.append((self.layout.journal(seq), state.encode_journal(chunk)))
+        return -(-len(accepted) // JOURNAL_CHUNK)
 
     # -- windows closed: aggregates, KPI judgement ----------------------------------------------
 
@@ -499,8 +502,8 @@ class PartitionProcessor:
     def _sweep_journal(self, result: BatchResult) -> None:
         """Find the journal chunks no longer needed, when the horizon has moved (a chunk
         written since the last sweep was needed then: its windows open, its ids fresh), and
-        leave their deletion to the batches after this one. A batch writes at most three chunks
-        (``JOURNAL_CHUNK``) and deletes up to ``SWEEP_PER_BATCH``: the chunks waiting never
+        leave their deletion to the batches after this one. A batch deletes up to
+        ``SWEEP_PER_BATCH`` more than it writes, whatever its size: the chunks waiting never
         outgrow what the journal held before the sweep."""
         horizon = self.windows.journal_horizon()
         if horizon == self.swept_at:

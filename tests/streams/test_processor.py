@@ -12,6 +12,7 @@ import pytest
 
 from hub import signing, telemetry, topics
 from hub.registry.model import KST, Demonstration, Device, Kpi, Registry, Site
+from streams import processor as processor_module
 from streams import state
 from streams.processor import (
     SWEEP_PER_BATCH,
@@ -848,7 +849,8 @@ def test_a_close_leaves_the_deletion_of_the_chunks_it_found_obsolete_to_the_batc
     """At 1 Hz a sweep finds up to a minute of chunks obsolete (one a batch): their deletions,
     each a RocksDB read and delete and a changelog record, would hold the worker's loop in the
     close, between the partitions' closing writes. No batch deletes more than SWEEP_PER_BATCH
-    while a sweep leaves more waiting; every one is deleted once, oldest first."""
+    beyond the one chunk it writes while a sweep leaves more waiting; every one is deleted once,
+    oldest first."""
     config = ProcessorConfig(lateness_ms=5_000, dedup_horizon_ms=120_000, partitions=1)
     p = PartitionProcessor(0, config)
     deleted: list[bytes] = []
@@ -857,7 +859,7 @@ def test_a_close_leaves_the_deletion_of_the_chunks_it_found_obsolete_to_the_batc
         ts = T0 + second * 1000
         result = p.process([record(second, "GJ-BUK-0001", ts, 5.0)], SNAPSHOT, now_ms=ts)
         tombstones = [k for k, v in result.state_writes if b"|j|" in k and v is None]
-        assert len(tombstones) <= SWEEP_PER_BATCH
+        assert len(tombstones) <= SWEEP_PER_BATCH + 1  # + the batch's own chunk
         if result.aggregate_rows:
             closes += 1
             assert not p.windows.journal_is_obsolete(*p.chunks[min(p.chunks)])
@@ -886,3 +888,31 @@ def test_a_partition_whose_every_batch_closes_still_deletes_its_obsolete_chunks(
     live = {k for k, v in written.items() if b"|j|" in k and v is not None}
     assert live == {p.layout.journal(seq) for seq in [*p.chunks, *p.unswept]}
     assert len(live) <= 4  # of 30 chunks written
+
+
+def test_batches_of_many_chunks_delete_as_many_as_they_write(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A batch may write more chunks than SWEEP_PER_BATCH (HUB_BATCH_MAX above a few
+    JOURNAL_CHUNKs; here a chunk per record): it deletes that many more, so what waits for
+    deletion stays within one sweep's finds and the journal within what is needed."""
+    monkeypatch.setattr(processor_module, "JOURNAL_CHUNK", 1)
+    config = ProcessorConfig(lateness_ms=5_000, dedup_horizon_ms=120_000, partitions=1)
+    p = PartitionProcessor(0, config)
+    written: dict[bytes, bytes | None] = {}
+    per_batch = 4 * SWEEP_PER_BATCH
+    most_waiting = 0
+    for second in range(10 * 60):
+        ts = T0 + second * 1000
+        batch = [
+            record(second * per_batch + i, "GJ-BUK-0001", ts + i, 5.0) for i in range(per_batch)
+        ]
+        result = p.process(batch, SNAPSHOT, now_ms=ts)
+        assert result.counts.accepted == per_batch
+        written.update(result.state_writes)
+        if second >= 5 * 60:
+            most_waiting = max(most_waiting, len(p.unswept))
+    live = {k for k, v in written.items() if b"|j|" in k and v is not None}
+    assert live == {p.layout.journal(seq) for seq in [*p.chunks, *p.unswept]}
+    assert most_waiting <= 70 * per_batch  # about a minute of chunks, not growing
+    assert len(live) <= (120 + 70 + 70) * per_batch  # the horizon's, one sweep's, the lateness
