@@ -40,3 +40,17 @@ def test_a_step_with_a_window_never_written_did_not_hold() -> None:
     assert not step(1, 0.2, windows=2, expected=3).held
     assert not step(1, 0.2, windows=0, expected=0).held
     assert step(1, 0.2).held
+
+
+def test_a_schedule_off_the_minute_judges_each_step_by_whole_minutes_of_load() -> None:
+    """The phase starts on a whole second, not the next minute: every window a step is judged by
+    is a whole minute the load offered, the warm-up's first partial minute never among them."""
+    start = 3600 + 37
+    schedule = Schedule(start_s=start, warm_s=180, step_s=180, rates=(1, 10))
+    first, second = schedule.closing(0, 120), schedule.closing(1, 120)
+    assert first == [3660, 3720, 3780]
+    assert second == [3840, 3900, 3960]
+    assert all(m >= start and m % 60 == 0 for m in first + second)
+    # Each window closes inside its own step.
+    assert all(schedule.step_at(m + 180) == 0 for m in first)
+    assert all(schedule.step_at(m + 180) == 1 for m in second)

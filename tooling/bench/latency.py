@@ -23,6 +23,7 @@ more lag.
 from __future__ import annotations
 
 import asyncio
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -58,6 +59,7 @@ class Visible:
 
 
 SUB_TICK_S = 0.1
+LEAD_S = 3  # from the phase's start to its first tick: sites, keys and producer load in ~0.5 s
 
 
 def phases_at(rate_hz: float) -> int:
@@ -193,6 +195,14 @@ class Schedule:
     def end_s(self) -> float:
         return self.step_start(len(self.rates)) + SETTLED_S + 2
 
+    def closing(self, step: int, lateness_s: float) -> list[int]:
+        """Window minutes closing during the step (their close: minute + 60 s + lateness)."""
+        begin, end = self.step_start(step), self.step_start(step + 1)
+        first = int(begin - 60 - lateness_s)
+        return [
+            m for m in range(first // 60 * 60, int(end), 60) if begin <= m + 60 + lateness_s < end
+        ]
+
     def step_at(self, t: float) -> int:
         """The step whose rate is offered at ``t`` (the warm-up is the first step's)."""
         k = int((t - self.start_s - self.warm_s) // self.step_s)
@@ -268,17 +278,15 @@ def measure(
     """Offer the stepped load with the hub's workers already running; judge each step by the
     windows that close during it; stop at the first step that does not hold."""
     lateness = settings.allowed_lateness_s
-    start = (int(time.time()) // 60 + 1) * 60
+    # A whole second, not the next minute: a step is judged by the windows closing inside it,
+    # whole minutes of load either way, and waiting for a minute's edge cost up to a minute of
+    # the bench's fifteen.
+    start = float(math.ceil(time.time()) + LEAD_S)
     warm = -(-(60 + lateness) // 60) * 60  # the first window closes at its end
     schedule = Schedule(start, warm, step_minutes * 60, rates)
 
     def closing(step: int) -> list[int]:
-        """Window minutes closing during the step (their close: minute + 60 s + lateness)."""
-        begin, end = schedule.step_start(step), schedule.step_start(step + 1)
-        first = int(begin - 60 - lateness)
-        return [
-            m for m in range(first // 60 * 60, int(end), 60) if begin <= m + 60 + lateness < end
-        ]
+        return schedule.closing(step, lateness)
 
     watched = sorted({m for k in range(len(rates)) for m in closing(k)})
     visible = Visible()
@@ -331,7 +339,7 @@ def measure(
     say(
         f"latency: stepping {', '.join(f'{r:g}' for r in rates)} Hz per site, {step_minutes} "
         f"minute(s) each after a {warm:.0f} s warm-up, from "
-        f"{time.strftime('%H:%M', time.localtime(start))} (at most "
+        f"{time.strftime('%H:%M:%S', time.localtime(start))} (at most "
         f"{(schedule.end_s - time.time()) / 60:.0f} minutes)"
     )
     watcher.start()
