@@ -15,6 +15,7 @@ from hub.registry.model import KST, Demonstration, Device, Kpi, Registry, Site
 from streams import processor as processor_module
 from streams import state
 from streams.processor import (
+    KPI_JUDGED_PER_BATCH,
     SWEEP_PER_BATCH,
     BatchResult,
     PartitionProcessor,
@@ -916,3 +917,88 @@ def test_batches_of_many_chunks_delete_as_many_as_they_write(
     assert live == {p.layout.journal(seq) for seq in [*p.chunks, *p.unswept]}
     assert most_waiting <= 70 * per_batch  # about a minute of chunks, not growing
     assert len(live) <= (120 + 70 + 70) * per_batch  # the horizon's, one sweep's, the lateness
+
+
+def every_ten_seconds(minutes: int) -> list[Record]:
+    """Two sites of two companies reporting every 10 s: a batch each."""
+    out = []
+    for n in range(minutes * 6):
+        ts = T0 + n * 10_000
+        out.append(record(2 * n, "GJ-BUK-0001", ts, 20.0 + n % 7))
+        out.append(record(2 * n + 1, "GJ-BUK-0002", ts, 30.0, device="GJ-BUK-0002-SEN1"))
+    return out
+
+
+def judged(results: list[BatchResult]) -> list[tuple[object, ...]]:
+    return [
+        (r.window_start, r.demonstration_id, r.kpi_id, r.site_id, r.value, r.status)
+        for res in results
+        for r in res.kpi_rows
+    ] + [(a.demonstration_id, a.site_id, a.kpi_id) for res in results for a in res.alert_rows]
+
+
+def in_batches(p: PartitionProcessor, records: list[Record]) -> list[BatchResult]:
+    return [
+        p.process(records[i : i + 2], SNAPSHOT, now_ms=records[i].timestamp)
+        for i in range(0, len(records), 2)
+    ]
+
+
+def test_kpi_windows_due_in_one_close_are_judged_a_few_a_batch_each_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The five-minute KPI windows of every site fall due in one close: it judges
+    KPI_JUDGED_PER_BATCH of them, the batches after it the rest, each once, with the results
+    and alerts of judging them all in the close."""
+    assert KPI_JUDGED_PER_BATCH >= 16  # the default spreads a real close, not a handful
+    records = every_ten_seconds(13)
+    monkeypatch.setattr(processor_module, "KPI_JUDGED_PER_BATCH", 10**6)
+    at_once = in_batches(processor(), records)
+    monkeypatch.setattr(processor_module, "KPI_JUDGED_PER_BATCH", 2)
+    spread = in_batches(processor(), records)
+    closing = [i for i, r in enumerate(at_once) if r.kpi_rows]
+    assert [len(at_once[i].kpi_rows) for i in closing] == [7, 7]  # two KPI windows of 7 states
+    assert all(len(r.kpi_rows) <= 2 for r in spread)
+    assert [len(spread[i].kpi_rows) for i in closing] == [2, 2]  # the closes judge two
+    assert sorted(map(str, judged(spread))) == sorted(map(str, judged(at_once)))
+    assert len(set(judged(spread))) == len(judged(spread)) > 14
+
+
+def test_kpi_windows_left_due_by_a_crash_are_judged_by_the_next_owner(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A crash right after a close that left KPI windows due: the processor restored from the
+    state written judges them, none twice, none lost."""
+    records = every_ten_seconds(8)
+    monkeypatch.setattr(processor_module, "KPI_JUDGED_PER_BATCH", 10**6)
+    reference = judged(in_batches(processor(), records))
+    monkeypatch.setattr(processor_module, "KPI_JUDGED_PER_BATCH", 2)
+    first, table = processor(), dict[bytes, bytes]()
+    before: list[BatchResult] = []
+    for i in range(0, len(records), 2):
+        before.append(first.process(records[i : i + 2], SNAPSHOT, now_ms=records[i].timestamp))
+        applied(table, before[-1])
+        if before[-1].kpi_rows:
+            break
+    assert first.judgements_waiting()
+    second = processor()
+    second.restore(table.items(), SNAPSHOT, now_ms=records[i].timestamp)
+    after = in_batches(second, records[i + 2 :])
+    assert sorted(map(str, judged(before + after))) == sorted(map(str, reference))
+    assert not second.judgements_waiting()
+
+
+def test_a_tick_judges_every_kpi_window_waiting(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A partition whose records stop right after a close is not idle yet: its next tick
+    judges what the close left due, without waiting for the idle timeout."""
+    monkeypatch.setattr(processor_module, "KPI_JUDGED_PER_BATCH", 2)
+    p = processor()
+    records = every_ten_seconds(8)
+    for i in range(0, len(records), 2):
+        closing = p.process(records[i : i + 2], SNAPSHOT, now_ms=records[i].timestamp)
+        if closing.kpi_rows:
+            break
+    tick = p.tick(SNAPSHOT, now_ms=records[i].timestamp + 5_000)
+    assert (len(closing.kpi_rows), len(tick.kpi_rows)) == (2, 5)
+    assert not p.judgements_waiting()
+    assert p.tick(SNAPSHOT, now_ms=records[i].timestamp + 10_000).kpi_rows == []
