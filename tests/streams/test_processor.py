@@ -15,6 +15,7 @@ from hub.registry.model import KST, Demonstration, Device, Kpi, Registry, Site
 from streams import processor as processor_module
 from streams import state
 from streams.processor import (
+    KPI_JUDGE_AFTER_MS,
     KPI_JUDGED_PER_BATCH,
     SWEEP_PER_BATCH,
     BatchResult,
@@ -111,10 +112,18 @@ def processor(partitions: int = 1) -> PartitionProcessor:
     return PartitionProcessor(0, config)
 
 
+@pytest.fixture
+def judged_in_the_close(monkeypatch: pytest.MonkeyPatch) -> None:
+    """For the tests of *what* is judged: KPI windows judged in the batch that closes them
+    (when they are judged: the tests of KPI_JUDGE_AFTER_MS below)."""
+    monkeypatch.setattr(processor_module, "KPI_JUDGE_AFTER_MS", 0)
+
+
 def dlq(result: BatchResult) -> list[dict[str, object]]:
     return [json.loads(o.value) for o in result.outgoing if o.topic == topics.DLQ]
 
 
+@pytest.mark.usefixtures("judged_in_the_close")
 def test_a_known_stream_gives_exact_rows_results_and_partner_copies() -> None:
     p = processor()
     records = [record(i, "GJ-BUK-0001", T0 + i * 20_000, 50.0 + i) for i in range(15)]
@@ -149,6 +158,7 @@ def test_a_known_stream_gives_exact_rows_results_and_partner_copies() -> None:
     assert {m["demonstration_id"] for m in by_topic[topics.SITE_AGGREGATES]} == {"DEMO-A"}
 
 
+@pytest.mark.usefixtures("judged_in_the_close")
 def test_at_a_shared_site_each_demonstration_is_judged_on_its_own_devices_only() -> None:
     """Company B's devices fail the latency KPI at GJ-BUK-0002, Company A's pass it: neither
     verdict, nor any aggregate, mixes the two."""
@@ -179,6 +189,7 @@ def test_at_a_shared_site_each_demonstration_is_judged_on_its_own_devices_only()
     assert result.counts.accepted == 21
 
 
+@pytest.mark.usefixtures("judged_in_the_close")
 def test_a_ratio_kpi_is_judged_from_its_metrics_windows() -> None:
     p = processor()
     records = [
@@ -687,6 +698,7 @@ def test_one_back_dated_device_opens_no_empty_windows_for_its_partition() -> Non
     assert T0 - day in buckets
 
 
+@pytest.mark.usefixtures("judged_in_the_close")
 def test_a_backlog_minute_just_before_the_first_arrival_is_judged_for_its_site() -> None:
     """Records of the minute before the partition's first arrival (a backlog at start-up, within
     the lateness): that site's observation starts with them, and its first window is judged
@@ -709,6 +721,7 @@ def test_a_backlog_minute_just_before_the_first_arrival_is_judged_for_its_site()
     assert (first.status, first.samples) == ("pass", 6)
 
 
+@pytest.mark.usefixtures("judged_in_the_close")
 def test_a_kpi_window_is_judged_by_the_version_valid_when_it_started() -> None:
     """The threshold of LATENCY changed from 100 to 40 at T0 + 5 min: the window before keeps
     the first version (and says so), the window after is judged by the second."""
@@ -944,22 +957,26 @@ def in_batches(p: PartitionProcessor, records: list[Record]) -> list[BatchResult
     ]
 
 
-def test_kpi_windows_due_in_one_close_are_judged_a_few_a_batch_each_once(
+def test_kpi_windows_due_in_one_close_are_judged_after_it_a_few_a_batch_each_once(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """The five-minute KPI windows of every site fall due in one close: it judges
-    KPI_JUDGED_PER_BATCH of them, the batches after it the rest, each once, with the results
-    and alerts of judging them all in the close."""
+    """The five-minute KPI windows of every site fall due in one close: none is judged in it;
+    the batches from KPI_JUDGE_AFTER_MS after it judge KPI_JUDGED_PER_BATCH each, each window
+    once, with the results and alerts of judging them all in the close."""
     assert KPI_JUDGED_PER_BATCH >= 16  # the default spreads a real close, not a handful
+    assert KPI_JUDGE_AFTER_MS < 10_000  # within seconds: results are not held for long
     records = every_ten_seconds(13)
     monkeypatch.setattr(processor_module, "KPI_JUDGED_PER_BATCH", 10**6)
+    monkeypatch.setattr(processor_module, "KPI_JUDGE_AFTER_MS", 0)
     at_once = in_batches(processor(), records)
     monkeypatch.setattr(processor_module, "KPI_JUDGED_PER_BATCH", 2)
+    monkeypatch.setattr(processor_module, "KPI_JUDGE_AFTER_MS", 5_000)
     spread = in_batches(processor(), records)
     closing = [i for i, r in enumerate(at_once) if r.kpi_rows]
     assert [len(at_once[i].kpi_rows) for i in closing] == [7, 7]  # two KPI windows of 7 states
+    assert [len(spread[i].kpi_rows) for i in closing] == [0, 0]  # none in the close
+    assert [len(spread[i + 1].kpi_rows) for i in closing] == [2, 2]  # 10 s on: two a batch
     assert all(len(r.kpi_rows) <= 2 for r in spread)
-    assert [len(spread[i].kpi_rows) for i in closing] == [2, 2]  # the closes judge two
     assert sorted(map(str, judged(spread))) == sorted(map(str, judged(at_once)))
     assert len(set(judged(spread))) == len(judged(spread)) > 14
 
@@ -988,17 +1005,21 @@ def test_kpi_windows_left_due_by_a_crash_are_judged_by_the_next_owner(
     assert not second.judgements_waiting()
 
 
-def test_a_tick_judges_every_kpi_window_waiting(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A partition whose records stop right after a close is not idle yet: its next tick
-    judges what the close left due, without waiting for the idle timeout."""
-    monkeypatch.setattr(processor_module, "KPI_JUDGED_PER_BATCH", 2)
+def test_a_tick_judges_every_kpi_window_waiting_once_the_close_is_over(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A partition whose records stop right after a close is not idle yet: a tick within
+    KPI_JUDGE_AFTER_MS of the close judges nothing, the next one every KPI window waiting,
+    without waiting for the idle timeout."""
+    monkeypatch.setattr(processor_module, "KPI_JUDGE_AFTER_MS", 3_000)
     p = processor()
     records = every_ten_seconds(8)
     for i in range(0, len(records), 2):
         closing = p.process(records[i : i + 2], SNAPSHOT, now_ms=records[i].timestamp)
-        if closing.kpi_rows:
+        if p.judgements_waiting():
             break
-    tick = p.tick(SNAPSHOT, now_ms=records[i].timestamp + 5_000)
-    assert (len(closing.kpi_rows), len(tick.kpi_rows)) == (2, 5)
+    assert closing.aggregate_rows and not closing.kpi_rows
+    assert p.tick(SNAPSHOT, now_ms=records[i].timestamp + 1_000).kpi_rows == []
+    assert len(p.tick(SNAPSHOT, now_ms=records[i].timestamp + 3_000).kpi_rows) == 7
     assert not p.judgements_waiting()
-    assert p.tick(SNAPSHOT, now_ms=records[i].timestamp + 10_000).kpi_rows == []
+    assert p.tick(SNAPSHOT, now_ms=records[i].timestamp + 8_000).kpi_rows == []
