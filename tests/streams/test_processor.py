@@ -1018,7 +1018,8 @@ def test_a_tick_judges_every_kpi_window_waiting_once_the_close_is_over(
         closing = p.process(records[i : i + 2], SNAPSHOT, now_ms=records[i].timestamp)
         if p.judgements_waiting():
             break
-    assert closing.aggregate_rows and not closing.kpi_rows
+    assert closing.aggregate_rows
+    assert not closing.kpi_rows
     assert p.tick(SNAPSHOT, now_ms=records[i].timestamp + 1_000).kpi_rows == []
     assert len(p.tick(SNAPSHOT, now_ms=records[i].timestamp + 3_000).kpi_rows) == 7
     assert not p.judgements_waiting()
