@@ -55,13 +55,12 @@ LAST_SEEN_EVERY_MS: Final = 5000
 # record each), they held the worker's loop there, between the partitions' closing writes
 # (docs/performance.md, "The journal sweep and the KPI windows in the close").
 SWEEP_PER_BATCH: Final = 8
-# KPI windows due are judged once the close that made them due is over: from KPI_JUDGE_AFTER_MS
-# after it, at most KPI_JUDGED_PER_BATCH a batch. The five-minute and quarter-hour KPI windows
-# fall due in one close (~190 and ~510 a partition at 1 Hz); judged in it, their results and
-# messages made those closes the slowest of the hour (docs/performance.md, "The KPI windows
-# judged after the close"). A tick judges whatever has waited that long.
+# KPI windows due are judged once the close that made them due is over: KPI_JUDGE_AFTER_MS after
+# it, all at once. The five-minute and quarter-hour KPI windows fall due in one close (~190 and
+# ~510 a partition at 1 Hz); judged in it, their results, messages and KPI-state groups were
+# written with its rows (docs/performance.md, "The KPI windows judged after the close"). Judged a
+# few a batch instead, each batch rewrote most of the partition's KPI-state groups.
 KPI_JUDGE_AFTER_MS: Final = 3000
-KPI_JUDGED_PER_BATCH: Final = 32
 UNKNOWN_SITE: Final = SiteInfo("", "")
 
 
@@ -410,7 +409,7 @@ class PartitionProcessor:
         idle_ms = now_ms - self.last_arrival_ms
         if idle_ms < self.config.idle_timeout_ms:
             if self.judgements_waiting():
-                self._close(result, snapshot, now_ms, budget=False)
+                self._close(result, snapshot, now_ms)
             self._last_seen(result, now_ms)
             return result
         base = self.watermark_at_arrival_ms or self.last_arrival_ms
@@ -419,7 +418,7 @@ class PartitionProcessor:
         self.windows.advance(min(base + idle_ms, now_ms))
         self._observe(self.windows.watermark_ms)
         self._delete_swept(result, SWEEP_PER_BATCH)
-        self._close(result, snapshot, now_ms, pace=False, budget=False)
+        self._close(result, snapshot, now_ms, pace=False)
         self._last_seen(result, now_ms)
         return result
 
@@ -469,15 +468,14 @@ class PartitionProcessor:
         now_ms: int,
         *,
         pace: bool = True,
-        budget: bool = True,
     ) -> None:
         """Close the windows due, merge them into their KPI states, judge the KPI windows due,
         and write the partition's state (journal tombstones, KPI states, progress).
 
         ``pace``: a KPI window is judged from KPI_JUDGE_AFTER_MS after the close that made it
-        due; ``budget``: at most KPI_JUDGED_PER_BATCH of them, oldest first. One left due stays
-        in ``due`` and in its state, so a later batch, or the next owner after a restore, judges
-        it; a state merging a later minute judges its ended windows first."""
+        due (an idle partition's tick judges at once). One waiting stays in ``due`` and in its
+        state, so a later batch or tick, or the next owner after a restore, judges it; a state
+        merging a later minute judges its ended windows first."""
         dirty: set[KpiKey] = set()
         released: set[KpiKey] = set()
         self._lay_out_states(snapshot, dirty, released)
@@ -506,28 +504,18 @@ class PartitionProcessor:
                 if merged or kpi_state.window_start_ms != before:
                     dirty.add(key)
         through = self.windows.closed_through_ms
-        most = KPI_JUDGED_PER_BATCH if budget else None
         for end in sorted(e for e in self.due if e <= through):
             since = self.due_since.setdefault(end, now_ms)
             if pace and now_ms - since < KPI_JUDGE_AFTER_MS:
                 continue
-            keys = sorted(self.due.pop(end))
-            if most is not None:
-                keys, later = keys[:most], keys[most:]
-                most -= len(keys)
-                if later:
-                    self.due[end] = set(later)
-            if end not in self.due:
-                del self.due_since[end]
-            for key in keys:
+            del self.due_since[end]
+            for key in sorted(self.due.pop(end)):
                 kpi_state = self.kpi_states.get(key)
                 due_kpi = snapshot_kpi(snapshot, key)
                 if kpi_state is None or due_kpi is None:
                     continue
                 self._judge_until(result, key, due_kpi, kpi_state, snapshot, now_ms, through)
                 (dirty if key in self.kpi_states else released).add(key)
-            if most == 0:
-                break
         result.counts.windows_closed += len(closed)
         changed = ((key, state.encode_kpi_state(self.kpi_states[key])) for key in dirty - released)
         result.state_writes.extend(self.kpi_table.write(changed, released))
