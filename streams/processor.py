@@ -422,6 +422,12 @@ class PartitionProcessor:
         self._last_seen(result, now_ms)
         return result
 
+    def judge_waiting(self, snapshot: Snapshot, now_ms: int) -> BatchResult:
+        """The KPI windows waiting out KPI_JUDGE_AFTER_MS judged now (a worker stopping)."""
+        result = BatchResult()
+        self._close(result, snapshot, now_ms, pace=False)
+        return result
+
     def judgements_waiting(self) -> bool:
         """KPI windows due (their last minute closed) and not judged yet."""
         through = self.windows.closed_through_ms

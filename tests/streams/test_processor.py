@@ -1019,3 +1019,16 @@ def test_a_tick_judges_every_kpi_window_waiting_once_the_close_is_over(
     assert len(p.tick(SNAPSHOT, now_ms=records[i].timestamp + 3_000).kpi_rows) == 7
     assert not p.judgements_waiting()
     assert p.tick(SNAPSHOT, now_ms=records[i].timestamp + 8_000).kpi_rows == []
+
+
+def test_a_stopping_worker_judges_the_kpi_windows_waiting() -> None:
+    """A worker stopping within KPI_JUDGE_AFTER_MS of a close judges what waits (a hub stopped
+    for good has no next owner to leave it to)."""
+    p = processor()
+    records = every_ten_seconds(8)
+    for i in range(0, len(records), 2):
+        p.process(records[i : i + 2], SNAPSHOT, now_ms=records[i].timestamp)
+        if p.judgements_waiting():
+            break
+    assert len(p.judge_waiting(SNAPSHOT, now_ms=records[i].timestamp + 1).kpi_rows) == 7
+    assert not p.judgements_waiting()
