@@ -192,7 +192,6 @@ def create_app(
 
     @app.on_before_shutdown.connect
     async def on_shutdown(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
-        await runtime.judge_waiting()
         await runtime.write_held_back(list(runtime.owned))
         with suppress(TimeoutError):  # a database away must not hold the stop
             await asyncio.wait_for(runtime.close(), 10)

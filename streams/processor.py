@@ -55,12 +55,6 @@ LAST_SEEN_EVERY_MS: Final = 5000
 # record each), they held the worker's loop there, between the partitions' closing writes
 # (docs/performance.md, "The journal sweep and the KPI windows in the close").
 SWEEP_PER_BATCH: Final = 8
-# KPI windows due are judged once the close that made them due is over: KPI_JUDGE_AFTER_MS after
-# it, all at once. The five-minute and quarter-hour KPI windows fall due in one close (~190 and
-# ~510 a partition at 1 Hz); judged in it, their results, messages and KPI-state groups were
-# written with its rows (docs/performance.md, "The KPI windows judged after the close"). Judged a
-# few a batch instead, each batch rewrote most of the partition's KPI-state groups.
-KPI_JUDGE_AFTER_MS: Final = 3000
 UNKNOWN_SITE: Final = SiteInfo("", "")
 
 
@@ -136,8 +130,6 @@ class PartitionProcessor:
         self.kpi_table = KpiTable(self.layout)  # the KPI states as written, by group
         # KPI window end -> the states whose open window ends then: judging takes what is due.
         self.due: dict[int, set[KpiKey]] = {}
-        # KPI window end -> when a close made it due (wall clock): judged KPI_JUDGE_AFTER_MS on.
-        self.due_since: dict[int, int] = {}
         self.states_for: str | None = None  # the registry digest the states were laid out for
         self.chunks: dict[int, tuple[int, int]] = {}  # journal seq -> newest (ts, arrival)
         # The journal horizon at the last sweep for obsolete chunks: sweeping every batch cost
@@ -408,8 +400,6 @@ class PartitionProcessor:
         result = BatchResult()
         idle_ms = now_ms - self.last_arrival_ms
         if idle_ms < self.config.idle_timeout_ms:
-            if self.judgements_waiting():
-                self._close(result, snapshot, now_ms)
             self._last_seen(result, now_ms)
             return result
         base = self.watermark_at_arrival_ms or self.last_arrival_ms
@@ -418,20 +408,9 @@ class PartitionProcessor:
         self.windows.advance(min(base + idle_ms, now_ms))
         self._observe(self.windows.watermark_ms)
         self._delete_swept(result, SWEEP_PER_BATCH)
-        self._close(result, snapshot, now_ms, pace=False)
+        self._close(result, snapshot, now_ms)
         self._last_seen(result, now_ms)
         return result
-
-    def judge_waiting(self, snapshot: Snapshot, now_ms: int) -> BatchResult:
-        """The KPI windows waiting out KPI_JUDGE_AFTER_MS judged now (a worker stopping)."""
-        result = BatchResult()
-        self._close(result, snapshot, now_ms, pace=False)
-        return result
-
-    def judgements_waiting(self) -> bool:
-        """KPI windows due (their last minute closed) and not judged yet."""
-        through = self.windows.closed_through_ms
-        return any(keys and end <= through for end, keys in self.due.items())
 
     def _reject(
         self,
@@ -467,21 +446,9 @@ class PartitionProcessor:
 
     # -- windows closed: aggregates, KPI judgement ----------------------------------------------
 
-    def _close(
-        self,
-        result: BatchResult,
-        snapshot: Snapshot,
-        now_ms: int,
-        *,
-        pace: bool = True,
-    ) -> None:
+    def _close(self, result: BatchResult, snapshot: Snapshot, now_ms: int) -> None:
         """Close the windows due, merge them into their KPI states, judge the KPI windows due,
-        and write the partition's state (journal tombstones, KPI states, progress).
-
-        ``pace``: a KPI window is judged from KPI_JUDGE_AFTER_MS after the close that made it
-        due (an idle partition's tick judges at once). One waiting stays in ``due`` and in its
-        state, so a later batch or tick, or the next owner after a restore, judges it; a state
-        merging a later minute judges its ended windows first."""
+        and write the partition's state (journal tombstones, KPI states, progress)."""
         dirty: set[KpiKey] = set()
         released: set[KpiKey] = set()
         self._lay_out_states(snapshot, dirty, released)
@@ -511,10 +478,6 @@ class PartitionProcessor:
                     dirty.add(key)
         through = self.windows.closed_through_ms
         for end in sorted(e for e in self.due if e <= through):
-            since = self.due_since.setdefault(end, now_ms)
-            if pace and now_ms - since < KPI_JUDGE_AFTER_MS:
-                continue
-            del self.due_since[end]
             for key in sorted(self.due.pop(end)):
                 kpi_state = self.kpi_states.get(key)
                 due_kpi = snapshot_kpi(snapshot, key)

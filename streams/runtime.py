@@ -406,29 +406,6 @@ class WorkerRuntime:
     async def _tick(self, owned: Owned) -> None:
         await self.apply(owned, owned.processor.tick(self.snapshot, now_ms()))
 
-    async def judge_waiting(self, timeout_s: float = 10.0) -> None:
-        """The KPI windows still waiting out ``KPI_JUDGE_AFTER_MS`` judged now, before the
-        worker stops: a hub stopped for good would leave them to an owner that never comes.
-        Bounded: if the database is away they stay in the partitions' state for the next owner."""
-
-        async def judge() -> None:
-            for partition in sorted(self.owned):
-                owned = self.owned.get(partition)
-                if owned is None or not owned.processor.judgements_waiting():
-                    continue
-                async with self.lock(partition):
-                    await self._until_done(partition, self._judge_now)
-
-        try:
-            await asyncio.wait_for(judge(), timeout_s)
-        except TimeoutError:
-            log.warning(
-                "KPI windows waiting to be judged left to the next owner (%.0f s)", timeout_s
-            )
-
-    async def _judge_now(self, owned: Owned) -> None:
-        await self.apply(owned, owned.processor.judge_waiting(self.snapshot, now_ms()))
-
     async def apply(self, owned: Owned, result: BatchResult) -> None:
         """The batch's checkpoint (``streams.checkpoint``), then what it is observed by: the
         offset moves only after the checkpoint."""

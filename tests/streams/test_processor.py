@@ -15,7 +15,6 @@ from hub.registry.model import KST, Demonstration, Device, Kpi, Registry, Site
 from streams import processor as processor_module
 from streams import state
 from streams.processor import (
-    KPI_JUDGE_AFTER_MS,
     SWEEP_PER_BATCH,
     BatchResult,
     PartitionProcessor,
@@ -111,18 +110,10 @@ def processor(partitions: int = 1) -> PartitionProcessor:
     return PartitionProcessor(0, config)
 
 
-@pytest.fixture
-def judged_in_the_close(monkeypatch: pytest.MonkeyPatch) -> None:
-    """For the tests of *what* is judged: KPI windows judged in the batch that closes them
-    (when they are judged: the tests of KPI_JUDGE_AFTER_MS below)."""
-    monkeypatch.setattr(processor_module, "KPI_JUDGE_AFTER_MS", 0)
-
-
 def dlq(result: BatchResult) -> list[dict[str, object]]:
     return [json.loads(o.value) for o in result.outgoing if o.topic == topics.DLQ]
 
 
-@pytest.mark.usefixtures("judged_in_the_close")
 def test_a_known_stream_gives_exact_rows_results_and_partner_copies() -> None:
     p = processor()
     records = [record(i, "GJ-BUK-0001", T0 + i * 20_000, 50.0 + i) for i in range(15)]
@@ -157,7 +148,6 @@ def test_a_known_stream_gives_exact_rows_results_and_partner_copies() -> None:
     assert {m["demonstration_id"] for m in by_topic[topics.SITE_AGGREGATES]} == {"DEMO-A"}
 
 
-@pytest.mark.usefixtures("judged_in_the_close")
 def test_at_a_shared_site_each_demonstration_is_judged_on_its_own_devices_only() -> None:
     """Company B's devices fail the latency KPI at GJ-BUK-0002, Company A's pass it: neither
     verdict, nor any aggregate, mixes the two."""
@@ -188,7 +178,6 @@ def test_at_a_shared_site_each_demonstration_is_judged_on_its_own_devices_only()
     assert result.counts.accepted == 21
 
 
-@pytest.mark.usefixtures("judged_in_the_close")
 def test_a_ratio_kpi_is_judged_from_its_metrics_windows() -> None:
     p = processor()
     records = [
@@ -697,7 +686,6 @@ def test_one_back_dated_device_opens_no_empty_windows_for_its_partition() -> Non
     assert T0 - day in buckets
 
 
-@pytest.mark.usefixtures("judged_in_the_close")
 def test_a_backlog_minute_just_before_the_first_arrival_is_judged_for_its_site() -> None:
     """Records of the minute before the partition's first arrival (a backlog at start-up, within
     the lateness): that site's observation starts with them, and its first window is judged
@@ -720,7 +708,6 @@ def test_a_backlog_minute_just_before_the_first_arrival_is_judged_for_its_site()
     assert (first.status, first.samples) == ("pass", 6)
 
 
-@pytest.mark.usefixtures("judged_in_the_close")
 def test_a_kpi_window_is_judged_by_the_version_valid_when_it_started() -> None:
     """The threshold of LATENCY changed from 100 to 40 at T0 + 5 min: the window before keeps
     the first version (and says so), the window after is judged by the second."""
@@ -929,106 +916,3 @@ def test_batches_of_many_chunks_delete_as_many_as_they_write(
     assert live == {p.layout.journal(seq) for seq in [*p.chunks, *p.unswept]}
     assert most_waiting <= 70 * per_batch  # about a minute of chunks, not growing
     assert len(live) <= (120 + 70 + 70) * per_batch  # the horizon's, one sweep's, the lateness
-
-
-def every_ten_seconds(minutes: int) -> list[Record]:
-    """Two sites of two companies reporting every 10 s: a batch each."""
-    out = []
-    for n in range(minutes * 6):
-        ts = T0 + n * 10_000
-        out.append(record(2 * n, "GJ-BUK-0001", ts, 20.0 + n % 7))
-        out.append(record(2 * n + 1, "GJ-BUK-0002", ts, 30.0, device="GJ-BUK-0002-SEN1"))
-    return out
-
-
-def judged(results: list[BatchResult]) -> list[tuple[object, ...]]:
-    return [
-        (r.window_start, r.demonstration_id, r.kpi_id, r.site_id, r.value, r.status)
-        for res in results
-        for r in res.kpi_rows
-    ] + [(a.demonstration_id, a.site_id, a.kpi_id) for res in results for a in res.alert_rows]
-
-
-def in_batches(p: PartitionProcessor, records: list[Record]) -> list[BatchResult]:
-    return [
-        p.process(records[i : i + 2], SNAPSHOT, now_ms=records[i].timestamp)
-        for i in range(0, len(records), 2)
-    ]
-
-
-def test_kpi_windows_due_in_one_close_are_judged_together_once_it_is_over(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """The five-minute KPI windows of every site fall due in one close: none is judged in it;
-    the first batch from KPI_JUDGE_AFTER_MS after it judges them all, each once, with the
-    results and alerts of judging them in the close."""
-    assert 1_000 <= KPI_JUDGE_AFTER_MS < 10_000  # past a close's writes; results within seconds
-    records = every_ten_seconds(13)
-    monkeypatch.setattr(processor_module, "KPI_JUDGE_AFTER_MS", 0)
-    at_once = in_batches(processor(), records)
-    monkeypatch.setattr(processor_module, "KPI_JUDGE_AFTER_MS", 15_000)
-    after = in_batches(processor(), records)
-    closing = [i for i, r in enumerate(at_once) if r.kpi_rows]
-    assert [len(at_once[i].kpi_rows) for i in closing] == [7, 7]  # two KPI windows of 7 states
-    # 10 s after the close: still waiting; 20 s after: all seven.
-    assert [len(after[i + k].kpi_rows) for i in closing for k in (0, 1, 2)] == [0, 0, 7] * 2
-    assert sorted(map(str, judged(after))) == sorted(map(str, judged(at_once)))
-    assert len(set(judged(after))) == len(judged(after)) > 14
-
-
-def test_kpi_windows_left_due_by_a_crash_are_judged_by_the_next_owner(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """A crash right after a close that left KPI windows waiting: the processor restored from
-    the state written judges them, none twice, none lost."""
-    records = every_ten_seconds(8)
-    monkeypatch.setattr(processor_module, "KPI_JUDGE_AFTER_MS", 0)
-    reference = judged(in_batches(processor(), records))
-    monkeypatch.setattr(processor_module, "KPI_JUDGE_AFTER_MS", 15_000)
-    first, table = processor(), dict[bytes, bytes]()
-    before: list[BatchResult] = []
-    for i in range(0, len(records), 2):
-        before.append(first.process(records[i : i + 2], SNAPSHOT, now_ms=records[i].timestamp))
-        applied(table, before[-1])
-        if first.judgements_waiting():
-            break
-    second = processor()
-    second.restore(table.items(), SNAPSHOT, now_ms=records[i].timestamp)
-    assert second.judgements_waiting()
-    after = in_batches(second, records[i + 2 :])
-    assert sorted(map(str, judged(before + after))) == sorted(map(str, reference))
-    assert not second.judgements_waiting()
-
-
-def test_a_tick_judges_every_kpi_window_waiting_once_the_close_is_over(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """A partition whose records stop right after a close is not idle yet: a tick within
-    KPI_JUDGE_AFTER_MS of the close judges nothing, the next one every KPI window waiting,
-    without waiting for the idle timeout."""
-    monkeypatch.setattr(processor_module, "KPI_JUDGE_AFTER_MS", 3_000)
-    p = processor()
-    records = every_ten_seconds(8)
-    for i in range(0, len(records), 2):
-        closing = p.process(records[i : i + 2], SNAPSHOT, now_ms=records[i].timestamp)
-        if p.judgements_waiting():
-            break
-    assert closing.aggregate_rows
-    assert not closing.kpi_rows
-    assert p.tick(SNAPSHOT, now_ms=records[i].timestamp + 1_000).kpi_rows == []
-    assert len(p.tick(SNAPSHOT, now_ms=records[i].timestamp + 3_000).kpi_rows) == 7
-    assert not p.judgements_waiting()
-    assert p.tick(SNAPSHOT, now_ms=records[i].timestamp + 8_000).kpi_rows == []
-
-
-def test_a_stopping_worker_judges_the_kpi_windows_waiting() -> None:
-    """A worker stopping within KPI_JUDGE_AFTER_MS of a close judges what waits (a hub stopped
-    for good has no next owner to leave it to)."""
-    p = processor()
-    records = every_ten_seconds(8)
-    for i in range(0, len(records), 2):
-        p.process(records[i : i + 2], SNAPSHOT, now_ms=records[i].timestamp)
-        if p.judgements_waiting():
-            break
-    assert len(p.judge_waiting(SNAPSHOT, now_ms=records[i].timestamp + 1).kpi_rows) == 7
-    assert not p.judgements_waiting()
