@@ -285,10 +285,7 @@ def measure(
     warm = -(-(60 + lateness) // 60) * 60  # the first window closes at its end
     schedule = Schedule(start, warm, step_minutes * 60, rates)
 
-    def closing(step: int) -> list[int]:
-        return schedule.closing(step, lateness)
-
-    watched = sorted({m for k in range(len(rates)) for m in closing(k)})
+    watched = sorted({m for k in range(len(rates)) for m in schedule.closing(k, lateness)})
     visible = Visible()
     stop = threading.Event()
     watcher = threading.Thread(
@@ -306,7 +303,7 @@ def measure(
         step = len(results)
         if stopped or step >= len(rates) or now < schedule.step_start(step + 1) + SETTLED_S:
             return bool(stopped)
-        minutes = closing(step)
+        minutes = schedule.closing(step, lateness)
         waiting = any(m not in visible.seen for m in minutes)
         if waiting and now < schedule.step_start(step + 1) + GIVE_UP_S:
             return False
