@@ -46,4 +46,7 @@ async def test_a_short_demo_accounts_exactly_and_leaves_nothing_running(stack: S
         if line.startswith(("gwangju ", "jeonnam "))
     }
     assert len(printed) == len(districts) == 27, sorted(printed)
+    # Each table says what it counts: the districts' the last 24 h, the demonstrations' this run.
+    assert "KPI windows of the last 24 h" in out
+    assert "KPI windows judged during this run, per demonstration" in out
     assert not any(listening(p) for p in ports), "the demo left a process listening"

@@ -243,8 +243,10 @@ async def demonstrations_table(settings: Settings, since_s: float) -> str:
     finally:
         await conn.close()
     lines = [
+        "KPI windows judged during this run, per demonstration (the table above counts the "
+        "last 24 h):",
         f"{'demonstration':14} {'company':22} {'KPI windows':>11} {'pass':>7} {'fail':>7} "
-        f"{'no data':>7} {'compliance':>10}"
+        f"{'no data':>7} {'compliance':>10}",
     ]
     for r in rows:
         decided = r["passed"] + r["failed"]
