@@ -38,8 +38,17 @@ def _keys(values: Sequence[float]) -> list[int]:
 
 
 def _store(keys: list[int]) -> DenseStore:
+    """The lowest and highest bins first, so the store sizes its range once: added in order, each
+    new highest bin re-centred the whole store (over half the time of a fold of 256 values)."""
     store = DenseStore()
-    for key, n in sorted(Counter(keys).items()):
+    counts = Counter(keys)
+    if not counts:
+        return store
+    low, high = min(counts), max(counts)
+    store.add(low, float(counts.pop(low)))
+    if high != low:
+        store.add(high, float(counts.pop(high)))
+    for key, n in counts.items():
         store.add(key, float(n))
     return store
 
