@@ -31,6 +31,10 @@ FAIL: Final = "fail"
 INSUFFICIENT: Final = "insufficient_data"
 KST_OFFSET_MS: Final = 9 * 3600 * 1000
 
+# The aggregations judged on a quantile: only their states keep the values merged (binned into a
+# sketch); the others need the count, sum, min and max alone.
+QUANTILES: Final[dict[str, float]] = {"p50": 0.50, "p95": 0.95, "p99": 0.99}
+
 OPS: Final[dict[str, Callable[[float, float], bool]]] = {
     "<": operator.lt,
     "<=": operator.le,
@@ -112,7 +116,10 @@ def merge_minute(
     ):
         return False
     if metric == kpi.metric:
-        state.acc.merge(acc)
+        if kpi.aggregation in QUANTILES:
+            state.acc.merge(acc)
+        else:
+            state.acc.merge_summary(acc)
         if acc.max > 0:
             state.minutes_up += 1
     if metric in kpi.denominator:
@@ -170,6 +177,9 @@ def value_of(kpi: Kpi, state: KpiState) -> float | None:
         return acc.sum / denominator if acc.count and denominator else None
     if acc.count == 0:
         return None
+    quantile = QUANTILES.get(kpi.aggregation)
+    if quantile is not None:
+        return acc.quantile(quantile)
     match kpi.aggregation:
         case "mean":
             return acc.sum / acc.count
@@ -181,12 +191,6 @@ def value_of(kpi: Kpi, state: KpiState) -> float | None:
             return acc.sum / coverage(kpi, state)
         case "rate":
             return acc.sum / (observed_ms(kpi, state) / MINUTE_MS)
-        case "p50":
-            return acc.quantile(0.50)
-        case "p95":
-            return acc.quantile(0.95)
-        case "p99":
-            return acc.quantile(0.99)
     raise ValueError(f"unknown aggregation {kpi.aggregation!r}")
 
 

@@ -153,6 +153,16 @@ class Acc:
         else:
             self.sketch.merge(other.sketch)
 
+    def merge_summary(self, other: Acc) -> None:
+        """The other's count, sum, min and max, not its values: for a KPI that judges no
+        quantile, whose values would only be binned and written with its state every minute."""
+        if other.count == 0:
+            return
+        self.count += other.count
+        self.sum += other.sum
+        self.min = min(self.min, other.min)
+        self.max = max(self.max, other.max)
+
     def quantile(self, q: float) -> float | None:
         return self.quantiles((q,))[0]
 

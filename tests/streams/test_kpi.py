@@ -9,7 +9,8 @@ import pytest
 from hub.registry.model import KST, Kpi
 from streams import kpi as kpis
 from streams.kpi import KpiState
-from streams.windows import MINUTE_MS, Acc
+from streams.state import encode_kpi_state
+from streams.windows import MINUTE_MS, RELATIVE_ACCURACY, Acc
 
 T0 = 1_795_600_200_000 - 1_795_600_200_000 % 300_000  # a 5-minute boundary
 
@@ -54,6 +55,32 @@ def test_aggregations_over_merged_minutes(aggregation: str, expected: float) -> 
     merge(state, k, T0, acc(10.0, 20.0))
     merge(state, k, T0 + MINUTE_MS, acc(30.0, 40.0))
     assert kpis.value_of(k, state) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize(("aggregation", "expected"), [("p50", 20.0), ("p95", 30.0), ("p99", 30.0)])
+def test_a_quantile_kpi_is_judged_on_every_value_merged(aggregation: str, expected: float) -> None:
+    k = kpi(aggregation)
+    state = KpiState(T0, observed_from_ms=T0)
+    merge(state, k, T0, acc(10.0, 20.0))
+    merge(state, k, T0 + MINUTE_MS, acc(30.0, 40.0))
+    assert list(state.acc.pending) == [10.0, 20.0, 30.0, 40.0]
+    assert kpis.value_of(k, state) == pytest.approx(expected, rel=RELATIVE_ACCURACY)
+
+
+@pytest.mark.parametrize(
+    "aggregation", ["mean", "min", "max", "sum", "count", "rate", "availability"]
+)
+def test_a_kpi_judged_on_no_quantile_keeps_no_values(aggregation: str) -> None:
+    """Its state is the count, sum, min and max: no values binned at a close, none written
+    with the state every minute (a minute of 10 Hz is 600 values)."""
+    k = kpi(aggregation)
+    state = KpiState(T0, observed_from_ms=T0)
+    merge(state, k, T0, acc(*[1.0] * 600))
+    merge(state, k, T0 + MINUTE_MS, acc(2.0, 4.0))
+    assert (state.acc.count, state.acc.sum, state.acc.min, state.acc.max) == (602, 606.0, 1.0, 4.0)
+    assert not state.acc.pending
+    assert state.acc.binned is None
+    assert len(encode_kpi_state(state)) < 200
 
 
 def test_a_ratio_divides_the_sum_of_its_metric_by_the_sums_of_its_denominator() -> None:
