@@ -142,10 +142,7 @@ class Acc:
         """Values the other has not binned are taken as values (the same bins either way)."""
         if other.count == 0:
             return
-        self.count += other.count
-        self.sum += other.sum
-        self.min = min(self.min, other.min)
-        self.max = max(self.max, other.max)
+        self.merge_summary(other)
         if other.binned is None:
             self.pending.extend(other.pending)
             if len(self.pending) >= FOLD_AT:
